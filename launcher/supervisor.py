@@ -1,0 +1,336 @@
+"""Start, stop and inspect the local federation: Kafka first, then the services of launcher.topology in order
+(hub, nodes, gateway), each `python -m <module>` in its own session with its log under home/logs.
+
+`up` is idempotent: what already runs from this home (proven by pid file + cmdline) is kept, what is missing
+is started, and it returns when every service answers /readyz. If it fails, it stops what this call started,
+so a failed `up` leaves things as they were. `yibao up`/`down` and the tests all go through the functions
+here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from launcher import kafka
+from launcher.state import (
+    KAFKA_NAME,
+    LaunchError,
+    PidRecord,
+    StatePaths,
+    ensure_layout,
+    external_kafka_bootstrap,
+    is_ours_and_alive,
+    kafka_bootstrap,
+    load_or_create_secrets,
+    log_tail,
+    port_free,
+    process_alive,
+    read_pid_file,
+    read_pid_files,
+    remove_pid_file,
+    repo_root,
+    resolve_operator_token,
+    service_env,
+    spawn_logged,
+    stop_processes,
+    tcp_answers,
+    utc_now_iso,
+    wipe_state,
+    write_pid_file,
+)
+from launcher.topology import DEFAULT_PROVINCES, HOST, KAFKA_PORT, ServiceSpec, federation
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("yibao.launcher")
+
+READY_TIMEOUT_S = 90.0
+READY_POLL_INTERVAL_S = 0.2
+# Per request: a service that is up answers /readyz in milliseconds; a slow answer just means "not yet".
+READY_REQUEST_TIMEOUT_S = 1.0
+HEALTH_TIMEOUT_S = 1.0
+STOP_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    url: str
+    alive: bool
+    healthy: bool
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name, "pid": self.pid, "url": self.url, "alive": self.alive, "healthy": self.healthy
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- queries
+
+
+def running_services(home: Path) -> list[PidRecord]:
+    """Service records (not Kafka) whose process is alive and provably ours."""
+    return [r for r in read_pid_files(home) if r.name != KAFKA_NAME and is_ours_and_alive(r)]
+
+
+def running_provinces(home: Path) -> list[str] | None:
+    """The provinces the running federation was started with, or None if no service of it runs."""
+    for record in running_services(home):
+        if record.provinces:
+            return list(record.provinces)
+    return None
+
+
+def federation_status(home: Path) -> list[ServiceStatus]:
+    """Every service of the running federation (or of the default one when nothing runs) and Kafka."""
+    provinces = running_provinces(home) or list(DEFAULT_PROVINCES)
+    records = {r.name: r for r in read_pid_files(home)}
+    statuses: list[ServiceStatus] = []
+    with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
+        for spec in federation(provinces):
+            record = records.get(spec.name)
+            alive = record is not None and is_ours_and_alive(record)
+            healthy = _get_ok(client, f"{spec.url}/healthz")
+            pid = record.pid if record else None
+            statuses.append(ServiceStatus(spec.name, pid, spec.url, alive, healthy))
+    external = external_kafka_bootstrap()
+    kafka_record = records.get(KAFKA_NAME)
+    kafka_alive = kafka_record is not None and is_ours_and_alive(kafka_record)
+    bootstrap = kafka_bootstrap()
+    statuses.append(
+        ServiceStatus(
+            KAFKA_NAME,
+            kafka_record.pid if kafka_record and external is None else None,
+            bootstrap,
+            kafka_alive if external is None else _bootstrap_answers(bootstrap),
+            _bootstrap_answers(bootstrap),
+        )
+    )
+    return statuses
+
+
+def _bootstrap_answers(bootstrap: str) -> bool:
+    """Kafka has no /healthz: a TCP connect to the first bootstrap address is the cheap liveness check."""
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    try:
+        return tcp_answers(host or HOST, int(port or KAFKA_PORT), HEALTH_TIMEOUT_S)
+    except ValueError:
+        return False
+
+
+def _get_ok(client: httpx.Client, url: str) -> bool:
+    try:
+        return client.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------------- up
+
+
+def start_federation(home: Path, provinces: list[str], fresh: bool) -> None:
+    """`yibao up`: Kafka, topics, then every service of federation(provinces), returning when all answer
+    /readyz. fresh: stop whatever runs from this home and wipe its state (databases, Kafka data, logs,
+    secrets; PostgreSQL schemas when YIBAO_DATABASE_URL is set) first. Raises LaunchError."""
+    home = home.resolve()
+    provinces = list(dict.fromkeys(provinces))  # order kept, duplicates dropped: one node per province
+    if not provinces:
+        raise LaunchError("at least one province is needed")
+    if fresh:
+        _fresh_start(home, provinces)
+    paths = ensure_layout(home)
+    # Generate the secrets and operator token now, not halfway through starting services.
+    load_or_create_secrets(home)
+    resolve_operator_token(home)
+
+    specs = federation(provinces)
+    already = _check_running_matches(home, provinces, specs)
+    to_start = [spec for spec in specs if spec.name not in already]
+    if not to_start:
+        log.info("the federation is already running from %s", home)
+    # Fail fast on a taken port, before anything is started.
+    kafka.check_kafka_ports(home)
+    for spec in to_start:
+        _check_port(spec)
+
+    started: list[PidRecord] = []
+    kafka_started = False
+    try:
+        kafka_started = kafka.ensure_kafka(home, provinces)
+        for spec in to_start:
+            started.append(_start_service(home, paths, spec, provinces))
+        wait_ready(home, specs, READY_TIMEOUT_S)
+    except BaseException:
+        # Leave things as they were before this `up`: stop only what it started. BaseException: a Ctrl-C
+        # during the wait must not leave half a federation running detached.
+        if started:
+            log.warning("stopping the services this `up` started")
+            stop_processes(started, STOP_GRACE_S)
+            for record in started:
+                remove_pid_file(home, record.name)
+        if kafka_started:
+            kafka.stop_kafka(home)
+        raise
+
+
+def _fresh_start(home: Path, provinces: list[str]) -> None:
+    stop_federation(home)
+    wipe_state(home)
+    # Read like a service reads it, so YIBAO_DB_SCHEMA_PREFIX gives the same schema names.
+    settings = ServiceSettings()
+    if settings.database_url:
+        _drop_schemas(settings, provinces)
+
+
+def _drop_schemas(settings: ServiceSettings, provinces: list[str]) -> None:
+    """PostgreSQL's counterpart of deleting the SQLite files: every schema of these provinces and of the
+    default ones (so a previous run with other provinces leaves nothing behind either)."""
+    # Imported here: shared.db pulls in SQLAlchemy, which only this rare path needs.
+    from shared.db import drop_schemas, schema_name
+
+    all_provinces = list(dict.fromkeys([*provinces, *DEFAULT_PROVINCES]))
+    schemas = [schema_name(settings, spec.db_instance) for spec in federation(all_provinces)]
+    log.info("dropping PostgreSQL schemas: %s", ", ".join(schemas))
+    try:
+        asyncio.run(drop_schemas(settings.database_url, schemas))
+    except Exception as exc:  # connection refused, auth, ...: the message is what the operator needs
+        raise LaunchError(f"dropping the PostgreSQL schemas failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_running_matches(home: Path, provinces: list[str], specs: list[ServiceSpec]) -> set[str]:
+    """Names of the requested services that already run. A federation running with other provinces is an
+    error: its hub and gateway were told another province list, so mixing would give a lopsided federation."""
+    wanted = {spec.name for spec in specs}
+    running = running_services(home)
+    for record in running:
+        if record.name not in wanted or (record.provinces and list(record.provinces) != provinces):
+            current = ",".join(record.provinces) or "?"
+            raise LaunchError(
+                f"a federation is already running from {home} with provinces {current}; "
+                f"run `yibao down` first, or `yibao up --fresh` to start over with {','.join(provinces)}"
+            )
+    # Records of dead (or recycled) pids are stale: drop them so status and down see only the truth.
+    running_names = {r.name for r in running}
+    for record in read_pid_files(home):
+        if record.name != KAFKA_NAME and record.name not in running_names:
+            remove_pid_file(home, record.name)
+    return running_names
+
+
+def _check_port(spec: ServiceSpec) -> None:
+    if not port_free(spec.port):
+        raise LaunchError(
+            f"port {HOST}:{spec.port} (service {spec.name}) is already in use by a process this launcher did "
+            "not start from this home; stop it first (`ss -ltnp` shows who holds it)"
+        )
+
+
+def _start_service(home: Path, paths: StatePaths, spec: ServiceSpec, provinces: list[str]) -> PidRecord:
+    _check_port(spec)  # again: the port may have been taken since the up-front check
+    proc = spawn_logged(
+        [sys.executable, "-m", spec.module],
+        env=service_env(spec, home, provinces),
+        cwd=repo_root(),
+        log_path=paths.log_file(spec.name),
+    )
+    record = PidRecord(
+        name=spec.name,
+        pid=proc.pid,
+        port=spec.port,
+        url=spec.url,
+        started_at=utc_now_iso(),
+        module=spec.module,
+        provinces=tuple(provinces),
+    )
+    write_pid_file(home, record)
+    log.info("started %s (pid %d) on %s", spec.name, proc.pid, spec.url)
+    return record
+
+
+def wait_ready(home: Path, specs: list[ServiceSpec], timeout_s: float) -> None:
+    """Poll GET <url>/readyz until every service answers 200. A service whose process exits meanwhile fails
+    the wait at once, with the end of its log."""
+    paths = StatePaths(home)
+    pending = {spec.name: spec for spec in specs}
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=READY_REQUEST_TIMEOUT_S) as client:
+        while pending:
+            for name, spec in list(pending.items()):
+                record = read_pid_file(paths.pid_file(name))
+                if record is None or not process_alive(record.pid):
+                    log_file = paths.log_file(name)
+                    raise LaunchError(
+                        f"service {name} exited during startup; last lines of {log_file}:\n"
+                        f"{log_tail(log_file)}"
+                    )
+                if _get_ok(client, f"{spec.url}/readyz"):
+                    log.info("%s is ready", name)
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                details = "\n\n".join(
+                    f"== {name} ({paths.log_file(name)}):\n{log_tail(paths.log_file(name), 15)}"
+                    for name in pending
+                )
+                raise LaunchError(
+                    f"not ready after {timeout_s:.0f} s: {', '.join(pending)} "
+                    f"(GET /readyz never returned 200)\n{details}"
+                )
+            time.sleep(READY_POLL_INTERVAL_S)
+
+
+# ---------------------------------------------------------------------------------------------------- down
+
+
+def stop_federation(home: Path) -> None:
+    """`yibao down`: stop every process named by a pid file of this home that is provably ours, services first
+    (they flush to Kafka on shutdown), Kafka last; remove the pid files."""
+    home = home.resolve()
+    records = read_pid_files(home)
+    services = [r for r in records if r.name != KAFKA_NAME]
+    killed = stop_processes(services, STOP_GRACE_S)
+    if killed:
+        log.warning("had to kill: %s", ", ".join(killed))
+    for record in services:
+        remove_pid_file(home, record.name)
+    kafka.stop_kafka(home)
+
+
+# ---------------------------------------------------------------------------------------------- one service
+
+
+def signal_service(home: Path, name: str, sig: int) -> None:
+    """Send `sig` to one running service of this home (crash tests: SIGKILL between steps). Only a pid from
+    our pid files that is provably ours is signalled."""
+    record = read_pid_file(StatePaths(home.resolve()).pid_file(name))
+    if record is None or not is_ours_and_alive(record):
+        raise LaunchError(f"service {name} is not running from {home}")
+    os.kill(record.pid, sig)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while process_alive(record.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process_alive(record.pid):
+        raise LaunchError(f"service {name} (pid {record.pid}) did not stop")
+    remove_pid_file(home.resolve(), name)
+
+
+def restart_service(home: Path, name: str) -> None:
+    """Start one stopped service again with the federation's provinces and wait until it is ready."""
+    home = home.resolve()
+    provinces = running_provinces(home)
+    if not provinces:
+        raise LaunchError(f"no federation is running from {home}")
+    spec = next((s for s in federation(provinces) if s.name == name), None)
+    if spec is None:
+        raise LaunchError(f"no service named {name} in this federation")
+    _start_service(home, ensure_layout(home), spec, provinces)
+    wait_ready(home, [spec], READY_TIMEOUT_S)

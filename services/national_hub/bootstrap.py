@@ -1,0 +1,75 @@
+"""The one wiring function of the national hub, used by `python -m services.national_hub` and by tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.national_hub.config import HubSettings
+from services.national_hub.entrypoints import api
+from services.national_hub.service_layer import messages, transfers
+from services.national_hub.service_layer.context import HubContext
+from shared.clock import Clock, SystemClock
+from shared.contracts import topics
+from shared.contracts.envelope import Envelope
+from shared.db import UnitOfWork
+from shared.logs import configure_logging
+from shared.runtime import Runtime, start_runtime, stop_runtime
+from shared.web import create_app
+
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+log = logging.getLogger("yibao.hub")
+
+
+def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or HubSettings()
+    clock = clock or SystemClock(settings.clock_offset_s)
+    state: dict[str, Runtime] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level)
+        ctx_holder: list[HubContext] = []
+
+        async def handle(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+            await messages.handle_batch(ctx_holder[0], uow, envelopes)
+
+        runtime = await start_runtime(settings, instance="hub", client_id="hub", migrations=MIGRATIONS,
+                                      inbound_topic=topics.HUB_INBOUND, handler=handle)
+        ctx = HubContext(settings=settings, db=runtime.db, clock=clock)
+        ctx_holder.append(ctx)
+
+        async def timeouts() -> None:
+            while True:
+                await asyncio.sleep(settings.timeout_scan_interval_s)
+                try:
+                    async with UnitOfWork(ctx.db) as uow:
+                        if await transfers.cancel_overdue(ctx, uow):
+                            await uow.commit()
+                except Exception:
+                    log.exception("timeout scan failed; next scan retries")
+
+        runtime.spawn("transfer-timeouts", timeouts)
+        state["runtime"] = runtime
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await stop_runtime(runtime)
+
+    async def database_reachable() -> None:
+        await state["runtime"].check_database()
+
+    async def kafka_reachable() -> None:
+        await state["runtime"].check_kafka()
+
+    app, _ = create_app("Yibao national hub", lifespan, [database_reachable, kafka_reachable])
+    app.include_router(api.public)
+    app.include_router(api.admin)
+    app.include_router(api.internal)
+    return app

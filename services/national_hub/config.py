@@ -1,0 +1,17 @@
+"""Hub settings (env YIBAO_*)."""
+
+from __future__ import annotations
+
+from shared.settings import ServiceSettings
+
+
+class HubSettings(ServiceSettings):
+    http_port: int = 8000
+    # A transfer not credited within this time is cancelled at the destination and refunded (issue: refunds).
+    transfer_timeout_s: float = 60.0
+    timeout_scan_interval_s: float = 1.0
+    token_ttl_s: int = 1800
+
+    @property
+    def service_name(self) -> str:
+        return "hub"

@@ -1,0 +1,31 @@
+"""The hub's transfer state machine: the single place where a transfer's fate is decided.
+
+    ROUTED --credit-result CREDITED--> CREDITED
+    ROUTED --credit-result REJECTED--> REFUNDED
+    ROUTED --timeout--> CANCEL_REQUESTED --answer CREDITED--> CREDITED
+                                         --answer REJECTED--> REFUNDED
+
+After a timeout the hub does not refund on its own: it asks the destination to cancel, and the destination
+(which processes the credit and the cancel in order on one partition) answers with what it actually did. So a
+refund is only ever decided once the destination has promised never to credit: credited once or refunded once,
+never both."""
+
+from __future__ import annotations
+
+ROUTED = "ROUTED"
+CANCEL_REQUESTED = "CANCEL_REQUESTED"
+CREDITED = "CREDITED"
+REFUNDED = "REFUNDED"
+OPEN_STATES = (ROUTED, CANCEL_REQUESTED)
+FINAL_STATES = (CREDITED, REFUNDED)
+
+
+def after_result(state: str, outcome: str) -> str | None:
+    """The next state for a destination's answer, or None when the transfer is already decided."""
+    if state not in OPEN_STATES:
+        return None
+    return CREDITED if outcome == "CREDITED" else REFUNDED
+
+
+def after_timeout(state: str) -> str | None:
+    return CANCEL_REQUESTED if state == ROUTED else None

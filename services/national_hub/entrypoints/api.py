@@ -1,0 +1,88 @@
+"""The hub's HTTP surface: identity (public), admin kinship import and operator views (operator token), and
+the internal API the province nodes call (internal token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from services.national_hub.service_layer import bindings, directory, transfers
+from services.national_hub.service_layer.context import HubContext
+from services.national_hub.service_layer.directory import KinshipImport, SessionRequest
+from shared.contracts.internal_api import (
+    BindingActionRequest,
+    BindingCreateRequest,
+    DirectoryRegistrationBatch,
+)
+from shared.db import ReadView, UnitOfWork
+from shared.idempotency import run_idempotent
+from shared.web import require_static_token
+
+public = APIRouter(tags=["identity"])
+admin = APIRouter(tags=["admin"])
+internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+
+def _ctx(request: Request) -> HubContext:
+    ctx: HubContext = request.app.state.ctx
+    return ctx
+
+
+def operator_only(request: Request) -> None:
+    require_static_token(request, _ctx(request).settings.operator_token, "operator")
+
+
+def internal_only(request: Request) -> None:
+    require_static_token(request, _ctx(request).settings.internal_token, "internal")
+
+
+@public.post("/v1/identity/sessions", status_code=201)
+async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ReadView(ctx.db) as view:
+        return await directory.open_session(ctx, view, body)
+
+
+@admin.post("/v1/admin/kinship:import", dependencies=[Depends(operator_only)])
+async def import_kinship(request: Request, body: KinshipImport) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: directory.import_kinship(ctx, uow, body))
+
+
+@admin.get("/v1/ops/transfers/{transfer_id}/trace", dependencies=[Depends(operator_only)])
+async def transfer_trace(request: Request, transfer_id: str) -> dict[str, Any]:
+    async with ReadView(_ctx(request).db) as view:
+        return await transfers.trace(view, transfer_id)
+
+
+@internal.post("/directory/persons", dependencies=[Depends(internal_only)])
+async def register_persons(request: Request, body: DirectoryRegistrationBatch) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, "internal", lambda uow: directory.register(ctx, uow, body))
+
+
+async def _in_uow(ctx: HubContext, work: Any) -> dict[str, Any]:
+    async with UnitOfWork(ctx.db) as uow:
+        result: dict[str, Any] = await work(uow)
+        await uow.commit()
+    return result
+
+
+@internal.post("/bindings", dependencies=[Depends(internal_only)])
+async def create_binding(request: Request, body: BindingCreateRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: bindings.create(ctx, uow, body))
+
+
+@internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(internal_only)])
+async def confirm_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
+
+
+@internal.post("/bindings/{binding_id}:end", dependencies=[Depends(internal_only)])
+async def end_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: bindings.end(ctx, uow, binding_id, body))

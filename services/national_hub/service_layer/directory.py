@@ -1,0 +1,113 @@
+"""Directory (keyed ID hash -> home province) and identity sessions."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+
+from services.national_hub.adapters.tables import DirectoryPerson, KinshipFact
+from services.national_hub.domain.kinship import RELATIONS
+from services.national_hub.service_layer.context import HubContext
+from shared import tokens
+from shared.contracts.internal_api import DirectoryRegistrationBatch
+from shared.credentials import decode_face_image, face_hash, verify_password
+from shared.db import ReadView, UnitOfWork
+from shared.ids import InvalidIdNo, id_hash, name_hash
+from shared.web import ApiError
+
+DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
+KINSHIP = KinshipFact.__table__  # type: ignore[attr-defined]
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id_no: str
+    name: str
+    method: Literal["password", "face"]
+    password: str | None = None
+    face_image_b64: str | None = None
+
+
+class KinshipRelation(BaseModel):
+    id_no_a: str
+    id_no_b: str
+    relation: str
+
+
+class KinshipImport(BaseModel):
+    relations: list[KinshipRelation]
+
+
+async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistrationBatch) -> tuple[int, Any]:
+    now = ctx.clock.now()
+    for person in batch.persons:
+        values = person.model_dump() | {"updated_at": now}
+        existing = (await uow.execute(sa.select(DIRECTORY.c.psn_no).where(
+            DIRECTORY.c.id_hash == person.id_hash))).first()
+        if existing is None:
+            await uow.execute(sa.insert(DIRECTORY).values(**values))
+        else:
+            await uow.execute(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == person.id_hash).values(**values))
+    return 200, {"registered": len(batch.persons)}
+
+
+def _authentication_failed() -> ApiError:
+    return ApiError(401, "AUTHENTICATION_FAILED", "identity could not be verified")
+
+
+async def open_session(ctx: HubContext, view: ReadView, body: SessionRequest) -> dict[str, Any]:
+    key = ctx.settings.id_hash_key_bytes
+    try:
+        hashed = id_hash(key, body.id_no)
+    except InvalidIdNo as exc:
+        raise ApiError(422, "INVALID_ID_NO", "id_no fails the GB 11643 check") from exc
+    person = (await view.execute(sa.select(DIRECTORY).where(DIRECTORY.c.id_hash == hashed))).first()
+    if person is None or not hmac.compare_digest(person.name_hash, name_hash(key, body.name)):
+        raise _authentication_failed()
+    if body.method == "password":
+        if not body.password or not person.password_hash or not verify_password(body.password,
+                                                                                 person.password_hash):
+            raise _authentication_failed()
+        amr = ("pwd",)
+    else:
+        try:
+            presented = face_hash(key, decode_face_image(body.face_image_b64 or ""))
+        except ValueError as exc:
+            raise _authentication_failed() from exc
+        if not person.face_hash or not hmac.compare_digest(presented, person.face_hash):
+            raise _authentication_failed()
+        amr = ("face",)
+    now_s = int(ctx.clock.now().timestamp())
+    ttl_s = ctx.settings.token_ttl_s
+    token = tokens.issue(ctx.settings.token_key.encode(),
+                         tokens.Claims(person.psn_no, person.insuplc_admdvs, amr, now_s, now_s + ttl_s))
+    return {"access_token": token, "token_type": "bearer", "psn_no": person.psn_no,
+            "insuplc_admdvs": person.insuplc_admdvs, "amr": list(amr), "expires_in": ttl_s}
+
+
+async def import_kinship(ctx: HubContext, uow: UnitOfWork, body: KinshipImport) -> tuple[int, Any]:
+    key = ctx.settings.id_hash_key_bytes
+    rows = []
+    for index, fact in enumerate(body.relations):
+        if fact.relation not in RELATIONS:
+            raise ApiError(422, "INVALID_RELATION", f"relations[{index}].relation must be one of {RELATIONS}")
+        try:
+            a, b = id_hash(key, fact.id_no_a), id_hash(key, fact.id_no_b)
+        except InvalidIdNo as exc:
+            raise ApiError(422, "INVALID_ID_NO", f"relations[{index}]: an ID number fails GB 11643") from exc
+        if a == b:
+            raise ApiError(422, "INVALID_RELATION", f"relations[{index}]: a person is not their own relative")
+        rows.append((a, b, fact.relation))
+    imported = 0
+    for a, b, relation in dict.fromkeys(rows):
+        exists = (await uow.execute(sa.select(KINSHIP.c.relation).where(
+            KINSHIP.c.id_hash_a == a, KINSHIP.c.id_hash_b == b, KINSHIP.c.relation == relation))).first()
+        if exists is None:
+            await uow.execute(sa.insert(KINSHIP).values(id_hash_a=a, id_hash_b=b, relation=relation,
+                                                        imported_at=ctx.clock.now()))
+            imported += 1
+    return 200, {"imported": imported, "already_known": len(rows) - imported}

@@ -1,0 +1,116 @@
+"""Routing of transfers between province nodes, their timeouts, and the obligations clearing will net."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.national_hub.adapters.tables import ClearingObligation, HubTransfer, TransferHop
+from services.national_hub.domain import transfer_state
+from services.national_hub.service_layer.bindings import BINDINGS
+from services.national_hub.service_layer.context import HubContext
+from shared.clock import iso
+from shared.contracts import topics
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import (
+    TransferCancel,
+    TransferCredit,
+    TransferCreditResult,
+    TransferRequested,
+    TransferSettled,
+)
+from shared.db import ReadView, UnitOfWork
+from shared.outbox import emit
+from shared.web import ApiError
+
+TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
+HOPS = TransferHop.__table__  # type: ignore[attr-defined]
+OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
+
+
+async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: Any) -> None:
+    await uow.execute(sa.insert(HOPS).values(transfer_id=transfer_id, hop=hop, service=service, at=at))
+
+
+async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferRequested) -> None:
+    if (await uow.execute(sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == msg.transfer_id))).first():
+        return
+    now = ctx.clock.now()
+    await _hop(uow, msg.transfer_id, "ACCEPTED", env.source, msg.accepted_at)
+    await _hop(uow, msg.transfer_id, "ROUTING", ctx.source, now)
+    binding = (await uow.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == msg.binding_id))).first()
+    refusal = None
+    if binding is None or binding.state != "ACTIVE":
+        refusal = "BINDING_NOT_ACTIVE"
+    elif (binding.giver_psn_no, binding.relative_psn_no) != (msg.giver_psn_no, msg.receiver_psn_no):
+        refusal = "BINDING_MISMATCH"
+    deadline = msg.accepted_at + timedelta(seconds=ctx.settings.transfer_timeout_s)
+    row = msg.model_dump(exclude={"accepted_at"}) | {"accepted_at": msg.accepted_at, "routed_at": now,
+                                                      "deadline_at": deadline}
+    if refusal:
+        await uow.execute(sa.insert(TRANSFERS).values(state=transfer_state.REFUNDED, reason=refusal,
+                                                      decided_at=now, **row))
+        await _settle(ctx, uow, env, msg.transfer_id, msg.giver_admdvs, "REFUNDED", refusal, None)
+        return
+    await uow.execute(sa.insert(TRANSFERS).values(state=transfer_state.ROUTED, **row))
+    await emit(uow, topics.province_inbound(msg.receiver_admdvs), msg.transfer_id, TransferCredit(
+        transfer_id=msg.transfer_id, binding_id=msg.binding_id, giver_psn_no=msg.giver_psn_no,
+        giver_admdvs=msg.giver_admdvs, receiver_psn_no=msg.receiver_psn_no, receiver_admdvs=msg.receiver_admdvs,
+        amount_fen=msg.amount_fen, accepted_at=msg.accepted_at, credit_by=deadline),
+        source=ctx.source, trace_id=env.trace_id)
+
+
+async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferCreditResult) -> None:
+    row = (await uow.execute(sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id))).first()
+    if row is None:
+        return
+    now = ctx.clock.now()
+    await _hop(uow, msg.transfer_id, f"DESTINATION_{msg.outcome}", env.source, msg.credited_at or now)
+    next_state = transfer_state.after_result(row.state, msg.outcome)
+    if next_state is None:
+        return  # already decided; a late or repeated answer changes nothing
+    await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id).values(
+        state=next_state, reason=msg.reason, decided_at=now))
+    if next_state == transfer_state.CREDITED and row.giver_admdvs != row.receiver_admdvs:
+        await uow.execute(sa.insert(OBLIGATIONS).values(
+            kind="TRANSFER", ref=msg.transfer_id, debtor_admdvs=row.giver_admdvs,
+            creditor_admdvs=row.receiver_admdvs, amount_fen=row.amount_fen, created_at=now))
+    outcome = "CREDITED" if next_state == transfer_state.CREDITED else "REFUNDED"
+    await _settle(ctx, uow, env, msg.transfer_id, row.giver_admdvs, outcome, msg.reason, msg.credited_at)
+
+
+async def _settle(ctx: HubContext, uow: UnitOfWork, env: Envelope, transfer_id: str, giver_admdvs: str,
+                  outcome: str, reason: str | None, credited_at: Any) -> None:
+    await _hop(uow, transfer_id, f"DECIDED_{outcome}", ctx.source, ctx.clock.now())
+    await emit(uow, topics.province_inbound(giver_admdvs), transfer_id,
+               TransferSettled(transfer_id=transfer_id, outcome=outcome,
+                               reason=reason, credited_at=credited_at),
+               source=ctx.source, trace_id=env.trace_id)
+
+
+async def cancel_overdue(ctx: HubContext, uow: UnitOfWork, limit: int = 500) -> int:
+    """Timeout: ask the destination to cancel each overdue transfer; its answer decides (see transfer_state)."""
+    now = ctx.clock.now()
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+        TRANSFERS.c.state == transfer_state.ROUTED, TRANSFERS.c.deadline_at < now).limit(limit))).all()
+    for row in rows:
+        await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == row.transfer_id).values(
+            state=transfer_state.CANCEL_REQUESTED))
+        await _hop(uow, row.transfer_id, "TIMEOUT_CANCEL_REQUESTED", ctx.source, now)
+        await emit(uow, topics.province_inbound(row.receiver_admdvs), row.transfer_id,
+                   TransferCancel(transfer_id=row.transfer_id, reason="TIMEOUT"), source=ctx.source,
+                   trace_id=row.transfer_id)
+    return len(rows)
+
+
+async def trace(view: ReadView, transfer_id: str) -> dict[str, Any]:
+    row = (await view.execute(sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == transfer_id))).first()
+    if row is None:
+        raise ApiError(404, "TRANSFER_NOT_FOUND", "the hub has not seen this transfer")
+    hops = (await view.execute(sa.select(HOPS).where(HOPS.c.transfer_id == transfer_id).order_by(HOPS.c.at,
+                                                                                                  HOPS.c.id))).all()
+    return {"transfer_id": transfer_id, "state": row.state, "reason": row.reason, "amount_fen": row.amount_fen,
+            "giver_admdvs": row.giver_admdvs, "receiver_admdvs": row.receiver_admdvs,
+            "hops": [{"hop": h.hop, "service": h.service, "at": iso(h.at)} for h in hops]}

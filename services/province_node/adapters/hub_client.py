@@ -1,0 +1,56 @@
+"""HTTP client for the hub's internal API (directory and binding registry). Explicit timeouts; a hub error
+with a stable code is passed on to the citizen unchanged, an unreachable hub is a 503."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from shared.contracts.events import BindingSnapshot
+from shared.contracts.internal_api import (
+    BindingActionRequest,
+    BindingCreateRequest,
+    BindingResponse,
+    DirectoryRegistrationBatch,
+)
+from shared.web import ApiError
+
+
+class HubClient:
+    def __init__(self, base_url: str, internal_token: str, timeout_s: float) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s),
+            headers={"authorization": f"Bearer {internal_token}"},
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, "HUB_UNAVAILABLE", f"the national hub did not answer: {type(exc).__name__}") from exc
+        payload: dict[str, Any] = response.json() if response.content else {}
+        if response.status_code >= 400:
+            error = payload.get("error", {}) if isinstance(payload, dict) else {}
+            status = response.status_code if response.status_code < 500 else 503
+            raise ApiError(status, str(error.get("code", "HUB_ERROR")), str(error.get("message", "hub refused")))
+        return payload
+
+    async def register_persons(self, batch: DirectoryRegistrationBatch) -> None:
+        await self._post("/internal/v1/directory/persons", batch.model_dump(mode="json"))
+
+    async def create_binding(self, request: BindingCreateRequest) -> BindingSnapshot:
+        payload = await self._post("/internal/v1/bindings", request.model_dump(mode="json"))
+        return BindingResponse.model_validate(payload).binding
+
+    async def binding_action(self, binding_id: str, action: str, request: BindingActionRequest) -> BindingSnapshot:
+        payload = await self._post(f"/internal/v1/bindings/{binding_id}:{action}", request.model_dump(mode="json"))
+        return BindingResponse.model_validate(payload).binding
+
+    async def ping(self) -> None:
+        response = await self._http.get("/healthz")
+        response.raise_for_status()

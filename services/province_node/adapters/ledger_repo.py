@@ -1,0 +1,89 @@
+"""Applies postings to the node's database. The guard `balance + delta >= 0` is in the UPDATE itself, so no
+citizen account can go negative even if a use case forgot to check first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine
+from services.province_node.domain.errors import DomainError
+from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
+from shared.db import ReadView, UnitOfWork
+
+ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
+ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
+LINES = LedgerLine.__table__  # type: ignore[attr-defined]
+
+
+async def ensure_system_accounts(uow: UnitOfWork, now: datetime) -> None:
+    existing = set((await uow.execute(sa.select(ACCOUNTS.c.account_id).where(
+        ACCOUNTS.c.account_id.in_(SYSTEM_ACCOUNTS)))).scalars())
+    for account_id in SYSTEM_ACCOUNTS:
+        if account_id not in existing:
+            await uow.execute(sa.insert(ACCOUNTS).values(account_id=account_id, kind="SYSTEM", balance_fen=0,
+                                                         opened_at=now))
+
+
+async def open_account(uow: UnitOfWork, account_id: str, kind: str, owner_psn_no: str, now: datetime) -> bool:
+    """Create the account if missing; True when it was created now."""
+    found = (await uow.execute(sa.select(ACCOUNTS.c.account_id).where(ACCOUNTS.c.account_id == account_id))).first()
+    if found:
+        return False
+    await uow.execute(sa.insert(ACCOUNTS).values(account_id=account_id, kind=kind, owner_psn_no=owner_psn_no,
+                                                 balance_fen=0, opened_at=now))
+    return True
+
+
+async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
+    row = (await view.execute(sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == account_id))).first()
+    return None if row is None else int(row.balance_fen)
+
+
+async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[str, int]:
+    rows = await view.execute(
+        sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id.in_(account_ids)))
+    return {row.account_id: int(row.balance_fen) for row in rows}
+
+
+async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:
+    entry_id = (
+        await uow.execute(sa.insert(ENTRIES).values(kind=posting.kind, ref=posting.ref, posted_at=now)
+                          .returning(ENTRIES.c.entry_id))
+    ).scalar_one()
+    for account_id, amount_fen in posting.legs:
+        update = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == account_id).values(
+            balance_fen=ACCOUNTS.c.balance_fen + amount_fen)
+        if not may_go_negative(account_id):
+            update = update.where(ACCOUNTS.c.balance_fen + amount_fen >= 0)
+        if (await uow.execute(update)).rowcount != 1:
+            # The unit of work rolls back: the whole posting (and the use case) leaves no trace.
+            raise DomainError("INSUFFICIENT_FUNDS", f"{account_id.split(':')[0]} cannot cover {-amount_fen} fen")
+    await uow.execute(sa.insert(LINES), [{"entry_id": entry_id, "account_id": a, "amount_fen": f}
+                                         for a, f in posting.legs])
+
+
+async def totals_by_kind(view: UnitOfWork | ReadView) -> dict[str, int]:
+    """Sum of balances per account kind, system accounts by name (for conservation checks)."""
+    rows = await view.execute(sa.select(ACCOUNTS.c.kind, ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen))
+    totals: dict[str, int] = {}
+    for row in rows:
+        key = row.account_id if row.kind == "SYSTEM" else row.kind
+        totals[key] = totals.get(key, 0) + int(row.balance_fen)
+    return totals
+
+
+async def journal_is_balanced(view: UnitOfWork | ReadView) -> bool:
+    """Every entry's lines sum to zero, and the account balances equal the sum of their lines."""
+    unbalanced = (await view.execute(
+        sa.select(LINES.c.entry_id).group_by(LINES.c.entry_id).having(sa.func.sum(LINES.c.amount_fen) != 0).limit(1)
+    )).first()
+    if unbalanced is not None:
+        return False
+    line_sums = dict((await view.execute(
+        sa.select(LINES.c.account_id, sa.func.sum(LINES.c.amount_fen)).group_by(LINES.c.account_id))).all())
+    for row in await view.execute(sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen)):
+        if int(line_sums.get(row.account_id, 0)) != int(row.balance_fen):
+            return False
+    return True

@@ -1,0 +1,120 @@
+"""The province node's tables. Balances live on `accounts` and change only through ledger postings
+(`ledger_entries` + `ledger_lines`, lines of an entry sum to zero)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from shared.messaging_tables import IdempotencyRecord, InboxMessage, OutboxMessage
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "persons"
+
+    psn_no: str = Field(primary_key=True, max_length=32)
+    id_hash: str = Field(unique=True, max_length=64)
+    id_no_masked: str = Field(max_length=18)
+    name: str = Field(max_length=64)
+    phone: str = Field(max_length=20)
+    insutype: str = Field(max_length=3)
+    pooling_admdvs: str = Field(max_length=6)
+    card_no_hash: str | None = Field(default=None, index=True, max_length=64)
+    insured: bool = True
+    created_at: datetime
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    account_id: str = Field(primary_key=True, max_length=80)
+    kind: str = Field(max_length=16)  # PA | WALLET | SYSTEM
+    owner_psn_no: str | None = Field(default=None, index=True, max_length=32)
+    balance_fen: int = 0
+    opened_at: datetime
+
+
+class LedgerEntry(SQLModel, table=True):
+    __tablename__ = "ledger_entries"
+
+    entry_id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    ref: str = Field(index=True, max_length=80)
+    posted_at: datetime
+
+
+class LedgerLine(SQLModel, table=True):
+    __tablename__ = "ledger_lines"
+
+    line_id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(index=True, foreign_key="ledger_entries.entry_id")
+    account_id: str = Field(index=True, max_length=80, foreign_key="accounts.account_id")
+    amount_fen: int
+
+
+class BindingReplica(SQLModel, table=True):
+    """This node's copy of the hub's binding registry (highest version wins)."""
+
+    __tablename__ = "bindings"
+
+    binding_id: str = Field(primary_key=True, max_length=40)
+    giver_psn_no: str = Field(index=True, max_length=32)
+    giver_admdvs: str = Field(max_length=6)
+    relative_psn_no: str = Field(index=True, max_length=32)
+    relative_admdvs: str = Field(max_length=6)
+    relative_name_masked: str = Field(max_length=64)
+    relation: str = Field(max_length=16)
+    state: str = Field(max_length=20)
+    version: int
+    created_at: datetime
+    ended_reason: str | None = Field(default=None, max_length=64)
+
+
+class TransferOut(SQLModel, table=True):
+    """A transfer this node's person sent; its money is in IN_FLIGHT until the hub settles it."""
+
+    __tablename__ = "transfers_out"
+
+    transfer_id: str = Field(primary_key=True, max_length=40)
+    binding_id: str = Field(max_length=40)
+    giver_psn_no: str = Field(index=True, max_length=32)
+    receiver_psn_no: str = Field(max_length=32)
+    receiver_admdvs: str = Field(max_length=6)
+    amount_fen: int
+    state: str = Field(max_length=16)  # ACCEPTED | CREDITED | REFUNDED
+    reason: str | None = Field(default=None, max_length=64)
+    accepted_day: str = Field(index=True, max_length=10)  # Asia/Shanghai date, for the daily limit
+    accepted_at: datetime
+    credited_at: datetime | None = None
+    settled_at: datetime | None = None
+
+
+class TransferIn(SQLModel, table=True):
+    """A transfer addressed to this node's person: credited, rejected, or cancelled before it could be."""
+
+    __tablename__ = "transfers_in"
+
+    transfer_id: str = Field(primary_key=True, max_length=40)
+    binding_id: str = Field(max_length=40)
+    giver_psn_no: str = Field(max_length=32)
+    giver_admdvs: str = Field(max_length=6)
+    receiver_psn_no: str = Field(index=True, max_length=32)
+    amount_fen: int
+    state: str = Field(max_length=16)  # CREDITED | REJECTED | CANCELLED
+    reason: str | None = Field(default=None, max_length=64)
+    accepted_at: datetime
+    credited_at: datetime | None = None
+
+
+class Notification(SQLModel, table=True):
+    __tablename__ = "notifications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    psn_no: str = Field(index=True, max_length=32)
+    time: datetime
+    text: str = Field(max_length=200)
+
+
+NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
+               OutboxMessage, InboxMessage, IdempotencyRecord)

@@ -1,0 +1,67 @@
+"""The one wiring function of a province node, used by `python -m services.province_node` and by tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.province_node.adapters import ledger_repo
+from services.province_node.adapters.hub_client import HubClient
+from services.province_node.config import NodeSettings
+from services.province_node.entrypoints import admin_api, citizen_api
+from services.province_node.service_layer import messages
+from services.province_node.service_layer.context import NodeContext
+from shared.clock import Clock, SystemClock
+from shared.contracts import topics
+from shared.db import UnitOfWork
+from shared.logs import configure_logging
+from shared.runtime import Runtime, start_runtime, stop_runtime
+from shared.web import create_app
+
+MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+
+
+def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or NodeSettings()
+    clock = clock or SystemClock(settings.clock_offset_s)
+    state: dict[str, Runtime] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level)
+        hub = HubClient(settings.hub_url, settings.internal_token, settings.internal_http_timeout_s)
+        ctx_holder: list[NodeContext] = []
+
+        async def handle(uow: UnitOfWork, envelopes: list) -> None:  # type: ignore[type-arg]
+            await messages.handle_batch(ctx_holder[0], uow, envelopes)
+
+        runtime = await start_runtime(
+            settings, instance=settings.db_instance, client_id=settings.service_name, migrations=MIGRATIONS,
+            inbound_topic=topics.province_inbound(settings.province_admdvs), handler=handle)
+        ctx = NodeContext(settings=settings, db=runtime.db, clock=clock, hub=hub, policy=settings.transfer_policy())
+        ctx_holder.append(ctx)
+        async with UnitOfWork(runtime.db) as uow:
+            await ledger_repo.ensure_system_accounts(uow, clock.now())
+            await uow.commit()
+        state["runtime"] = runtime
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await stop_runtime(runtime)
+            await hub.close()
+
+    async def database_reachable() -> None:
+        await state["runtime"].check_database()
+
+    async def kafka_reachable() -> None:
+        await state["runtime"].check_kafka()
+
+    app, _ = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
+                        [database_reachable, kafka_reachable])
+    app.include_router(citizen_api.router)
+    app.include_router(admin_api.router)
+    return app

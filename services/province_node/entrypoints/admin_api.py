@@ -1,0 +1,41 @@
+"""Admin API of a province node (operator token) and the internal ledger summary used by checks and bench."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from services.province_node.adapters import ledger_repo
+from services.province_node.entrypoints.auth import internal, operator
+from services.province_node.service_layer import persons
+from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.persons import ImportRequest, MonthlyCreditRequest
+from shared.db import ReadView
+from shared.idempotency import run_idempotent
+
+router = APIRouter(tags=["admin"])
+
+
+@router.post("/v1/admin/persons:import", dependencies=[Depends(operator)])
+async def import_persons(request: Request, body: ImportRequest) -> Response:
+    ctx: NodeContext = request.app.state.ctx
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.import_persons(ctx, uow, body))
+
+
+@router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(operator)])
+async def credit_monthly(request: Request, body: MonthlyCreditRequest) -> Response:
+    ctx: NodeContext = request.app.state.ctx
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body))
+
+
+@router.get("/internal/v1/ledger/summary", dependencies=[Depends(internal)], tags=["internal"])
+async def ledger_summary(request: Request) -> dict[str, Any]:
+    """Balances by account kind and whether the journal balances: what conservation checks read."""
+    ctx: NodeContext = request.app.state.ctx
+    async with ReadView(ctx.db) as view:
+        totals = await ledger_repo.totals_by_kind(view)
+        balanced = await ledger_repo.journal_is_balanced(view)
+    return {"admdvs": ctx.admdvs, "totals_fen": totals, "sum_fen": sum(totals.values()),
+            "journal_balanced": balanced}

@@ -1,0 +1,31 @@
+"""Citizen and operator authentication at a province node."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from services.province_node.service_layer.context import NodeContext
+from shared.tokens import Claims, InvalidToken, verify
+from shared.web import ApiError, bearer_token, require_static_token
+
+
+def citizen(request: Request) -> Claims:
+    ctx: NodeContext = request.app.state.ctx
+    token = bearer_token(request)
+    if token is None:
+        raise ApiError(401, "UNAUTHENTICATED", "a bearer token from POST /v1/identity/sessions is required")
+    try:
+        claims = verify(ctx.settings.token_key.encode(), token, ctx.clock.now().timestamp())
+    except InvalidToken as exc:
+        raise ApiError(401, "UNAUTHENTICATED", f"token refused: {exc}") from exc
+    if claims.insuplc_admdvs != ctx.admdvs:
+        raise ApiError(403, "WRONG_PROVINCE", f"this is the node of {ctx.admdvs}; use your home province's node")
+    return claims
+
+
+def operator(request: Request) -> None:
+    require_static_token(request, request.app.state.ctx.settings.operator_token, "operator")
+
+
+def internal(request: Request) -> None:
+    require_static_token(request, request.app.state.ctx.settings.internal_token, "internal")

@@ -1,0 +1,94 @@
+"""Citizen API of a province node (../shared/API.md "Citizen API")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.province_node.entrypoints.auth import citizen
+from services.province_node.service_layer import bindings, persons, transfers
+from services.province_node.service_layer.bindings import BindingCreate
+from services.province_node.service_layer.context import NodeContext
+from shared.db import ReadView
+from shared.idempotency import run_idempotent
+from shared.tokens import Claims
+
+router = APIRouter(prefix="/v1", tags=["citizen"])
+
+
+def _ctx(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
+
+@router.get("/me")
+async def get_me(request: Request, claims: Claims = Depends(citizen)) -> dict[str, Any]:
+    ctx = _ctx(request)
+    async with ReadView(ctx.db) as view:
+        return await persons.me(ctx, view, claims.psn_no)
+
+
+@router.post("/wallet:open", status_code=201)
+async def open_wallet(request: Request, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: persons.open_wallet(ctx, uow, claims.psn_no))
+
+
+@router.post("/bindings", status_code=201)
+async def create_binding(request: Request, body: BindingCreate, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    key = request.headers.get("idempotency-key")
+    request_key = f"{claims.psn_no}:{key}" if key else None
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: bindings.create_binding(ctx, uow, claims, body, request_key))
+
+
+@router.get("/bindings")
+async def list_bindings(request: Request, claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
+    async with ReadView(_ctx(request).db) as view:
+        return await bindings.list_bindings(view, claims.psn_no)
+
+
+@router.post("/bindings/{binding_id}:confirm")
+async def confirm_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: bindings.confirm_binding(ctx, uow, claims, binding_id))
+
+
+@router.delete("/bindings/{binding_id}")
+async def end_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: bindings.end_binding(ctx, uow, claims, binding_id))
+
+
+@router.post("/transfers", status_code=202)
+async def send_transfer(request: Request, body: dict[str, Any] = Body(...),
+                        claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(
+        request, ctx.db, claims.psn_no,
+        lambda uow: transfers.send_transfer(ctx, uow, claims, body.get("binding_id"), body.get("amount_fen")))
+
+
+@router.get("/transfers/{transfer_id}")
+async def get_transfer(request: Request, transfer_id: str, claims: Claims = Depends(citizen)) -> dict[str, Any]:
+    async with ReadView(_ctx(request).db) as view:
+        return await transfers.get_transfer(view, claims.psn_no, transfer_id)
+
+
+@router.get("/transfers")
+async def list_transfers(request: Request, role: str = Query("sent"),
+                         claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
+    async with ReadView(_ctx(request).db) as view:
+        return await transfers.list_transfers(view, claims.psn_no, role)
+
+
+@router.get("/notifications")
+async def list_notifications(request: Request, claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
+    async with ReadView(_ctx(request).db) as view:
+        return await bindings.list_notifications(view, claims.psn_no)

@@ -1,0 +1,138 @@
+"""Bindings as seen from a province node. The hub's registry decides (kinship check, state changes); the node
+asks it over internal HTTP and keeps a replica, refreshed by `wallet.binding.changed.v1` events, that the
+transfer path reads locally."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.province_node.adapters.tables import BindingReplica, Notification
+from services.province_node.domain import notices
+from services.province_node.domain.errors import DomainError, Forbidden, NotFound
+from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.persons import person_by_psn_no
+from shared.contracts.events import BindingSnapshot
+from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
+from shared.db import ReadView, UnitOfWork
+from shared.ids import InvalidIdNo, id_hash, mask_name, name_hash
+from shared.tokens import Claims
+
+BINDINGS = BindingReplica.__table__  # type: ignore[attr-defined]
+NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+
+Relation = Literal["spouse", "parent", "child", "sibling", "grandparent", "grandchild"]
+
+
+class BindingCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    relative_id_no: str
+    relative_name: str = Field(min_length=1, max_length=64)
+    relation: Relation
+
+
+def view_of(row: Any) -> dict[str, Any]:
+    return {
+        "binding_id": row.binding_id,
+        "state": row.state,
+        "giver_psn_no": row.giver_psn_no,
+        "giver_admdvs": row.giver_admdvs,
+        "relative_psn_no": row.relative_psn_no,
+        "relative_admdvs": row.relative_admdvs,
+        "relative_name_masked": row.relative_name_masked,
+        "relation": row.relation,
+        "created_at": row.created_at,
+        "ended_reason": row.ended_reason,
+    }
+
+
+async def apply_snapshot(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> bool:
+    """Keep the replica at the highest version; True when this snapshot changed it."""
+    current = (await uow.execute(sa.select(BINDINGS.c.version).where(
+        BINDINGS.c.binding_id == snapshot.binding_id))).first()
+    values = snapshot.model_dump()
+    if current is None:
+        await uow.execute(sa.insert(BINDINGS).values(**values))
+    elif current.version < snapshot.version:
+        await uow.execute(sa.update(BINDINGS).where(BINDINGS.c.binding_id == snapshot.binding_id).values(**values))
+    else:
+        return False
+    if snapshot.giver_admdvs == ctx.admdvs:
+        await notify(uow, ctx, snapshot.giver_psn_no,
+                     notices.binding_changed(snapshot.relative_name_masked, snapshot.state))
+    return True
+
+
+async def notify(uow: UnitOfWork, ctx: NodeContext, psn_no: str, text: str) -> None:
+    # The local SMS adapter: the notice is recorded in the same transaction as the change it reports, so it
+    # can neither be lost nor hold the money back.
+    await uow.execute(sa.insert(NOTIFICATIONS).values(psn_no=psn_no, time=ctx.clock.now(), text=text))
+
+
+async def create_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: BindingCreate,
+                         request_key: str | None) -> tuple[int, Any]:
+    giver = await person_by_psn_no(uow, claims.psn_no)
+    if giver.insutype != "310" or not giver.insured:
+        raise DomainError("GIVER_NOT_EMPLOYEE", "only employee-insured persons can give")
+    key = ctx.settings.id_hash_key_bytes
+    try:
+        relative_hash = id_hash(key, body.relative_id_no)
+    except InvalidIdNo as exc:
+        raise DomainError("INVALID_ID_NO", "relative_id_no fails the GB 11643 check") from exc
+    if relative_hash == giver.id_hash:
+        raise DomainError("KINSHIP_NOT_VERIFIED", "a person cannot bind themself")
+    snapshot = await ctx.hub.create_binding(BindingCreateRequest(
+        giver_psn_no=giver.psn_no, giver_admdvs=ctx.admdvs, giver_id_hash=giver.id_hash,
+        relative_id_hash=relative_hash, relative_name_hash=name_hash(key, body.relative_name),
+        relative_name_masked=mask_name(body.relative_name.strip()), relation=body.relation,
+        request_key=request_key or uuid.uuid4().hex,
+    ))
+    await apply_snapshot(ctx, uow, snapshot)
+    return 201, {
+        "binding_id": snapshot.binding_id,
+        "state": snapshot.state,
+        "giver_psn_no": snapshot.giver_psn_no,
+        "relative_name_masked": snapshot.relative_name_masked,
+        "relation": snapshot.relation,
+    }
+
+
+async def confirm_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: str) -> tuple[int, Any]:
+    if not claims.has_face_step_up(ctx.clock.now().timestamp()):
+        raise Forbidden("STEP_UP_REQUIRED", "confirming a binding needs a face verification in the last 5 minutes")
+    snapshot = await ctx.hub.binding_action(binding_id, "confirm", BindingActionRequest(psn_no=claims.psn_no))
+    await apply_snapshot(ctx, uow, snapshot)
+    return 200, view_of(snapshot)
+
+
+async def end_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: str) -> tuple[int, Any]:
+    snapshot = await ctx.hub.binding_action(binding_id, "end",
+                                            BindingActionRequest(psn_no=claims.psn_no, reason="UNBOUND"))
+    await apply_snapshot(ctx, uow, snapshot)
+    return 200, view_of(snapshot)
+
+
+async def list_bindings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
+    rows = await view.execute(sa.select(BINDINGS).where(
+        sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no)
+    ).order_by(BINDINGS.c.created_at))
+    return [view_of(row) for row in rows]
+
+
+async def binding_for_giver(view: UnitOfWork | ReadView, binding_id: str, giver_psn_no: str) -> Any:
+    row = (await view.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == binding_id))).first()
+    if row is None or giver_psn_no not in (row.giver_psn_no, row.relative_psn_no):
+        raise NotFound("BINDING_NOT_FOUND", "no such binding for this person")
+    if row.giver_psn_no != giver_psn_no:
+        raise Forbidden("NOT_BINDING_GIVER", "only the giver of a binding can do this")
+    return row
+
+
+async def list_notifications(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
+    rows = await view.execute(sa.select(NOTIFICATIONS).where(NOTIFICATIONS.c.psn_no == psn_no)
+                              .order_by(NOTIFICATIONS.c.id))
+    return [{"id": row.id, "time": row.time, "text": row.text} for row in rows]

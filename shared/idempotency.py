@@ -1,0 +1,89 @@
+"""`Idempotency-Key` for state-changing HTTP calls (the contract): same key + same body -> the original answer,
+same status and body; same key + another body -> 409 IDEMPOTENCY_KEY_REUSED. The answer is stored in the same
+transaction as the change it describes, so a crash can never leave a change without its answer."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy.exc import IntegrityError
+
+from shared.db import Database, UnitOfWork
+from shared.messaging_tables import IdempotencyRecord
+from shared.web import ApiError
+
+_RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+
+UseCase = Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]
+
+
+def _json(status: int, body: bytes) -> Response:
+    return Response(content=body, status_code=status, media_type="application/json")
+
+
+async def _stored(db: Database, scope: str, key: str) -> Any:
+    async with db.engine.connect() as conn:
+        return (
+            await conn.execute(sa.select(_RECORDS).where(_RECORDS.c.scope == scope, _RECORDS.c.key == key))
+        ).first()
+
+
+async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase) -> Response:
+    """Run `use_case` in one unit of work; it returns (status, body) and commits nothing itself."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 200 characters")
+    raw_body = await request.body()
+    scope = f"{principal}|{request.method}|{request.url.path}"
+    request_hash = hashlib.sha256(raw_body).hexdigest()
+    if key is not None:
+        previous = await _stored(db, scope, key)
+        if previous is not None:
+            return _replay(previous, request_hash)
+    try:
+        async with UnitOfWork(db) as uow:
+            status, payload = await use_case(uow)
+            body = orjson.dumps(payload)
+            if key is not None:
+                await _remember(uow, scope, key, request_hash, status, body)
+            await uow.commit()
+        return _json(status, body)
+    except ApiError as refused:
+        body = orjson.dumps(refused.body())
+        if key is not None:
+            # The refusal changed nothing; remembering it keeps retries answering the same.
+            try:
+                async with UnitOfWork(db) as uow:
+                    await _remember(uow, scope, key, request_hash, refused.status, body)
+                    await uow.commit()
+            except IntegrityError:
+                pass
+        return _json(refused.status, body)
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer as it did.
+        if key is None:
+            raise
+        previous = await _stored(db, scope, key)
+        if previous is None:
+            raise
+        return _replay(previous, request_hash)
+
+
+def _replay(previous: Any, request_hash: str) -> Response:
+    if previous.request_hash != request_hash:
+        raise ApiError(409, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with another request body")
+    return _json(previous.status_code, bytes(previous.body))
+
+
+async def _remember(uow: UnitOfWork, scope: str, key: str, request_hash: str, status: int, body: bytes) -> None:
+    await uow.execute(
+        sa.insert(_RECORDS).values(scope=scope, key=key, request_hash=request_hash, status_code=status, body=body,
+                                   created_at=datetime.now(UTC))
+    )

@@ -1,0 +1,113 @@
+"""The moving parts every service runs the same way: its database (migrated to head before anything is
+served), an idempotent producer feeding the outbox relay, and a consumer loop over its inbound topic.
+Services' bootstrap functions call `start_runtime` / `stop_runtime` from their FastAPI lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.db import Database, create_engine
+from shared.kafka import BatchHandler, ConsumerLoop, make_consumer, make_producer
+from shared.migrations import upgrade_to_head
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = logging.getLogger("yibao.runtime")
+
+KAFKA_START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Runtime:
+    db: Database
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    consumer: AIOKafkaConsumer | None = None
+    consumer_loop: ConsumerLoop | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def check_database(self) -> None:
+        await self.db.ping()
+
+    async def check_kafka(self) -> None:
+        if self.producer.client.cluster.brokers() == set():
+            raise RuntimeError("no Kafka broker known")
+        if self.consumer is not None and not self.consumer.assignment():
+            raise RuntimeError("consumer has no partitions assigned yet")
+
+    def spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        async def _guarded() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s died", name)
+                raise
+
+        self.tasks.append(asyncio.create_task(_guarded(), name=name))
+
+
+async def _start_with_retry(start: Callable[[], Awaitable[None]], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + KAFKA_START_TIMEOUT_S
+    while True:
+        try:
+            await start()
+            return
+        except Exception as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"{what} could not reach Kafka") from exc
+            await asyncio.sleep(0.5)
+
+
+async def start_runtime(settings: ServiceSettings, *, instance: str, client_id: str, migrations: Path,
+                        inbound_topic: str | None, handler: BatchHandler | None) -> Runtime:
+    engine = await create_engine(settings, instance)
+    await upgrade_to_head(engine, migrations)
+    db = Database(engine)
+    producer = make_producer(settings, client_id)
+    await _start_with_retry(producer.start, "producer")
+    relay = OutboxRelay(db, producer, batch_size=settings.outbox_batch_size,
+                        poll_interval_s=settings.outbox_poll_interval_s)
+    runtime = Runtime(db=db, producer=producer, relay=relay)
+    runtime.spawn("outbox-relay", relay.run)
+    if inbound_topic and handler:
+        consumer = make_consumer(settings, inbound_topic, group_id=client_id)
+        await _start_with_retry(consumer.start, "consumer")
+        loop = ConsumerLoop(db, consumer, handler, poll_timeout_ms=settings.consumer_poll_timeout_ms,
+                            max_records=settings.consumer_max_records)
+        runtime.consumer, runtime.consumer_loop = consumer, loop
+        runtime.spawn("consumer", loop.run)
+    return runtime
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    runtime.relay.stop()
+    if runtime.consumer_loop:
+        runtime.consumer_loop.stop()
+    for task in runtime.tasks:
+        task.cancel()
+    for task in runtime.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    if runtime.consumer:
+        with contextlib.suppress(Exception):
+            await runtime.consumer.stop()
+    with contextlib.suppress(Exception):
+        await runtime.producer.stop()
+    await runtime.db.engine.dispose()
+
+
+def serve(app_factory: Callable[[], object], host: str, port: int) -> None:
+    """`python -m services.<svc>`: one uvicorn worker (the write lock assumes one process per instance)."""
+    import uvicorn
+
+    uvicorn.run(app_factory(), host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
+                loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5)

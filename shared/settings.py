@@ -1,0 +1,51 @@
+"""Settings shared by every service. Each service subclasses `ServiceSettings` once (frozen) in its config.py;
+values come from the environment the launcher (or docker-compose) sets, never from library defaults by accident."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def province_node_port(admdvs: str) -> int:
+    """The contract's port rule: 8000 + code/1000 (640000 -> 8640)."""
+    return 8000 + int(admdvs) // 1000
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YIBAO_", frozen=True, extra="ignore")
+
+    home: Path = Path(".yibao")
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    # Empty: one SQLite file per service instance under `home`. Else a PostgreSQL server URL
+    # (postgresql+asyncpg://user:pw@host:port/db); each service instance gets its own schema in it.
+    database_url: str = ""
+    db_schema_prefix: str = "yibao_"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Keys the launcher generates once into home/secrets.json.
+    id_hash_key: str = "dev-only-id-hash-key"
+    token_key: str = "dev-only-token-key"
+    internal_token: str = "dev-only-internal-token"
+    operator_token: str = "dev-only-operator-token"
+    hub_url: str = "http://127.0.0.1:8000"
+    # How one service reaches a province node; `{admdvs}` and `{port}` are filled in.
+    province_url_template: str = "http://127.0.0.1:{port}"
+    clock_offset_s: float = 0.0
+    log_level: str = "INFO"
+    # Kafka and relay knobs, explicit so that nothing rides on a library default.
+    kafka_linger_ms: int = 1
+    kafka_request_timeout_ms: int = 30000
+    consumer_max_records: int = 500
+    consumer_poll_timeout_ms: int = 50
+    outbox_poll_interval_s: float = 0.5
+    outbox_batch_size: int = 500
+    internal_http_timeout_s: float = 5.0
+
+    @property
+    def id_hash_key_bytes(self) -> bytes:
+        return self.id_hash_key.encode()
+
+    def province_url(self, admdvs: str) -> str:
+        return self.province_url_template.format(admdvs=admdvs, port=province_node_port(admdvs))

@@ -1,0 +1,120 @@
+"""Steps the end-to-end tests compose: people, bindings, transfers, and money totals across the federation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from launcher.client import FederationClient, Session
+from tests.conftest import Federation
+from tests.e2e.people import Person, new_person
+
+
+@dataclass
+class Pair:
+    giver: Person
+    relative: Person
+    giver_session: Session
+    relative_session: Session
+    binding_id: str
+
+
+async def enrol(client: FederationClient, *people: Person) -> None:
+    by_province: dict[str, list[Person]] = {}
+    for person in people:
+        by_province.setdefault(person.admdvs, []).append(person)
+    for admdvs, group in by_province.items():
+        result = await client.import_persons(admdvs, [p.import_body() for p in group])
+        assert result["rejected"] == [], result
+
+
+async def face_login(client: FederationClient, person: Person) -> Session:
+    return await client.login(person.id_no, person.name, face_label=person.face_label)
+
+
+async def bound_pair(client: FederationClient, giver_pooling: str, relative_pooling: str, *,
+                     relation: str = "parent", relative_employee: bool = False, open_wallet: bool = True,
+                     giver_fen: int = 1_000_000) -> Pair:
+    """An employee giver and a relative, kinship on file, binding confirmed by the relative's face."""
+    giver = new_person(giver_pooling, personal_account_fen=giver_fen)
+    relative = new_person(relative_pooling, employee=relative_employee)
+    await enrol(client, giver, relative)
+    await client.import_kinship([{"id_no_a": giver.id_no, "id_no_b": relative.id_no, "relation": relation}])
+    giver_session = await face_login(client, giver)
+    relative_session = await face_login(client, relative)
+    if open_wallet:
+        opened = await client.call(relative_session, "POST", "/v1/wallet:open")
+        assert opened.status_code == 201, opened.text
+    created = await client.call(giver_session, "POST", "/v1/bindings", {
+        "relative_id_no": relative.id_no, "relative_name": relative.name, "relation": relation})
+    assert created.status_code == 201, created.text
+    binding_id = created.json()["binding_id"]
+    confirmed = await client.call(relative_session, "POST", f"/v1/bindings/{binding_id}:confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["state"] == "ACTIVE"
+    await wait_binding_state(client, giver_session, binding_id, "ACTIVE")
+    return Pair(giver, relative, giver_session, relative_session, binding_id)
+
+
+async def wait_binding_state(client: FederationClient, session: Session, binding_id: str, state: str,
+                             timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = (await client.call(session, "GET", "/v1/bindings")).json()
+        if any(b["binding_id"] == binding_id and b["state"] == state for b in listed):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"binding {binding_id} never reached {state} at {session.admdvs}")
+
+
+async def send(client: FederationClient, pair: Pair, amount_fen: int, key: str | None = None) -> dict[str, Any]:
+    response = await client.call(pair.giver_session, "POST", "/v1/transfers",
+                                 {"binding_id": pair.binding_id, "amount_fen": amount_fen},
+                                 idempotency_key=key or uuid.uuid4().hex)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_transfer(client: FederationClient, session: Session, transfer_id: str,
+                        states: tuple[str, ...] = ("CREDITED", "REFUNDED"), timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            response = await client.call(session, "GET", f"/v1/transfers/{transfer_id}")
+            if response.status_code == 200:
+                last = response.json()
+                if last["state"] in states:
+                    return last
+        except Exception:  # the node may be restarting in crash tests
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"transfer {transfer_id} stuck: {last}")
+
+
+async def me(client: FederationClient, session: Session) -> dict[str, Any]:
+    response = await client.call(session, "GET", "/v1/me")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def money_totals(client: FederationClient, federation: Federation) -> dict[str, int]:
+    """Citizen money (personal accounts + wallets + in flight) per the ledgers, and the checks that each
+    ledger sums to zero and that clearing positions cancel out across provinces."""
+    citizen_fen = in_flight_fen = clearing_fen = 0
+    for admdvs in federation.provinces:
+        summary = await client.ledger_summary(admdvs, federation.internal_token)
+        assert summary["sum_fen"] == 0, summary
+        assert summary["journal_balanced"], summary
+        totals = summary["totals_fen"]
+        citizen_fen += totals.get("PA", 0) + totals.get("WALLET", 0)
+        in_flight_fen += totals.get("SYS:IN_FLIGHT", 0)
+        clearing_fen += totals.get("SYS:CLEARING", 0)
+    return {"citizen_fen": citizen_fen, "in_flight_fen": in_flight_fen, "clearing_fen": clearing_fen,
+            # Invariant at every instant: money only moves between these (FUNDING is the only other side).
+            "held_fen": citizen_fen + in_flight_fen + clearing_fen}
