@@ -19,7 +19,7 @@ from launcher import supervisor
 from launcher.client import FederationClient
 
 PROVINCES = ["640000", "620000", "610000"]
-TEST_TRANSFER_TIMEOUT_S = 6
+TEST_TRANSFER_TIMEOUT_S = 15
 
 # Settings of the test federation: quiet hours off (CI may run at any hour; the rule has its own tests),
 # a short transfer timeout so the refund-on-timeout path is exercised in seconds.
