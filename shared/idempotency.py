@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
-from shared.db import Database, UnitOfWork
+from shared.db import Database, ReadView, UnitOfWork
 from shared.messaging_tables import IdempotencyRecord
 from shared.web import ApiError
 
@@ -29,9 +29,9 @@ def _json(status: int, body: bytes) -> Response:
 
 
 async def _stored(db: Database, scope: str, key: str) -> Any:
-    async with db.engine.connect() as conn:
+    async with ReadView(db) as view:
         return (
-            await conn.execute(sa.select(_RECORDS).where(_RECORDS.c.scope == scope, _RECORDS.c.key == key))
+            await view.execute(sa.select(_RECORDS).where(_RECORDS.c.scope == scope, _RECORDS.c.key == key))
         ).first()
 
 

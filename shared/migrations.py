@@ -1,5 +1,5 @@
 """Alembic, run programmatically at service start (before the service answers /readyz), on the service's own
-engine. Each service keeps its revisions under services/<svc>/adapters/migrations/."""
+connection. Each service keeps its revisions under services/<svc>/adapters/migrations/."""
 
 from __future__ import annotations
 
@@ -8,19 +8,14 @@ from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-async def upgrade_to_head(engine: AsyncEngine, script_location: Path) -> None:
+def upgrade_on_connection(connection: Any, script_location: Path) -> None:
+    """Upgrade to head on an open synchronous connection (run_sync'd for asyncpg)."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
-
-    def _upgrade(connection: Any) -> None:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
 
 
 def run_env(target_metadata: Any = None) -> None:

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from shared.contracts.envelope import Envelope, new_envelope
-from shared.db import Database, UnitOfWork
+from shared.db import Database, ReadView, UnitOfWork
 from shared.messaging_tables import OutboxMessage
 
 log = logging.getLogger("yibao.outbox")
@@ -69,9 +69,9 @@ class OutboxRelay:
             self._wakeup.clear()
 
     async def publish_pending(self) -> int:
-        async with self._db.engine.connect() as conn:
+        async with ReadView(self._db) as view:
             rows = (
-                await conn.execute(
+                await view.execute(
                     sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
                     .order_by(_OUTBOX.c.seq)
                     .limit(self._batch_size)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.db import Database, create_engine
+from shared.db import Database, open_database
 from shared.kafka import BatchHandler, ConsumerLoop, make_consumer, make_producer
-from shared.migrations import upgrade_to_head
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -69,9 +68,7 @@ async def _start_with_retry(start: Callable[[], Awaitable[None]], what: str) -> 
 
 async def start_runtime(settings: ServiceSettings, *, instance: str, client_id: str, migrations: Path,
                         inbound_topic: str | None, handler: BatchHandler | None) -> Runtime:
-    engine = await create_engine(settings, instance)
-    await upgrade_to_head(engine, migrations)
-    db = Database(engine)
+    db = await open_database(settings, instance, migrations)
     producer = make_producer(settings, client_id)
     await _start_with_retry(producer.start, "producer")
     relay = OutboxRelay(db, producer, batch_size=settings.outbox_batch_size,
@@ -102,7 +99,7 @@ async def stop_runtime(runtime: Runtime) -> None:
             await runtime.consumer.stop()
     with contextlib.suppress(Exception):
         await runtime.producer.stop()
-    await runtime.db.engine.dispose()
+    await runtime.db.dispose()
 
 
 def serve(app_factory: Callable[[], object], host: str, port: int) -> None:

@@ -38,7 +38,8 @@ class ServiceSettings(BaseSettings):
     kafka_linger_ms: int = 1
     kafka_request_timeout_ms: int = 30000
     consumer_max_records: int = 500
-    consumer_poll_timeout_ms: int = 50
+    # getmany() returns as soon as records arrive; the timeout only paces an idle loop.
+    consumer_poll_timeout_ms: int = 500
     outbox_poll_interval_s: float = 0.5
     outbox_batch_size: int = 500
     internal_http_timeout_s: float = 5.0

@@ -10,7 +10,7 @@ from typing import Any
 
 from launcher.client import FederationClient, Session
 from tests.conftest import Federation
-from tests.e2e.people import Person, new_person
+from launcher.people import Person, new_person
 
 
 @dataclass

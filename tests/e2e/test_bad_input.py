@@ -9,7 +9,7 @@ import pytest
 from launcher.client import FederationClient
 from tests.conftest import Federation
 from tests.e2e.flows import bound_pair, enrol, face_login, me, money_totals
-from tests.e2e.people import new_person
+from launcher.people import new_person
 
 pytestmark = pytest.mark.federation
 
@@ -43,7 +43,7 @@ async def test_refused_transfers_change_nothing(federation: Federation, client: 
         assert (response.status_code, code_of(response)) == (status, code), (body, response.text)
 
     # A password session is no face step-up.
-    pwd = await client.login(pair.giver.id_no, pair.giver.name, password="pass-" + pair.giver.id_no[-6:])
+    pwd = await client.login(pair.giver.id_no, pair.giver.name, password=pair.giver.password)
     response = await transfer({"binding_id": pair.binding_id, "amount_fen": 100}, pwd)
     assert (response.status_code, code_of(response)) == (403, "STEP_UP_REQUIRED")
     # The relative cannot send on the giver's binding.
