@@ -1,0 +1,403 @@
+"""Kafka message contracts (issue 3 point 8; DESIGN.md "Habits": contracts).
+
+(a) every golden sample parses with its schema and re-serialises to the same JSON, so a renamed or removed
+    field breaks here, not in production;
+(b) what the producers' real code writes to their outbox is accepted by the consumers' schemas and handlers:
+    node -> hub -> node -> hub -> node for a transfer, hub -> nodes for bindings; this is also an in-process run
+    of the whole transfer state machine (credited once or refunded once) on real migrated databases;
+(c) unknown fields are ignored, missing required ones refused;
+(d) every event type has a golden sample."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+
+from services.national_hub.service_layer import messages as hub_messages
+from services.national_hub.service_layer import transfers as hub_transfers
+from services.province_node.domain import ledger
+from services.province_node.service_layer import bindings as node_bindings
+from services.province_node.service_layer import messages as node_messages
+from services.province_node.service_layer import transfers as node_transfers
+from shared.contracts import topics
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import (
+    EVENT_TYPES,
+    BindingChanged,
+    TransferCancel,
+    TransferCredit,
+    TransferCreditResult,
+    TransferRequested,
+    TransferSettled,
+)
+from shared.db import UnitOfWork
+from tests.contract.conftest import (
+    DESTINATION,
+    GIVER_PA_FEN,
+    SAMPLES,
+    SOURCE,
+    TRANSFER_TIMEOUT_S,
+    InProcessFederation,
+    Wired,
+    active_binding,
+    assert_money_conserved,
+    balance_fen,
+    consumer_accepts,
+    event_sample_name,
+    family,
+    import_kinship,
+    import_person,
+    load_sample,
+    open_wallet,
+    send_transfer,
+    transfer_out_state,
+    with_unknown_fields,
+)
+
+ENVELOPE_KEYS = frozenset(Envelope.model_fields)
+AMOUNT_FEN = 50_000
+
+
+def _envelope_samples() -> list[str]:
+    """Sample files holding an envelope (other samples, e.g. HTTP bodies, have their own tests)."""
+    names = []
+    for path in sorted(SAMPLES.glob("*.json")):
+        raw = load_sample(path.name)
+        if isinstance(raw, dict) and raw.keys() >= ENVELOPE_KEYS:
+            names.append(path.name)
+    return names
+
+
+def _required_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for name, info in model.model_fields.items():
+        if info.is_required():
+            paths.append((*prefix, name))
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            paths.extend(_required_paths(info.annotation, (*prefix, name)))
+    return paths
+
+
+def _event_sample(event_type: str) -> dict[str, Any]:
+    """The golden sample of a type; a missing one is reported once, by test_every_event_type_has_a_golden_sample."""
+    if not (SAMPLES / event_sample_name(event_type)).is_file():
+        pytest.skip(f"{event_type} has no golden sample yet (see test_every_event_type_has_a_golden_sample)")
+    return load_sample(event_sample_name(event_type))
+
+
+REQUIRED = [(event_type, path) for event_type, schema in sorted(EVENT_TYPES.items())
+            for path in _required_paths(schema)]
+
+
+# ------------------------------------------------------------------------------------------ (d) and (a)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_every_event_type_has_a_golden_sample(event_type: str) -> None:
+    path = SAMPLES / event_sample_name(event_type)
+    assert path.is_file(), f"add a golden sample {path.name} for {event_type} (a full envelope)"
+
+
+@pytest.mark.parametrize("name", _envelope_samples())
+def test_envelope_sample_is_named_by_a_declared_type(name: str) -> None:
+    raw = load_sample(name)
+    assert raw["type"] in EVENT_TYPES, f"{name} is a sample of {raw['type']}, which EVENT_TYPES does not declare"
+    assert name == event_sample_name(raw["type"])
+    assert raw["type"] == EVENT_TYPES[raw["type"]].TYPE
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_event_sample_round_trips(event_type: str) -> None:
+    raw = _event_sample(event_type)
+    envelope = Envelope.model_validate(raw)
+    assert envelope.model_dump(mode="json") == raw
+    assert Envelope.from_bytes(envelope.to_bytes()) == envelope
+    payload = EVENT_TYPES[event_type].model_validate(envelope.data)
+    # Every field of the schema is in the sample and nothing else: renaming or removing one fails here.
+    assert payload.model_dump(mode="json") == raw["data"]
+    assert envelope.type == type(payload).TYPE
+
+
+# ------------------------------------------------------------------------------------------ (c)
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_unknown_fields_are_ignored(event_type: str) -> None:
+    raw = _event_sample(event_type)
+    newer = with_unknown_fields(Envelope.model_validate(raw))
+    assert newer.model_dump(mode="json") == raw | {"data": newer.data}
+    assert "x_added_later" in newer.data
+    payload = EVENT_TYPES[event_type].model_validate(newer.data)
+    assert payload.model_dump(mode="json") == raw["data"]
+
+
+@pytest.mark.parametrize(("event_type", "path"), REQUIRED, ids=[f"{t}:{'.'.join(p)}" for t, p in REQUIRED])
+def test_missing_required_field_is_refused(event_type: str, path: tuple[str, ...]) -> None:
+    data = copy.deepcopy(_event_sample(event_type)["data"])
+    holder: dict[str, Any] = data
+    for step in path[:-1]:
+        holder = holder[step]
+    del holder[path[-1]]
+    with pytest.raises(ValidationError):
+        EVENT_TYPES[event_type].model_validate(data)
+
+
+@pytest.mark.parametrize("field", sorted(name for name, f in Envelope.model_fields.items() if f.is_required()))
+def test_envelope_without_required_field_is_refused(field: str) -> None:
+    raw = load_sample(event_sample_name(TransferRequested.TYPE))
+    del raw[field]
+    with pytest.raises(ValidationError):
+        Envelope.model_validate(raw)
+
+
+@pytest.mark.parametrize(("event_type", "field", "value"), [
+    (TransferRequested.TYPE, "amount_fen", 0),
+    (TransferCredit.TYPE, "amount_fen", -1),
+    (TransferCreditResult.TYPE, "outcome", "MAYBE"),
+    (TransferSettled.TYPE, "outcome", "REJECTED"),
+])
+def test_invalid_values_are_refused(event_type: str, field: str, value: Any) -> None:
+    data = load_sample(event_sample_name(event_type))["data"] | {field: value}
+    with pytest.raises(ValidationError):
+        EVENT_TYPES[event_type].model_validate(data)
+
+
+async def test_consumers_skip_unknown_event_types(fed: InProcessFederation) -> None:
+    stranger = Envelope.model_validate(load_sample(event_sample_name(TransferCancel.TYPE)) | {
+        "type": "wallet.something.new.v1"})
+    async with UnitOfWork(fed.hub.db) as uow:
+        await hub_messages.handle_batch(fed.hub, uow, [stranger])
+        await uow.commit()
+    async with UnitOfWork(fed.node(DESTINATION).db) as uow:
+        await node_messages.handle_batch(fed.node(DESTINATION), uow, [stranger])
+        await uow.commit()
+    assert await fed.take_all() == []
+
+
+# ------------------------------------------------------------------------------------------ (b) producers
+
+
+def _only(messages: list[Wired], event_type: str) -> Wired:
+    matching = [m for m in messages if m.type == event_type]
+    assert len(matching) == 1, f"expected one {event_type}, got {[m.type for m in messages]}"
+    return matching[0]
+
+
+async def test_binding_changes_from_the_hub_reach_both_nodes(fed: InProcessFederation) -> None:
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)
+    ctx = fed.node(SOURCE)
+    async with UnitOfWork(ctx.db) as uow:
+        await node_bindings.end_binding(ctx, uow, giver.claims(fed.clock.now()), binding_id)
+        await uow.commit()
+    await fed.pump()
+
+    changes = [m for m in fed.delivered if m.type == BindingChanged.TYPE]
+    seen = {(m.topic, consumer_accepts(m).model_dump()["binding"]["version"]) for m in changes}
+    assert seen == {(topics.province_inbound(p), v) for p in (SOURCE, DESTINATION) for v in (1, 2, 3)}
+    assert {m.envelope.source for m in changes} == {"hub"}
+    for admdvs in (SOURCE, DESTINATION):
+        async with UnitOfWork(fed.node(admdvs).db) as uow:
+            row = (await uow.execute(sa.select(node_bindings.BINDINGS).where(
+                node_bindings.BINDINGS.c.binding_id == binding_id))).one()
+        assert (row.state, row.version, row.ended_reason) == ("ENDED", 3, "UNBOUND")
+        assert (row.giver_psn_no, row.relative_psn_no) == (giver.psn_no, mother.psn_no)
+
+
+async def test_cross_province_transfer_step_by_step(fed: InProcessFederation) -> None:
+    """Each producer's real use case, each consumer's real handler, one hop at a time."""
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)
+    await open_wallet(fed, mother)
+    source, destination, hub = fed.node(SOURCE), fed.node(DESTINATION), fed.hub
+
+    # 1. Giver's node accepts: PA -> in flight, transfer row and outbox in one transaction.
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    [requested] = await fed.take_outbox(source.db)
+    assert (requested.topic, requested.key, requested.envelope.source) == (topics.HUB_INBOUND, transfer_id,
+                                                                          "node-640000")
+    request = consumer_accepts(requested)
+    assert isinstance(request, TransferRequested)
+    assert (request.binding_id, request.giver_psn_no, request.receiver_psn_no, request.amount_fen) == (
+        binding_id, giver.psn_no, mother.psn_no, AMOUNT_FEN)
+    assert (request.giver_admdvs, request.receiver_admdvs, request.accepted_at) == (SOURCE, DESTINATION,
+                                                                                    fed.clock.now())
+    assert await balance_fen(fed, SOURCE, ledger.personal_account(giver.psn_no)) == GIVER_PA_FEN - AMOUNT_FEN
+    assert await balance_fen(fed, SOURCE, ledger.IN_FLIGHT) == AMOUNT_FEN
+
+    # 2. Hub routes it to the receiver's province, with the deadline of its timeout.
+    fed.clock.advance(0.015)
+    async with UnitOfWork(hub.db) as uow:
+        await hub_transfers.on_requested(hub, uow, requested.envelope, request)
+        await uow.commit()
+    [credit_msg] = await fed.take_outbox(hub.db)
+    assert (credit_msg.topic, credit_msg.key) == (topics.province_inbound(DESTINATION), transfer_id)
+    credit = consumer_accepts(credit_msg)
+    assert isinstance(credit, TransferCredit)
+    assert credit.credit_by == request.accepted_at + timedelta(seconds=TRANSFER_TIMEOUT_S)
+    assert credit.model_dump(exclude={"credit_by"}) == request.model_dump()
+    assert credit_msg.envelope.trace_id == requested.envelope.trace_id
+
+    # 3. Receiver's node credits the wallet and answers the hub.
+    fed.clock.advance(0.040)
+    async with UnitOfWork(destination.db) as uow:
+        await node_transfers.on_credit(destination, uow, credit_msg.envelope, credit)
+        await uow.commit()
+    [result_msg] = await fed.take_outbox(destination.db)
+    assert (result_msg.topic, result_msg.key, result_msg.envelope.source) == (topics.HUB_INBOUND, transfer_id,
+                                                                             "node-620000")
+    result = consumer_accepts(result_msg)
+    assert isinstance(result, TransferCreditResult)
+    assert (result.outcome, result.reason, result.credited_at) == ("CREDITED", None, fed.clock.now())
+    assert await balance_fen(fed, DESTINATION, ledger.wallet_account(mother.psn_no)) == AMOUNT_FEN
+
+    # 4. Hub decides: credited; the giver's province owes the receiver's.
+    async with UnitOfWork(hub.db) as uow:
+        await hub_transfers.on_result(hub, uow, result_msg.envelope, result)
+        await uow.commit()
+    [settled_msg] = await fed.take_outbox(hub.db)
+    assert (settled_msg.topic, settled_msg.key) == (topics.province_inbound(SOURCE), transfer_id)
+    settled = consumer_accepts(settled_msg)
+    assert isinstance(settled, TransferSettled)
+    assert (settled.outcome, settled.reason, settled.credited_at) == ("CREDITED", None, result.credited_at)
+    async with UnitOfWork(hub.db) as uow:
+        state = (await uow.execute(sa.select(hub_transfers.TRANSFERS.c.state).where(
+            hub_transfers.TRANSFERS.c.transfer_id == transfer_id))).scalar_one()
+        owed = (await uow.execute(sa.select(hub_transfers.OBLIGATIONS))).one()
+    assert state == "CREDITED"
+    assert (owed.debtor_admdvs, owed.creditor_admdvs, owed.amount_fen, owed.ref) == (
+        SOURCE, DESTINATION, AMOUNT_FEN, transfer_id)
+
+    # 5. Giver's node finalises: in flight -> clearing.
+    async with UnitOfWork(source.db) as uow:
+        await node_transfers.on_settled(source, uow, settled)
+        await uow.commit()
+    assert await fed.take_all() == []
+    assert await transfer_out_state(fed, giver, transfer_id) == "CREDITED"
+    await assert_money_conserved(fed, GIVER_PA_FEN)
+
+
+async def test_transfer_through_consumer_handlers_with_newer_producers(fed: InProcessFederation) -> None:
+    """The same flow through the consumers' batch handlers, every message carrying fields they do not know."""
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)
+    await open_wallet(fed, mother)
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    moved = await fed.pump(unknown_fields=True)
+    assert [m.type for m in moved] == [TransferRequested.TYPE, TransferCredit.TYPE, TransferCreditResult.TYPE,
+                                       TransferSettled.TYPE]
+    assert await transfer_out_state(fed, giver, transfer_id) == "CREDITED"
+    assert await balance_fen(fed, DESTINATION, ledger.wallet_account(mother.psn_no)) == AMOUNT_FEN
+    await assert_money_conserved(fed, GIVER_PA_FEN)
+
+
+async def test_rejected_credit_is_refunded(fed: InProcessFederation) -> None:
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)  # the mother never opened her wallet
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    moved = await fed.pump()
+    result = consumer_accepts(_only(moved, TransferCreditResult.TYPE))
+    settled = consumer_accepts(_only(moved, TransferSettled.TYPE))
+    assert result.model_dump(include={"outcome", "reason"}) == {"outcome": "REJECTED", "reason": "WALLET_NOT_OPEN"}
+    assert settled.model_dump(include={"outcome", "reason", "credited_at"}) == {
+        "outcome": "REFUNDED", "reason": "WALLET_NOT_OPEN", "credited_at": None}
+    assert await transfer_out_state(fed, giver, transfer_id) == "REFUNDED"
+    assert await balance_fen(fed, SOURCE, ledger.personal_account(giver.psn_no)) == GIVER_PA_FEN
+    await assert_money_conserved(fed, GIVER_PA_FEN)
+
+
+async def test_timeout_before_credit_refunds_and_a_late_credit_is_refused(fed: InProcessFederation) -> None:
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)
+    await open_wallet(fed, mother)
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    await fed.deliver(await fed.take_outbox(fed.node(SOURCE).db))  # the hub routes it...
+    [late_credit] = await fed.take_outbox(fed.hub.db)  # ...but the receiver's node is down
+
+    fed.clock.advance(TRANSFER_TIMEOUT_S + 1)
+    async with UnitOfWork(fed.hub.db) as uow:
+        assert await hub_transfers.cancel_overdue(fed.hub, uow) == 1
+        await uow.commit()
+    [cancel_msg] = await fed.take_outbox(fed.hub.db)
+    cancel = consumer_accepts(cancel_msg)
+    assert (cancel_msg.topic, cancel) == (topics.province_inbound(DESTINATION),
+                                          TransferCancel(transfer_id=transfer_id, reason="TIMEOUT"))
+    # The node comes back and reads its partition in order: the credit (too late), then the cancel.
+    await fed.deliver([late_credit, cancel_msg])
+    moved = await fed.pump()
+    results = [consumer_accepts(m) for m in moved if m.type == TransferCreditResult.TYPE]
+    assert {r.model_dump()["outcome"] for r in results} == {"REJECTED"}
+    settled = consumer_accepts(_only(moved, TransferSettled.TYPE))
+    assert settled.model_dump()["outcome"] == "REFUNDED"
+    assert await balance_fen(fed, DESTINATION, ledger.wallet_account(mother.psn_no)) == 0
+    assert await transfer_out_state(fed, giver, transfer_id) == "REFUNDED"
+    await assert_money_conserved(fed, GIVER_PA_FEN)
+
+
+async def test_timeout_after_credit_keeps_the_credit(fed: InProcessFederation) -> None:
+    """The credit happened but its result was slow: the cancel is answered CREDITED, never refunded."""
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)
+    await open_wallet(fed, mother)
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    await fed.deliver(await fed.take_outbox(fed.node(SOURCE).db))
+    await fed.deliver(await fed.take_outbox(fed.hub.db))  # credited at the destination
+    [slow_result] = await fed.take_outbox(fed.node(DESTINATION).db)  # its answer is delayed
+
+    fed.clock.advance(TRANSFER_TIMEOUT_S + 1)
+    async with UnitOfWork(fed.hub.db) as uow:
+        assert await hub_transfers.cancel_overdue(fed.hub, uow) == 1
+        await uow.commit()
+    await fed.deliver(await fed.take_outbox(fed.hub.db))  # the cancel
+    [answer] = await fed.take_outbox(fed.node(DESTINATION).db)
+    assert consumer_accepts(answer).model_dump(include={"outcome", "credited_at"}) == consumer_accepts(
+        slow_result).model_dump(include={"outcome", "credited_at"})
+    await fed.deliver([answer, slow_result])  # both answers reach the hub; the first decides
+    moved = await fed.pump()
+    settled = consumer_accepts(_only(moved, TransferSettled.TYPE))
+    assert settled.model_dump()["outcome"] == "CREDITED"
+    assert await transfer_out_state(fed, giver, transfer_id) == "CREDITED"
+    assert await balance_fen(fed, DESTINATION, ledger.wallet_account(mother.psn_no)) == AMOUNT_FEN
+    await assert_money_conserved(fed, GIVER_PA_FEN)
+
+
+async def test_redelivered_and_repeated_messages_change_nothing(fed: InProcessFederation) -> None:
+    giver, mother = await family(fed)
+    binding_id = await active_binding(fed, giver, mother)
+    await open_wallet(fed, mother)
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    moved = await fed.pump(twice=True)  # same message ids again: the inbox drops them
+    assert len(moved) == 4
+    # The same messages under new ids (past the inbox): every handler must still apply each at most once.
+    for wired in moved:
+        repeated = Wired(wired.topic, wired.key, wired.envelope.model_copy(update={"id": wired.envelope.id + "r"}))
+        await fed.deliver([repeated])
+    assert await fed.take_all() == []
+    assert await transfer_out_state(fed, giver, transfer_id) == "CREDITED"
+    assert await balance_fen(fed, DESTINATION, ledger.wallet_account(mother.psn_no)) == AMOUNT_FEN
+    async with UnitOfWork(fed.hub.db) as uow:
+        obligations = (await uow.execute(sa.select(sa.func.count()).select_from(hub_transfers.OBLIGATIONS))).scalar()
+    assert obligations == 1
+    await assert_money_conserved(fed, GIVER_PA_FEN)
+
+
+async def test_same_province_transfer(fed: InProcessFederation) -> None:
+    giver, _ = await family(fed)
+    husband = await import_person(fed, SOURCE, "64010219830511003", "张伟", insutype="310")
+    await import_kinship(fed, giver, husband, "spouse")
+    binding_id = await active_binding(fed, giver, husband, "spouse")
+    await open_wallet(fed, husband)
+    transfer_id = await send_transfer(fed, giver, binding_id, AMOUNT_FEN)
+    moved = await fed.pump()
+    credit = _only(moved, TransferCredit.TYPE)
+    assert credit.topic == topics.province_inbound(SOURCE)
+    assert await transfer_out_state(fed, giver, transfer_id) == "CREDITED"
+    assert await balance_fen(fed, SOURCE, ledger.wallet_account(husband.psn_no)) == AMOUNT_FEN
+    async with UnitOfWork(fed.hub.db) as uow:
+        assert (await uow.execute(sa.select(hub_transfers.OBLIGATIONS))).first() is None  # nothing to clear
+    await assert_money_conserved(fed, GIVER_PA_FEN)
