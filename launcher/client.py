@@ -86,6 +86,23 @@ class FederationClient:
             headers["idempotency-key"] = idempotency_key
         return await self.http.request(method, f"{self.node_url(session.admdvs)}{path}", json=json, headers=headers)
 
+    async def register_institution(self, fixmedins_code: str, fixmedins_name: str, admdvs: str) -> dict[str, Any]:
+        """Gateway admin: a pharmacy or clinic and its paas_id / paas_token (answer of the contract, plus the
+        institution's own fields, which PosClient.registered reads)."""
+        response = await self.http.post(f"{self.gateway_url()}/v1/admin/institutions", json={
+            "fixmedins_code": fixmedins_code, "fixmedins_name": fixmedins_name, "admdvs": admdvs},
+            headers=self._operator(uuid.uuid4().hex))
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def import_catalogue(self, items: list[dict[str, str]]) -> dict[str, Any]:
+        response = await self.http.post(f"{self.gateway_url()}/v1/admin/catalogue:import", json={"items": items},
+                                        headers=self._operator(uuid.uuid4().hex))
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
     async def ledger_summary(self, admdvs: str, internal_token: str) -> dict[str, Any]:
         response = await self.http.get(f"{self.node_url(admdvs)}/internal/v1/ledger/summary",
                                        headers={"authorization": f"Bearer {internal_token}"})

@@ -9,8 +9,9 @@ choreography."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -147,6 +148,26 @@ class _Session:
         if isinstance(self.session, sa.Connection):
             return self.session.execute(statement, params)
         return await self.session.execute(statement, params)
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: what fails inside rolls back alone, the surrounding work goes on."""
+        if isinstance(self.session, sa.Connection):
+            nested = self.session.begin_nested()
+            try:
+                yield
+            except BaseException:
+                nested.rollback()
+                raise
+            nested.commit()
+            return
+        async_nested = await self.session.begin_nested()
+        try:
+            yield
+        except BaseException:
+            await async_nested.rollback()
+            raise
+        await async_nested.commit()
 
     async def _finish(self, commit: bool) -> None:
         if isinstance(self.session, sa.Connection):

@@ -21,7 +21,9 @@ from shared.web import ApiError
 
 _RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
 
-UseCase = Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]
+# use_case(uow) -> (status, body); with `prepare`, use_case(uow, prepared).
+UseCase = Callable[..., Awaitable[tuple[int, Any]]]
+Prepare = Callable[[], Awaitable[Any]]
 
 
 def _json(status: int, body: bytes) -> Response:
@@ -35,8 +37,12 @@ async def _stored(db: Database, scope: str, key: str) -> Any:
         ).first()
 
 
-async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase) -> Response:
-    """Run `use_case` in one unit of work; it returns (status, body) and commits nothing itself."""
+async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase,
+                         prepare: Prepare | None = None) -> Response:
+    """Run `use_case` in one unit of work; it returns (status, body) and commits nothing itself.
+
+    `prepare` runs first, outside the unit of work and so outside the write lock: calls to other services
+    (idempotent on their side) go there, so that a slow peer never stalls this service's writes."""
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= 200):
         raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 200 characters")
@@ -48,8 +54,9 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
         if previous is not None:
             return _replay(previous, request_hash)
     try:
+        prepared = await prepare() if prepare is not None else None
         async with UnitOfWork(db) as uow:
-            status, payload = await use_case(uow)
+            status, payload = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
             body = orjson.dumps(payload)
             if key is not None:
                 await _remember(uow, scope, key, request_hash, status, body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from datetime import date
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"  # index: sum mod 11 -> check character, i.e. (12 - s mod 11) mod 11
@@ -45,6 +46,25 @@ def make_id_no(first17: str) -> str:
     return first17 + check_digit(first17)
 
 
+def birth_date_of(id_no: str) -> date:
+    """GB 11643 digits 7-14 are the date of birth (yyyyMMdd). Raises InvalidIdNo for an impossible date."""
+    canonical = normalize_id_no(id_no)
+    try:
+        return date(int(canonical[6:10]), int(canonical[10:12]), int(canonical[12:14]))
+    except ValueError as exc:
+        raise InvalidIdNo("the birth date inside the ID number is not a date") from exc
+
+
+def gender_of(id_no: str) -> str:
+    """GB 11643 digit 17 is odd for men, even for women; GB/T 2261.1 codes: "1" male, "2" female."""
+    return "1" if int(normalize_id_no(id_no)[16]) % 2 else "2"
+
+
+def age_on(birth: date, today: date) -> int:
+    """Whole years completed on `today`."""
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
 def mask_id_no(id_no: str) -> str:
     """`6401**********1234`: region prefix and last four only."""
     return id_no[:4] + "*" * (len(id_no) - 8) + id_no[-4:]
@@ -77,6 +97,12 @@ def keyed_hash(key: bytes, value: str) -> str:
 
 def id_hash(key: bytes, id_no: str) -> str:
     return keyed_hash(key, "id:" + normalize_id_no(id_no))
+
+
+def card_hash(key: bytes, card_no: str) -> str:
+    """Social-security card numbers (mdtrt_cert_type 03) are kept, at the node and in the hub directory, only as
+    this keyed hash; the gateway hashes what the till read to find the card's holder."""
+    return keyed_hash(key, "card:" + card_no.strip())
 
 
 def name_hash(key: bytes, name: str) -> str:

@@ -53,6 +53,19 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(_guarded(), name=name))
 
+    def every(self, name: str, interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
+        """A periodic job (timeouts, expiries, year end); a failed round is logged and the next one retries."""
+
+        async def _loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await work()
+                except Exception:
+                    log.exception("periodic job %s failed; retrying next round", name)
+
+        self.spawn(name, _loop)
+
 
 async def _start_with_retry(start: Callable[[], Awaitable[None]], what: str) -> None:
     deadline = asyncio.get_running_loop().time() + KAFKA_START_TIMEOUT_S

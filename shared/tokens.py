@@ -57,3 +57,25 @@ def verify(key: bytes, token: str, now_s: float) -> Claims:
     if now_s >= claims.expires_at_s:
         raise InvalidToken("expired")
     return claims
+
+
+# 医保码 (electronic medical-insurance credential, mdtrt_cert_type 01): what the citizen's app shows as a QR code
+# and a pharmacy's till scans. It names the person and their home province, so the gateway routes the payment
+# without asking the hub. It is signed with a key derived from the federation's token key: an ec token shown at
+# a till must never work as an access token for the citizen API (and vice versa).
+EC_TOKEN_AMR = ("ec",)
+
+
+def _ec_key(key: bytes) -> bytes:
+    return hmac.new(key, b"yibao-ec-token-v1", hashlib.sha256).digest()
+
+
+def issue_ec_token(key: bytes, psn_no: str, insuplc_admdvs: str, issued_at_s: int, expires_at_s: int) -> str:
+    return issue(_ec_key(key), Claims(psn_no, insuplc_admdvs, EC_TOKEN_AMR, issued_at_s, expires_at_s))
+
+
+def verify_ec_token(key: bytes, token: str, now_s: float) -> Claims:
+    claims = verify(_ec_key(key), token, now_s)
+    if claims.amr != EC_TOKEN_AMR:
+        raise InvalidToken("not an ec token")
+    return claims

@@ -18,7 +18,7 @@ import pytest
 from launcher import supervisor
 from launcher.client import FederationClient
 
-PROVINCES = ["640000", "620000", "610000"]
+PROVINCES = ["640000", "620000", "610000", "350000"]
 TEST_TRANSFER_TIMEOUT_S = 15
 
 # Settings of the test federation: quiet hours off (CI may run at any hour; the rule has its own tests),

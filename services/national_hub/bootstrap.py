@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.national_hub.adapters.node_client import NodeClient
 from services.national_hub.config import HubSettings
 from services.national_hub.entrypoints import api
 from services.national_hub.service_layer import messages, transfers
@@ -41,7 +42,8 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
 
         runtime = await start_runtime(settings, instance="hub", client_id="hub", migrations=MIGRATIONS,
                                       inbound_topic=topics.HUB_INBOUND, handler=handle)
-        ctx = HubContext(settings=settings, db=runtime.db, clock=clock)
+        nodes = NodeClient(settings.province_url, settings.internal_token, settings.internal_http_timeout_s)
+        ctx = HubContext(settings=settings, db=runtime.db, clock=clock, nodes=nodes)
         ctx_holder.append(ctx)
 
         async def timeouts() -> None:
@@ -61,6 +63,7 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
             yield
         finally:
             await stop_runtime(runtime)
+            await nodes.close()
 
     async def database_reachable() -> None:
         await state["runtime"].check_database()

@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.pharmacy_gateway.adapters.federation_http import DirectoryClient, InternalHttp, ProvinceNodes
 from services.pharmacy_gateway.config import GatewaySettings
+from services.pharmacy_gateway.entrypoints import admin_api, pos_api
+from services.pharmacy_gateway.service_layer.context import GatewayContext, Registry
+from services.pharmacy_gateway.service_layer.exchange import forget_old_nonces
+from shared.clock import Clock, SystemClock
 from shared.logs import configure_logging
 from shared.runtime import Runtime, start_runtime, stop_runtime
 from shared.web import create_app
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
+log = logging.getLogger("yibao.gateway")
 
 
-def bootstrap(settings: GatewaySettings | None = None) -> FastAPI:
+def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
+    clock = clock or SystemClock(settings.clock_offset_s)
     state: dict[str, Runtime] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level)
+        # No inbound topic: the gateway only publishes (cross-province settlements, to the hub).
         runtime = await start_runtime(settings, instance="gateway", client_id="gateway", migrations=MIGRATIONS,
                                       inbound_topic=None, handler=None)
+        directory = DirectoryClient(InternalHttp(settings.hub_url, settings.internal_token,
+                                                 settings.directory_call_timeout_s, settings.node_max_connections),
+                                    settings.directory_cache_ttl_s)
+        nodes = ProvinceNodes(settings.province_url, settings.internal_token, settings.province_call_timeout_s,
+                              settings.node_max_connections)
+        registry = Registry()
+        await registry.load(runtime.db)
+        ctx = GatewayContext(settings=settings, db=runtime.db, clock=clock, directory=directory, nodes=nodes,
+                             registry=registry)
+
+        async def nonce_cleanup() -> None:
+            while True:
+                await asyncio.sleep(settings.nonce_cleanup_interval_s)
+                try:
+                    await forget_old_nonces(ctx)
+                except Exception:
+                    log.exception("forgetting old nonces failed; the next round retries")
+
+        runtime.spawn("nonce-cleanup", nonce_cleanup)
         state["runtime"] = runtime
+        app.state.ctx = ctx
         try:
             yield
         finally:
             await stop_runtime(runtime)
+            await nodes.close()
+            await directory.close()
 
     async def database_reachable() -> None:
         await state["runtime"].check_database()
@@ -39,4 +71,6 @@ def bootstrap(settings: GatewaySettings | None = None) -> FastAPI:
 
     app, _ = create_app("Yibao pharmacy gateway (national 两定机构 interface)", lifespan,
                         [database_reachable, kafka_reachable])
+    app.include_router(pos_api.router)
+    app.include_router(admin_api.router)
     return app

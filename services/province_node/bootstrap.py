@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.hub_client import HubClient
 from services.province_node.config import NodeSettings
-from services.province_node.entrypoints import admin_api, citizen_api
-from services.province_node.service_layer import messages
+from services.province_node.entrypoints import admin_api, citizen_api, ec_token_api, mutual_aid_api, pos_api
+from services.province_node.service_layer import housekeeping, messages
 from services.province_node.service_layer.context import NodeContext
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
@@ -46,6 +46,9 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
         async with UnitOfWork(runtime.db) as uow:
             await ledger_repo.ensure_system_accounts(uow, clock.now())
             await uow.commit()
+        runtime.every("quota-year-end", settings.housekeeping_interval_s, lambda: housekeeping.close_past_years(ctx))
+        runtime.every("premium-reservations", settings.housekeeping_interval_s,
+                      lambda: housekeeping.expire_premium_reservations(ctx))
         state["runtime"] = runtime
         app.state.ctx = ctx
         try:
@@ -63,5 +66,9 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
     app, _ = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
                         [database_reachable, kafka_reachable])
     app.include_router(citizen_api.router)
+    app.include_router(ec_token_api.router)
     app.include_router(admin_api.router)
+    app.include_router(pos_api.router)
+    app.include_router(mutual_aid_api.router)
+    app.include_router(mutual_aid_api.internal_router)
     return app

@@ -14,6 +14,12 @@ class NodeSettings(ServiceSettings):
     transfer_max_per_day: int = 3
     transfer_max_fen: int = 200_000
     token_ttl_s: int = 1800
+    # Lifetime of a 医保码 (ec token) shown to a till: long enough for look-up, pre-settle and settle.
+    ec_token_ttl_s: int = 300
+    # Year-end quota closing and premium reservation expiry run this often.
+    housekeeping_interval_s: float = 30.0
+    # A premium slot reserved for a wallet payment that never came is freed after this long.
+    premium_reservation_ttl_s: float = 300.0
     # Password hashing cost for credentials enrolled at import (PBKDF2-SHA256).
     password_hash_iterations: int = 60_000
 

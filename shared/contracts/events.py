@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Payload(BaseModel):
@@ -93,8 +93,44 @@ class BindingChanged(Payload):
     binding: BindingSnapshot
 
 
+class PosSettlementRecorded(Payload):
+    """Gateway -> hub: a pharmacy settlement of a person insured in another province than the pharmacy took
+    effect (CHARGE: the payer's province now owes the pharmacy's province `amount_fen`) or stopped taking effect
+    (REFUND: a cancel 2103 or a reversal 2601 gave the money back, so that debt is withdrawn). Only the part paid
+    from accounts (`acct_pay` + `acct_mulaid_pay`) is cleared; the cash part went from the patient to the till.
+
+    `ref` is unique per change of the settlement (setl_id and the payer node's version of it): the hub records
+    each once, however often it is delivered."""
+
+    TYPE: ClassVar[str] = "pos.settlement.recorded.v1"
+    ref: str
+    effect: Literal["CHARGE", "REFUND"]
+    setl_id: str
+    version: int = Field(ge=1)
+    msgid: str  # the POS message (2102, 2103 or 2601) whose answer revealed this change
+    fixmedins_code: str
+    pharmacy_admdvs: str  # the institution's region, e.g. 510100; its province is the creditor
+    payer_admdvs: str  # the payer's home province, the debtor
+    psn_no: str
+    acct_pay_fen: int = Field(ge=0)
+    mulaid_pay_fen: int = Field(ge=0)
+    amount_fen: int = Field(gt=0)  # acct_pay_fen + mulaid_pay_fen
+    occurred_at: datetime
+
+    @model_validator(mode="after")
+    def _parts_add_up(self) -> PosSettlementRecorded:
+        if self.amount_fen != self.acct_pay_fen + self.mulaid_pay_fen:
+            raise ValueError("amount_fen must be acct_pay_fen + mulaid_pay_fen")
+        return self
+
+
 EVENT_TYPES: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (TransferRequested, TransferCredit, TransferCancel, TransferCreditResult, TransferSettled,
-                BindingChanged)
+                BindingChanged, PosSettlementRecorded)
 }
+
+# Quota and premium payloads live in their own module; registered here so that every consumer knows them.
+from shared.contracts.mutual_aid_events import MUTUAL_AID_EVENTS  # noqa: E402
+
+EVENT_TYPES.update({cls.TYPE: cls for cls in MUTUAL_AID_EVENTS})

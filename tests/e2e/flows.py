@@ -104,17 +104,19 @@ async def me(client: FederationClient, session: Session) -> dict[str, Any]:
 
 
 async def money_totals(client: FederationClient, federation: Federation) -> dict[str, int]:
-    """Citizen money (personal accounts + wallets + in flight) per the ledgers, and the checks that each
-    ledger sums to zero and that clearing positions cancel out across provinces."""
-    citizen_fen = in_flight_fen = clearing_fen = 0
+    """Money per the ledgers, after checking that each ledger sums to zero and every journal entry balances.
+    `held_fen` is everything on the books but the payroll side (FUNDING): it changes only when money is
+    paid in, so any transfer, quota or premium must leave it exactly as it was."""
+    totals_all: dict[str, int] = {}
     for admdvs in federation.provinces:
         summary = await client.ledger_summary(admdvs, federation.internal_token)
         assert summary["sum_fen"] == 0, summary
         assert summary["journal_balanced"], summary
-        totals = summary["totals_fen"]
-        citizen_fen += totals.get("PA", 0) + totals.get("WALLET", 0)
-        in_flight_fen += totals.get("SYS:IN_FLIGHT", 0)
-        clearing_fen += totals.get("SYS:CLEARING", 0)
-    return {"citizen_fen": citizen_fen, "in_flight_fen": in_flight_fen, "clearing_fen": clearing_fen,
-            # Invariant at every instant: money only moves between these (FUNDING is the only other side).
-            "held_fen": citizen_fen + in_flight_fen + clearing_fen}
+        for key, amount_fen in summary["totals_fen"].items():
+            totals_all[key] = totals_all.get(key, 0) + amount_fen
+    return {
+        "citizen_fen": totals_all.get("PA", 0) + totals_all.get("WALLET", 0) + totals_all.get("QUOTA", 0),
+        "in_flight_fen": totals_all.get("SYS:IN_FLIGHT", 0),
+        "clearing_fen": totals_all.get("SYS:CLEARING", 0),
+        "held_fen": -totals_all.get("SYS:FUNDING", 0),
+    }

@@ -23,6 +23,8 @@ class DirectoryPerson(SQLModel, table=True):
     face_hash: str | None = Field(default=None, max_length=64)
     insured: bool = True
     updated_at: datetime
+    # Keyed hash of the social-security card number: a till that reads the card (03) finds the holder's province.
+    card_hash: str | None = Field(default=None, index=True, max_length=64)
 
 
 class KinshipFact(SQLModel, table=True):

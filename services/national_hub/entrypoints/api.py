@@ -8,13 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.national_hub.service_layer import bindings, directory, transfers
+from services.national_hub.service_layer import bindings, directory, mutual_aid, transfers
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import KinshipImport, SessionRequest
 from shared.contracts.internal_api import (
     BindingActionRequest,
     BindingCreateRequest,
+    DirectoryLookup,
+    DirectoryLookupResult,
     DirectoryRegistrationBatch,
+    PremiumQuotaRequest,
+    PremiumReservation,
+    PremiumReservationRequest,
 )
 from shared.db import ReadView, UnitOfWork
 from shared.idempotency import run_idempotent
@@ -63,6 +68,13 @@ async def register_persons(request: Request, body: DirectoryRegistrationBatch) -
     return await run_idempotent(request, ctx.db, "internal", lambda uow: directory.register(ctx, uow, body))
 
 
+@internal.post("/directory/lookup", dependencies=[Depends(internal_only)])
+async def lookup_person(request: Request, body: DirectoryLookup) -> DirectoryLookupResult:
+    """The gateway: which province insures the holder of this ID or card (keyed hashes only)."""
+    async with ReadView(_ctx(request).db) as view:
+        return await directory.lookup(view, body)
+
+
 async def _in_uow(ctx: HubContext, work: Any) -> dict[str, Any]:
     async with UnitOfWork(ctx.db) as uow:
         result: dict[str, Any] = await work(uow)
@@ -86,3 +98,25 @@ async def confirm_binding(request: Request, binding_id: str, body: BindingAction
 async def end_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
     return await _in_uow(ctx, lambda uow: bindings.end(ctx, uow, binding_id, body))
+
+
+async def _forward_premium(request: Request, action: str, body: PremiumReservationRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    assert ctx.nodes is not None, "the hub's bootstrap wires the node client"
+    return await mutual_aid.forward_premium(ctx, ctx.nodes, action, body)
+
+
+@internal.post("/premiums:reserve", dependencies=[Depends(internal_only)], response_model=PremiumReservation)
+async def reserve_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
+    return await _forward_premium(request, "reserve", body)
+
+
+@internal.post("/premiums:release", dependencies=[Depends(internal_only)])
+async def release_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
+    return await _forward_premium(request, "release", body)
+
+
+@internal.post("/premiums:pay-from-quota", dependencies=[Depends(internal_only)],
+               response_model=PremiumReservation)
+async def premium_from_quota(request: Request, body: PremiumQuotaRequest) -> dict[str, Any]:
+    return await _forward_premium(request, "pay-from-quota", body)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.national_hub.adapters.node_client import NodeClient
 from services.national_hub.config import HubSettings
 from shared.clock import Clock
 from shared.db import Database
@@ -13,3 +14,4 @@ class HubContext:
     db: Database
     clock: Clock
     source: str = "hub"
+    nodes: NodeClient | None = None  # synchronous calls to province nodes (premiums)

@@ -12,7 +12,7 @@ from services.national_hub.adapters.tables import DirectoryPerson, KinshipFact
 from services.national_hub.domain.kinship import RELATIONS
 from services.national_hub.service_layer.context import HubContext
 from shared import tokens
-from shared.contracts.internal_api import DirectoryRegistrationBatch
+from shared.contracts.internal_api import DirectoryLookup, DirectoryLookupResult, DirectoryRegistrationBatch
 from shared.credentials import decode_face_image, face_hash, verify_password
 from shared.db import ReadView, UnitOfWork
 from shared.ids import InvalidIdNo, id_hash, name_hash
@@ -53,6 +53,20 @@ async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistratio
         else:
             await uow.execute(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == person.id_hash).values(**values))
     return 200, {"registered": len(batch.persons)}
+
+
+async def lookup(view: ReadView, query: DirectoryLookup) -> DirectoryLookupResult:
+    """Where is the holder of this ID (02) or social-security card (03) insured? The gateway routes a till's
+    payment to that province's node."""
+    if query.id_hash is not None:
+        condition = DIRECTORY.c.id_hash == query.id_hash
+    else:
+        condition = DIRECTORY.c.card_hash == query.card_hash
+    row = (await view.execute(sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.insuplc_admdvs, DIRECTORY.c.insured)
+                              .where(condition).limit(1))).first()
+    if row is None:
+        raise ApiError(404, "PERSON_NOT_FOUND", "no insured person has this ID number or card in the directory")
+    return DirectoryLookupResult(psn_no=row.psn_no, insuplc_admdvs=row.insuplc_admdvs, insured=row.insured)
 
 
 def _authentication_failed() -> ApiError:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from services.national_hub.service_layer import transfers
+from services.national_hub.service_layer import clearing, mutual_aid, transfers
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import TransferCreditResult, TransferRequested
+from shared.contracts.events import PosSettlementRecorded, TransferCreditResult, TransferRequested
+from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import UnitOfWork
 
 log = logging.getLogger("yibao.hub.messages")
@@ -19,5 +20,15 @@ async def handle_batch(ctx: HubContext, uow: UnitOfWork, envelopes: list[Envelop
             await transfers.on_requested(ctx, uow, env, TransferRequested.model_validate(env.data))
         elif env.type == TransferCreditResult.TYPE:
             await transfers.on_result(ctx, uow, env, TransferCreditResult.model_validate(env.data))
+        elif env.type == QuotaSet.TYPE:
+            await mutual_aid.on_quota_set(ctx, uow, env, QuotaSet.model_validate(env.data))
+        elif env.type == QuotaSpent.TYPE:
+            await mutual_aid.on_quota_spent(ctx, uow, env, QuotaSpent.model_validate(env.data))
+        elif env.type == QuotaMirrorState.TYPE:
+            await mutual_aid.on_mirror_state(ctx, uow, env, QuotaMirrorState.model_validate(env.data))
+        elif env.type == PremiumPaid.TYPE:
+            await mutual_aid.on_premium_paid(ctx, uow, env, PremiumPaid.model_validate(env.data))
+        elif env.type == PosSettlementRecorded.TYPE:
+            await clearing.on_pos_settlement(ctx, uow, PosSettlementRecorded.model_validate(env.data))
         else:
             log.warning("ignoring message of unknown type %s", env.type)

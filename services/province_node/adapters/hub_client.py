@@ -13,6 +13,9 @@ from shared.contracts.internal_api import (
     BindingCreateRequest,
     BindingResponse,
     DirectoryRegistrationBatch,
+    PremiumQuotaRequest,
+    PremiumReservation,
+    PremiumReservationRequest,
 )
 from shared.web import ApiError
 
@@ -50,6 +53,17 @@ class HubClient:
     async def binding_action(self, binding_id: str, action: str, request: BindingActionRequest) -> BindingSnapshot:
         payload = await self._post(f"/internal/v1/bindings/{binding_id}:{action}", request.model_dump(mode="json"))
         return BindingResponse.model_validate(payload).binding
+
+    async def reserve_premium(self, request: PremiumReservationRequest) -> PremiumReservation:
+        payload = await self._post("/internal/v1/premiums:reserve", request.model_dump(mode="json"))
+        return PremiumReservation.model_validate(payload)
+
+    async def release_premium(self, request: PremiumReservationRequest) -> None:
+        await self._post("/internal/v1/premiums:release", request.model_dump(mode="json"))
+
+    async def premium_from_quota(self, request: PremiumQuotaRequest) -> PremiumReservation:
+        payload = await self._post("/internal/v1/premiums:pay-from-quota", request.model_dump(mode="json"))
+        return PremiumReservation.model_validate(payload)
 
     async def ping(self) -> None:
         response = await self._http.get("/healthz")

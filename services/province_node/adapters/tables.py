@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlmodel import Field, SQLModel
 
+from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
+from services.province_node.adapters.pos_tables import POS_TABLES
 from shared.messaging_tables import IdempotencyRecord, InboxMessage, OutboxMessage
 
 
@@ -23,6 +25,9 @@ class Person(SQLModel, table=True):
     card_no_hash: str | None = Field(default=None, index=True, max_length=64)
     insured: bool = True
     created_at: datetime
+    # From the ID number at import (the clear number is not kept): what a till shows in 1101's baseinfo.
+    gend: str | None = Field(default=None, max_length=1)
+    brdy: date | None = None
 
 
 class Account(SQLModel, table=True):
@@ -117,4 +122,4 @@ class Notification(SQLModel, table=True):
 
 
 NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
-               OutboxMessage, InboxMessage, IdempotencyRecord)
+               OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES)

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 FUNDING = "SYS:FUNDING"
 IN_FLIGHT = "SYS:IN_FLIGHT"
 CLEARING = "SYS:CLEARING"
-SYSTEM_ACCOUNTS = (FUNDING, IN_FLIGHT, CLEARING)
+# Relative's side of quota spending: what the givers' provinces owe this node for quota money it paid out.
+QUOTA_DUE = "SYS:QUOTA_DUE"
+# Resident premiums received for this province's insured.
+PREMIUM_INCOME = "SYS:PREMIUM_INCOME"
+SYSTEM_ACCOUNTS = (FUNDING, IN_FLIGHT, CLEARING, QUOTA_DUE, PREMIUM_INCOME)
 
 
 def personal_account(psn_no: str) -> str:
@@ -21,6 +25,11 @@ def personal_account(psn_no: str) -> str:
 
 def wallet_account(psn_no: str) -> str:
     return f"WALLET:{psn_no}"
+
+
+def quota_reserve_account(binding_id: str, year: int) -> str:
+    """Giver's side: the part of the giver's personal account reserved for one binding's quota of a year."""
+    return f"QUOTA:{binding_id}:{year}"
 
 
 def may_go_negative(account_id: str) -> bool:

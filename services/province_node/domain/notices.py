@@ -13,6 +13,29 @@ def transfer_refunded(amount_fen: int, reason: str | None) -> str:
     return f"您的共济转账{yuan_text(amount_fen)}元已退回个人账户（{reason or '未到账'}）"
 
 
-def binding_changed(relative_name_masked: str, state: str) -> str:
+# Why a binding ended, as the notice says it (UNBOUND, by either party, needs no explanation).
+_ENDED_BECAUSE = {"INSURANCE_ENDED": "（参保关系终止）", "MOVED_REGION": "（参保地变更）"}
+
+
+def binding_changed(relative_name_masked: str, state: str, ended_reason: str | None = None) -> str:
+    """To the giver, on every change of a binding."""
     words = {"PENDING_CONSENT": "已发起，等待亲属确认", "ACTIVE": "已生效", "ENDED": "已解除"}
-    return f"您与{relative_name_masked}的共济绑定{words.get(state, state)}"
+    return f"您与{relative_name_masked}的共济绑定{words.get(state, state)}{_ENDED_BECAUSE.get(ended_reason or '', '')}"
+
+
+def binding_changed_for_relative(state: str, ended_reason: str | None = None) -> str | None:
+    """To the relative: asked to confirm when a giver binds them, told when the binding ends. None when there is
+    nothing to tell (ACTIVE: the relative confirmed it themself a moment ago)."""
+    if state == "PENDING_CONSENT":
+        return "您的亲属申请与您绑定医保钱包共济，请登录医保钱包刷脸确认"
+    if state == "ENDED":
+        return f"您与亲属的医保钱包共济绑定已解除{_ENDED_BECAUSE.get(ended_reason or '', '')}"
+    return None
+
+
+def quota_granted(annual_quota_fen: int, year: int) -> str:
+    return f"您的亲属为您设置了{year}年共济额度{yuan_text(annual_quota_fen)}元"
+
+
+def premium_paid(amount_fen: int, year: int) -> str:
+    return f"您的{year}年城乡居民医保费{yuan_text(amount_fen)}元已缴纳"

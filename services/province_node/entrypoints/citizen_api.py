@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
-from services.province_node.service_layer import bindings, persons, transfers
+from services.province_node.service_layer import bindings, me, persons, transfers
 from services.province_node.service_layer.bindings import BindingCreate
 from services.province_node.service_layer.context import NodeContext
 from shared.db import ReadView
@@ -27,7 +27,7 @@ def _ctx(request: Request) -> NodeContext:
 async def get_me(request: Request, claims: Claims = Depends(citizen)) -> dict[str, Any]:
     ctx = _ctx(request)
     async with ReadView(ctx.db) as view:
-        return await persons.me(ctx, view, claims.psn_no)
+        return await me.me(ctx, view, claims.psn_no)
 
 
 @router.post("/wallet:open", status_code=201)
@@ -43,7 +43,8 @@ async def create_binding(request: Request, body: BindingCreate, claims: Claims =
     key = request.headers.get("idempotency-key")
     request_key = f"{claims.psn_no}:{key}" if key else None
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: bindings.create_binding(ctx, uow, claims, body, request_key))
+                                lambda uow, snapshot: bindings.record_created(ctx, uow, snapshot),
+                                prepare=lambda: bindings.request_binding(ctx, claims, body, request_key))
 
 
 @router.get("/bindings")
@@ -56,14 +57,16 @@ async def list_bindings(request: Request, claims: Claims = Depends(citizen)) -> 
 async def confirm_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: bindings.confirm_binding(ctx, uow, claims, binding_id))
+                                lambda uow, snapshot: bindings.record_change(ctx, uow, snapshot),
+                                prepare=lambda: bindings.confirm_at_hub(ctx, claims, binding_id))
 
 
 @router.delete("/bindings/{binding_id}")
 async def end_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: bindings.end_binding(ctx, uow, claims, binding_id))
+                                lambda uow, snapshot: bindings.record_change(ctx, uow, snapshot),
+                                prepare=lambda: bindings.end_at_hub(ctx, claims, binding_id))
 
 
 @router.post("/transfers", status_code=202)

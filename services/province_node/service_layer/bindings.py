@@ -4,6 +4,7 @@ transfer path reads locally."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from shared.db import ReadView, UnitOfWork
 from shared.ids import InvalidIdNo, id_hash, mask_name, name_hash
 from shared.tokens import Claims
 
+log = logging.getLogger("yibao.node.notices")
 BINDINGS = BindingReplica.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
@@ -63,19 +65,35 @@ async def apply_snapshot(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSna
         return False
     if snapshot.giver_admdvs == ctx.admdvs:
         await notify(uow, ctx, snapshot.giver_psn_no,
-                     notices.binding_changed(snapshot.relative_name_masked, snapshot.state))
+                     notices.binding_changed(snapshot.relative_name_masked, snapshot.state, snapshot.ended_reason))
+    relative_text = notices.binding_changed_for_relative(snapshot.state, snapshot.ended_reason)
+    if snapshot.relative_admdvs == ctx.admdvs and relative_text is not None:
+        await notify(uow, ctx, snapshot.relative_psn_no, relative_text)
     return True
 
 
 async def notify(uow: UnitOfWork, ctx: NodeContext, psn_no: str, text: str) -> None:
-    # The local SMS adapter: the notice is recorded in the same transaction as the change it reports, so it
-    # can neither be lost nor hold the money back.
-    await uow.execute(sa.insert(NOTIFICATIONS).values(psn_no=psn_no, time=ctx.clock.now(), text=text))
+    """Send a notice through the SMS port. A failing notice never loses or delays money: it runs in its own
+    savepoint, and its failure is logged while the money movement around it commits."""
+    try:
+        async with uow.savepoint():
+            await ctx.sms.send(uow, psn_no, text, ctx.clock.now())
+    except Exception:
+        log.exception("a notice to %s could not be sent; the change it reports stands", psn_no)
 
 
-async def create_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: BindingCreate,
-                         request_key: str | None) -> tuple[int, Any]:
-    giver = await person_by_psn_no(uow, claims.psn_no)
+# Creating, confirming and ending a binding are decided by the hub over HTTP. Each use case is split in two:
+# the call to the hub runs as run_idempotent's `prepare`, outside the node's write lock (a slow hub must never
+# stall this node's transfers), and the replica is updated in the unit of work afterwards. The hub's side is
+# idempotent (request_key for creation; confirming or ending twice answers the same), so a retry after a
+# failure between the two halves converges.
+
+
+async def request_binding(ctx: NodeContext, claims: Claims, body: BindingCreate,
+                          request_key: str | None) -> BindingSnapshot:
+    """Prepare of `POST /v1/bindings`: the giver's checks, then the hub verifies the kinship and opens it."""
+    async with ReadView(ctx.db) as view:
+        giver = await person_by_psn_no(view, claims.psn_no)
     if giver.insutype != "310" or not giver.insured:
         raise DomainError("GIVER_NOT_EMPLOYEE", "only employee-insured persons can give")
     key = ctx.settings.id_hash_key_bytes
@@ -85,12 +103,15 @@ async def create_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body
         raise DomainError("INVALID_ID_NO", "relative_id_no fails the GB 11643 check") from exc
     if relative_hash == giver.id_hash:
         raise DomainError("KINSHIP_NOT_VERIFIED", "a person cannot bind themself")
-    snapshot = await ctx.hub.create_binding(BindingCreateRequest(
+    return await ctx.hub.create_binding(BindingCreateRequest(
         giver_psn_no=giver.psn_no, giver_admdvs=ctx.admdvs, giver_id_hash=giver.id_hash,
         relative_id_hash=relative_hash, relative_name_hash=name_hash(key, body.relative_name),
         relative_name_masked=mask_name(body.relative_name.strip()), relation=body.relation,
         request_key=request_key or uuid.uuid4().hex,
     ))
+
+
+async def record_created(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> tuple[int, Any]:
     await apply_snapshot(ctx, uow, snapshot)
     return 201, {
         "binding_id": snapshot.binding_id,
@@ -101,17 +122,20 @@ async def create_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body
     }
 
 
-async def confirm_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: str) -> tuple[int, Any]:
+async def confirm_at_hub(ctx: NodeContext, claims: Claims, binding_id: str) -> BindingSnapshot:
+    """Prepare of `:confirm` (the relative, face step-up)."""
     if not claims.has_face_step_up(ctx.clock.now().timestamp()):
         raise Forbidden("STEP_UP_REQUIRED", "confirming a binding needs a face verification in the last 5 minutes")
-    snapshot = await ctx.hub.binding_action(binding_id, "confirm", BindingActionRequest(psn_no=claims.psn_no))
-    await apply_snapshot(ctx, uow, snapshot)
-    return 200, view_of(snapshot)
+    return await ctx.hub.binding_action(binding_id, "confirm", BindingActionRequest(psn_no=claims.psn_no))
 
 
-async def end_binding(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: str) -> tuple[int, Any]:
-    snapshot = await ctx.hub.binding_action(binding_id, "end",
-                                            BindingActionRequest(psn_no=claims.psn_no, reason="UNBOUND"))
+async def end_at_hub(ctx: NodeContext, claims: Claims, binding_id: str) -> BindingSnapshot:
+    """Prepare of `DELETE /v1/bindings/{id}` (either party)."""
+    return await ctx.hub.binding_action(binding_id, "end",
+                                        BindingActionRequest(psn_no=claims.psn_no, reason="UNBOUND"))
+
+
+async def record_change(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> tuple[int, Any]:
     await apply_snapshot(ctx, uow, snapshot)
     return 200, view_of(snapshot)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.province_node.adapters.hub_client import HubClient
+from services.province_node.adapters.sms import RecordingSms, SmsPort
 from services.province_node.config import NodeSettings
 from services.province_node.domain.transfer_rules import TransferPolicy
 from shared.clock import Clock
@@ -18,6 +19,7 @@ class NodeContext:
     clock: Clock
     hub: HubClient
     policy: TransferPolicy
+    sms: SmsPort = field(default_factory=RecordingSms)
 
     @property
     def admdvs(self) -> str:

@@ -3,6 +3,8 @@ credits, and the citizen's own view (`GET /v1/me`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -12,18 +14,19 @@ from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.tables import Person
 from services.province_node.domain import ledger
 from services.province_node.domain.errors import DomainError, NotFound
+from services.province_node.domain.person_status import pooling_in_province
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.internal_api import DirectoryRegistration, DirectoryRegistrationBatch
 from shared.credentials import decode_face_image, face_hash, hash_password
 from shared.db import ReadView, UnitOfWork
 from shared.ids import (
     InvalidIdNo,
+    birth_date_of,
+    card_hash,
+    gender_of,
     id_hash,
     is_valid_phone,
-    keyed_hash,
     mask_id_no,
-    mask_name,
-    mask_phone,
     name_hash,
     normalize_id_no,
 )
@@ -63,9 +66,18 @@ def psn_no_for(admdvs: str, hashed_id: str) -> str:
     return admdvs + str(int(hashed_id[:20], 16))[-10:].zfill(10)
 
 
-async def import_persons(ctx: NodeContext, uow: UnitOfWork, request: ImportRequest) -> tuple[int, Any]:
+@dataclass(frozen=True)
+class ImportPlan:
+    """What `prepare_import` checked and registered in the hub directory; `import_persons` stores it."""
+
+    accepted: list[tuple[PersonIn, str, DirectoryRegistration]]
+    rejected: list[dict[str, Any]]
+
+
+async def prepare_import(ctx: NodeContext, request: ImportRequest) -> ImportPlan:
+    """Prepare of `persons:import`, outside the write lock (run_idempotent): validation, hashing (deliberately
+    slow for passwords) and the registration in the hub directory, so neither stalls this node's writes."""
     key = ctx.settings.id_hash_key_bytes
-    now = ctx.clock.now()
     rejected: list[dict[str, Any]] = []
     accepted: list[tuple[PersonIn, str, DirectoryRegistration]] = []
     for index, raw in enumerate(request.persons):
@@ -91,16 +103,30 @@ async def import_persons(ctx: NodeContext, uow: UnitOfWork, request: ImportReque
             password_hash=hash_password(person.password, ctx.settings.password_hash_iterations)
             if person.password else None,
             face_hash=face,
+            card_hash=card_hash(key, person.card_no) if person.card_no else None,
         )
         accepted.append((person, id_no, registration))
     if accepted:
-        # The hub's upsert is idempotent and the psn_no deterministic: if our commit below fails after this,
-        # a retried import converges on the same state.
+        # A re-import refreshes contact data but never reinstates an insurance that ended here: the directory
+        # keeps hearing what this node, the source of truth, holds.
+        async with ReadView(ctx.db) as view:
+            ended = set((await view.execute(sa.select(PERSONS.c.psn_no).where(
+                PERSONS.c.psn_no.in_([reg.psn_no for _, _, reg in accepted]),
+                PERSONS.c.insured == sa.false()))).scalars())
+        accepted = [(person, id_no, reg.model_copy(update={"insured": reg.psn_no not in ended}))
+                    for person, id_no, reg in accepted]
+        # The hub's upsert is idempotent and the psn_no deterministic: if our commit after this fails, a
+        # retried import converges on the same state.
         await ctx.hub.register_persons(DirectoryRegistrationBatch(persons=[reg for _, _, reg in accepted]))
-        await ledger_repo.ensure_system_accounts(uow, now)
-        for person, id_no, reg in accepted:
+    return ImportPlan(accepted, rejected)
+
+
+async def import_persons(ctx: NodeContext, uow: UnitOfWork, plan: ImportPlan) -> tuple[int, Any]:
+    if plan.accepted:
+        await ledger_repo.ensure_system_accounts(uow, ctx.clock.now())
+        for person, id_no, reg in plan.accepted:
             await _upsert_person(ctx, uow, person, id_no, reg)
-    return 200, {"imported": len(accepted), "rejected": rejected}
+    return 200, {"imported": len(plan.accepted), "rejected": plan.rejected}
 
 
 def _first_field_code(raw: Any) -> str:
@@ -122,8 +148,7 @@ def _person_refusal(ctx: NodeContext, person: PersonIn) -> str | None:
         return "INVALID_ID_NO"
     if not is_valid_phone(person.phone):
         return "INVALID_PHONE"
-    if len(person.pooling_admdvs) != 6 or not person.pooling_admdvs.isdigit() \
-            or person.pooling_admdvs[:2] != ctx.admdvs[:2]:
+    if not pooling_in_province(person.pooling_admdvs, ctx.admdvs):
         return "INVALID_POOLING_ADMDVS"
     if person.insutype == "390" and person.personal_account_fen:
         return "RESIDENT_HAS_NO_PERSONAL_ACCOUNT"
@@ -133,12 +158,17 @@ def _person_refusal(ctx: NodeContext, person: PersonIn) -> str | None:
 async def _upsert_person(ctx: NodeContext, uow: UnitOfWork, person: PersonIn, id_no: str,
                          reg: DirectoryRegistration) -> None:
     now = ctx.clock.now()
-    card_hash = keyed_hash(ctx.settings.id_hash_key_bytes, "card:" + person.card_no) if person.card_no else None
     existing = (await uow.execute(sa.select(PERSONS.c.psn_no).where(PERSONS.c.psn_no == reg.psn_no))).first()
+    try:
+        born: date | None = birth_date_of(id_no)
+    except InvalidIdNo:
+        born = None  # a valid check digit around an impossible date: the till shows no birth date
     fields = {"name": person.name, "phone": person.phone, "pooling_admdvs": person.pooling_admdvs,
-              "card_no_hash": card_hash}
+              "card_no_hash": reg.card_hash, "gend": gender_of(id_no), "brdy": born}
     if existing:
-        # A re-import refreshes contact data; the opening balance is only ever posted once.
+        # A re-import refreshes contact data; the opening balance is only ever posted once. A move to another
+        # pooling region is `:change-pooling` (it ends the person's bindings), never a side effect of a re-import.
+        del fields["pooling_admdvs"]
         await uow.execute(sa.update(PERSONS).where(PERSONS.c.psn_no == reg.psn_no).values(**fields))
         return
     await uow.execute(sa.insert(PERSONS).values(
@@ -182,25 +212,6 @@ async def person_by_psn_no(view: UnitOfWork | ReadView, psn_no: str) -> Any:
     if row is None:
         raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
     return row
-
-
-async def me(ctx: NodeContext, view: ReadView, psn_no: str) -> dict[str, Any]:
-    person = await person_by_psn_no(view, psn_no)
-    held = await ledger_repo.balances(view, [ledger.personal_account(psn_no), ledger.wallet_account(psn_no)])
-    wallet_fen = held.get(ledger.wallet_account(psn_no))
-    return {
-        "psn_no": person.psn_no,
-        "name_masked": mask_name(person.name),
-        "id_no_masked": person.id_no_masked,
-        "phone_masked": mask_phone(person.phone),
-        "insutype": person.insutype,
-        "insuplc_admdvs": ctx.admdvs,
-        "pooling_admdvs": person.pooling_admdvs,
-        "personal_account_fen": held.get(ledger.personal_account(psn_no)) if person.insutype == "310" else None,
-        "wallet": None if wallet_fen is None else {"status": "OPEN", "balance_fen": wallet_fen},
-        "quotas_granted": [],
-        "quotas_received": [],
-    }
 
 
 async def open_wallet(ctx: NodeContext, uow: UnitOfWork, psn_no: str) -> tuple[int, Any]:

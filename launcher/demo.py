@@ -1,0 +1,249 @@
+"""`yibao demo`: the seed stories on the running federation, narrated with balances before and after.
+
+1. 王芳, working in Yinchuan, binds her parents in Lanzhou by name and ID; they confirm by face; 500 yuan from
+   her personal account reaches her mother's wallet, with the notice.
+2. 王德顺 of Shizuishan, living in Chengdu, pays for blood-pressure drugs at a Chengdu pharmacy from his
+   Ningxia account, by 医保码 after a face check.
+3. 李金山 of Guyuan, who has no smartphone, pays at a community clinic with his social-security card from the
+   wallet his son in Xi'an filled.
+4. 陈志强 in Xiamen sets a 10,000-yuan yearly quota for his mother in Lanzhou, pays her resident premium from
+   it, and her 200-yuan purchase is paid from it too, while a packet of tissues in the basket goes to cash.
+
+The people get fresh ID numbers every run (same names), so the demo can be run again on the same federation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+
+from launcher import supervisor
+from launcher.client import FederationClient, Session, face_image_b64
+from launcher.pos_client import DEMO_CATALOGUE, Item, PosClient, ok
+from launcher.state import LaunchError, home_dir, resolve_operator_token
+from shared.clock import SHANGHAI
+from shared.ids import make_id_no, mask_id_no
+from shared.money import yuan_text
+
+DRUG_BP = "XC08CAA001A001"  # 苯磺酸氨氯地平片, blood pressure
+DRUG_COUGH = "XR05CAA001A001"  # 复方甘草口服溶液
+DRUG_FEVER = "XN02BEA001A001"  # 对乙酰氨基酚片
+TISSUES = "RY0000000001"  # 面巾纸: daily goods, cash only
+
+console = Console()
+
+
+class Demo:
+    def __init__(self, client: FederationClient) -> None:
+        self.client = client
+        self.seq = random.randrange(1000)
+        self.people: dict[str, dict[str, Any]] = {}
+
+    def person(self, key: str, name: str, pooling: str, birth: str, *, employee: bool, pa_yuan: int = 0,
+               card_no: str | None = None) -> dict[str, Any]:
+        self.seq = (self.seq + 1) % 1000
+        id_no = make_id_no(f"{pooling}{birth}{self.seq:03d}")
+        body: dict[str, Any] = {"id_no": id_no, "name": name, "phone": f"139{random.randrange(10**8):08d}",
+                                "insutype": "310" if employee else "390", "pooling_admdvs": pooling,
+                                "personal_account_fen": pa_yuan * 100, "face_image_b64": face_image_b64(id_no)}
+        if card_no:
+            body["card_no"] = card_no
+        self.people[key] = body
+        return body
+
+    async def enrol(self) -> None:
+        by_province: dict[str, list[dict[str, Any]]] = {}
+        for body in self.people.values():
+            by_province.setdefault(body["pooling_admdvs"][:2] + "0000", []).append(body)
+        for admdvs, bodies in by_province.items():
+            result = await self.client.import_persons(admdvs, bodies)
+            if result["rejected"]:
+                raise LaunchError(f"demo people refused by {admdvs}: {result['rejected']}")
+
+    async def face(self, key: str) -> Session:
+        body = self.people[key]
+        return await self.client.login(body["id_no"], body["name"], face_label=body["id_no"])
+
+    async def call(self, session: Session, method: str, path: str, json: Any = None) -> Any:
+        response = await self.client.call(session, method, path, json, idempotency_key=uuid.uuid4().hex)
+        if response.status_code >= 400:
+            raise LaunchError(f"{method} {path} refused: {response.text}")
+        return response.json()
+
+    async def bind(self, giver: str, relative: str, relation: str) -> tuple[Session, Session, str]:
+        g, r = self.people[giver], self.people[relative]
+        await self.client.import_kinship([{"id_no_a": g["id_no"], "id_no_b": r["id_no"], "relation": relation}])
+        giver_session, relative_session = await self.face(giver), await self.face(relative)
+        created = await self.call(giver_session, "POST", "/v1/bindings", {
+            "relative_id_no": r["id_no"], "relative_name": r["name"], "relation": relation})
+        say(f"  {g['name']} binds {r['name']} ({mask_id_no(r['id_no'])}) as {relation}: {created['state']}")
+        confirmed = await self.call(relative_session, "POST", f"/v1/bindings/{created['binding_id']}:confirm")
+        say(f"  {r['name']} confirms by face: {confirmed['state']}")
+        await self.until_binding_active(giver_session, created["binding_id"])
+        return giver_session, relative_session, str(created["binding_id"])
+
+    async def until_binding_active(self, session: Session, binding_id: str) -> None:
+        for _ in range(200):
+            listed = await self.call(session, "GET", "/v1/bindings")
+            if any(b["binding_id"] == binding_id and b["state"] == "ACTIVE" for b in listed):
+                return
+            await asyncio.sleep(0.05)
+        raise LaunchError("the binding never became active at the giver's node")
+
+    async def transfer(self, giver: Session, binding_id: str, amount_fen: int) -> Any:
+        accepted = await self.call(giver, "POST", "/v1/transfers", {"binding_id": binding_id,
+                                                                    "amount_fen": amount_fen})
+        for _ in range(400):
+            state = await self.call(giver, "GET", f"/v1/transfers/{accepted['transfer_id']}")
+            if state["state"] in ("CREDITED", "REFUNDED"):
+                return state
+            await asyncio.sleep(0.025)
+        raise LaunchError(f"transfer {accepted['transfer_id']} did not finish")
+
+    async def balances(self, session: Session) -> str:
+        mine = await self.call(session, "GET", "/v1/me")
+        parts = []
+        if mine["personal_account_fen"] is not None:
+            parts.append(f"personal account {yuan(mine['personal_account_fen'])}")
+        parts.append(f"wallet {yuan(mine['wallet']['balance_fen'])}" if mine["wallet"] else "no wallet")
+        for quota in mine["quotas_received"]:
+            parts.append(f"quota {yuan(quota['annual_quota_fen'] - quota['used_fen'])} left of "
+                         f"{yuan(quota['annual_quota_fen'])}")
+        return ", ".join(parts)
+
+    async def till(self, code: str, name: str, admdvs: str) -> PosClient:
+        registration = await self.client.register_institution(code, name, admdvs)
+        till = PosClient.registered(self.client.gateway_url(), registration)
+        await till.sign_in()
+        return till
+
+
+def yuan(amount_fen: int) -> str:
+    return f"{yuan_text(amount_fen)}元"
+
+
+def wire_yuan(amount: Any) -> str:
+    """A yuan number from the NHSA wire, shown as people read it."""
+    return f"{Decimal(str(amount)):.2f}元"
+
+
+def say(text: str) -> None:
+    console.print(text)
+
+
+def story(title: str) -> None:
+    console.print()
+    console.print(Panel(title, style="bold cyan", expand=False))
+
+
+async def pay(till: PosClient, cert_type: str, cert_no: str, items: list[Item]) -> dict[str, Any]:
+    payer = await till.payer(cert_type, cert_no)
+    pre = ok(await till.presettle(payer, items))["setlinfo"]
+    say(f"  pre-settle (nothing moves): total {wire_yuan(pre['medfee_sumamt'])}, account "
+        f"{wire_yuan(pre['acct_pay'])}, mutual aid {wire_yuan(pre['acct_mulaid_pay'])}, "
+        f"cash {wire_yuan(pre['psn_cash_pay'])}")
+    paid: dict[str, Any] = ok(await till.settle(payer, items))["setlinfo"]
+    say(f"  settled {paid['setl_id']}: account {wire_yuan(paid['acct_pay'])}, mutual aid "
+        f"{wire_yuan(paid['acct_mulaid_pay'])}, cash {wire_yuan(paid['psn_cash_pay'])}")
+    return paid
+
+
+async def _run() -> None:
+    home = home_dir()
+    provinces = supervisor.running_provinces(home) or []
+    needed = {"640000", "620000", "610000", "350000"}
+    if not needed <= set(provinces):
+        raise LaunchError(f"the demo needs provinces {sorted(needed)} running: run `yibao up` first")
+    client = FederationClient(resolve_operator_token(home))
+    demo = Demo(client)
+    tills: list[PosClient] = []
+    try:
+        await client.import_catalogue(DEMO_CATALOGUE)
+        demo.person("fang", "王芳", "640100", "19930517", employee=True, pa_yuan=8_000)
+        demo.person("father", "王建国", "620100", "19620308", employee=False)
+        demo.person("mother", "李秀英", "620100", "19640921", employee=False)
+        demo.person("wang", "王德顺", "640200", "19570214", employee=True, pa_yuan=3_000)
+        li_card = f"J{random.randrange(10**8):08d}"
+        demo.person("li", "李金山", "640400", "19490630", employee=False, card_no=li_card)
+        demo.person("li_son", "李强", "610100", "19780419", employee=True, pa_yuan=6_000)
+        demo.person("chen", "陈志强", "350200", "19800101", employee=True, pa_yuan=30_000)
+        demo.person("chen_mother", "张桂兰", "620100", "19520812", employee=False)
+        await demo.enrol()
+        suffix = f"{random.randrange(10**6):06d}"
+        chengdu = await demo.till(f"P510100{suffix[:5]}", "成都康泰大药房", "510100")
+        guyuan = await demo.till(f"H640400{suffix[1:]}"[:12], "固原市原州区社区卫生服务中心", "640400")
+        lanzhou = await demo.till(f"P620100{suffix[:5]}", "兰州众友健康大药房", "620100")
+        tills += [chengdu, guyuan, lanzhou]
+
+        story("1. 王芳 in Yinchuan sends 500 yuan to her mother in Lanzhou")
+        fang, mother, mother_binding = await demo.bind("fang", "mother", "parent")
+        await demo.bind("fang", "father", "parent")
+        await demo.call(mother, "POST", "/v1/wallet:open")
+        say(f"  before: 王芳 {await demo.balances(fang)}; 李秀英 {await demo.balances(mother)}")
+        done = await demo.transfer(fang, mother_binding, 50_000)
+        say(f"  transfer {done['transfer_id']}: {done['state']} ({done['accepted_at']} → {done.get('credited_at')})")
+        say(f"  after: 王芳 {await demo.balances(fang)}; 李秀英 {await demo.balances(mother)}")
+        notices = await demo.call(mother, "GET", "/v1/notifications")
+        say(f"  📱 李秀英's phone: [bold]{notices[-1]['text']}[/bold]")
+
+        story("2. 王德顺 of Shizuishan pays at a Chengdu pharmacy from his Ningxia account, by 医保码")
+        wang = await demo.face("wang")
+        say(f"  face check passed; before: {await demo.balances(wang)}")
+        code = await demo.call(wang, "POST", "/v1/me/ec-token")
+        await pay(chengdu, "01", code["ec_token"], [Item(DRUG_BP, 2, "28.50")])
+        say(f"  after: {await demo.balances(wang)} (money moved in Ningxia; Ningxia owes Sichuan)")
+
+        story("3. 李金山 of Guyuan pays at his community clinic by social-security card, from the wallet "
+              "his son in Xi'an filled")
+        son, li, li_binding = await demo.bind("li_son", "li", "parent")
+        await demo.call(li, "POST", "/v1/wallet:open")
+        done = await demo.transfer(son, li_binding, 100_000)
+        say(f"  李强 sends 1000 yuan: {done['state']}; 李金山 {await demo.balances(li)}")
+        await pay(guyuan, "03", li_card, [Item(DRUG_COUGH, 1, "18.00"), Item(DRUG_FEVER, 2, "6.50")])
+        say(f"  after: 李金山 {await demo.balances(li)}")
+
+        story("4. 陈志强 in Xiamen grants his mother in Lanzhou a 10,000-yuan yearly quota")
+        chen, chen_mother, chen_binding = await demo.bind("chen", "chen_mother", "parent")
+        say(f"  before: 陈志强 {await demo.balances(chen)}")
+        quota = await demo.call(chen, "PUT", f"/v1/bindings/{chen_binding}/quota", {"annual_quota_fen": 1_000_000})
+        say(f"  quota {yuan(quota['annual_quota_fen'])} for {quota['year']}: reserved {yuan(quota['reserved_fen'])}; "
+            f"陈志强 {await demo.balances(chen)}")
+        for _ in range(200):
+            if (await demo.call(chen_mother, "GET", "/v1/me"))["quotas_received"]:
+                break
+            await asyncio.sleep(0.05)
+        year = datetime.now(SHANGHAI).year
+        premium = await demo.call(chen, "POST", "/v1/premiums", {
+            "beneficiary_id_no": demo.people["chen_mother"]["id_no"], "year": year, "amount_fen": 40_000,
+            "payer": "quota", "binding_id": chen_binding})
+        say(f"  he pays her {year} resident premium, {yuan(premium['amount_fen'])}, from the quota: {premium['state']}")
+        say(f"  张桂兰 before shopping: {await demo.balances(chen_mother)}")
+        paid = await pay(lanzhou, "02", demo.people["chen_mother"]["id_no"],
+                         [Item(DRUG_BP, 4, "28.50"), Item(DRUG_COUGH, 4, "21.50"), Item(TISSUES, 1, "3.50")])
+        assert Decimal(str(paid["acct_mulaid_pay"])) == Decimal("200.00")
+        say(f"  the tissues ({wire_yuan(paid['psn_cash_pay'])}) went to cash; 张桂兰 {await demo.balances(chen_mother)}")
+        notices = await demo.call(chen_mother, "GET", "/v1/notifications")
+        for notice in notices:
+            say(f"  📱 张桂兰's phone: {notice['text']}")
+        console.print()
+        say("[green]All four stories ran on the real federation.[/green] Operator view: "
+            "GET /v1/ops/transfers/{id}/trace on the hub; `yibao status` for the services.")
+    finally:
+        for till in tills:
+            await till.aclose()
+        await client.aclose()
+
+
+def run_demo() -> int:
+    try:
+        asyncio.run(_run())
+    except LaunchError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    return 0

@@ -1,0 +1,29 @@
+"""Clearing obligations from pharmacy settlements across provinces (DESIGN.md: the hub records every
+inter-province obligation). The gateway reports each change of a cross-province settlement; the payer's
+province owes the pharmacy's province what accounts paid (CHARGE), and a cancel or reversal withdraws that
+debt (REFUND: the same pair, the amount negated, so netting per pair and per province stays a plain sum).
+`ref` is unique, so a redelivered event records nothing twice."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from services.national_hub.adapters.tables import ClearingObligation
+from services.national_hub.service_layer.context import HubContext
+from shared.contracts.events import PosSettlementRecorded
+from shared.db import UnitOfWork
+from shared.regions import province_of
+
+OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
+
+POS_KINDS = {"CHARGE": "POS", "REFUND": "POS_REFUND"}
+
+
+async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlementRecorded) -> None:
+    ref = f"POS:{msg.ref}"
+    if (await uow.execute(sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == ref))).first():
+        return
+    amount_fen = msg.amount_fen if msg.effect == "CHARGE" else -msg.amount_fen
+    await uow.execute(sa.insert(OBLIGATIONS).values(
+        kind=POS_KINDS[msg.effect], ref=ref, debtor_admdvs=province_of(msg.payer_admdvs),
+        creditor_admdvs=province_of(msg.pharmacy_admdvs), amount_fen=amount_fen, created_at=ctx.clock.now()))

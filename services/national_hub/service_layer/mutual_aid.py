@@ -1,0 +1,68 @@
+"""Routing of quota and premium messages between province nodes, the obligations they create for
+clearing, and the synchronous premium calls the hub forwards to the beneficiary's node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from services.national_hub.adapters.node_client import NodeClient
+from services.national_hub.service_layer.context import HubContext
+from services.national_hub.service_layer.directory import DIRECTORY
+from services.national_hub.service_layer.transfers import OBLIGATIONS
+from shared.contracts import topics
+from shared.contracts.envelope import Envelope
+from shared.contracts.internal_api import PremiumReservationRequest
+from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
+from shared.db import ReadView, UnitOfWork
+from shared.outbox import emit
+from shared.web import ApiError
+
+
+async def _forward(ctx: HubContext, uow: UnitOfWork, env: Envelope, admdvs: str, key: str,
+                   message: BaseModel) -> None:
+    await emit(uow, topics.province_inbound(admdvs), key, message, source=ctx.source, trace_id=env.trace_id)
+
+
+async def _obligation(ctx: HubContext, uow: UnitOfWork, kind: str, ref: str, debtor: str, creditor: str,
+                      amount_fen: int) -> None:
+    if debtor == creditor:
+        return  # within one province nothing crosses a border
+    if (await uow.execute(sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == ref))).first():
+        return
+    await uow.execute(sa.insert(OBLIGATIONS).values(kind=kind, ref=ref, debtor_admdvs=debtor, creditor_admdvs=creditor,
+                                                    amount_fen=amount_fen, created_at=ctx.clock.now()))
+
+
+async def on_quota_set(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: QuotaSet) -> None:
+    await _forward(ctx, uow, env, msg.relative_admdvs, msg.binding_id, msg)
+
+
+async def on_quota_spent(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: QuotaSpent) -> None:
+    # The giver's province pays for what the relative spent in theirs (a return withdraws it).
+    await _obligation(ctx, uow, "QUOTA", f"QUOTA:{msg.spend_id}", msg.giver_admdvs, msg.relative_admdvs,
+                      msg.amount_fen)
+    await _forward(ctx, uow, env, msg.giver_admdvs, msg.binding_id, msg)
+
+
+async def on_mirror_state(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: QuotaMirrorState) -> None:
+    await _forward(ctx, uow, env, msg.giver_admdvs, msg.binding_id, msg)
+
+
+async def on_premium_paid(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: PremiumPaid) -> None:
+    await _obligation(ctx, uow, "PREMIUM", f"PREMIUM:{msg.payment_id}", msg.payer_admdvs, msg.beneficiary_admdvs,
+                      msg.amount_fen)
+    await _forward(ctx, uow, env, msg.beneficiary_admdvs, msg.payment_id, msg)
+
+
+async def forward_premium(ctx: HubContext, nodes: NodeClient, action: str,
+                          request: PremiumReservationRequest) -> dict[str, Any]:
+    """`premiums:reserve` / `premiums:pay-from-quota` go to the beneficiary's home node, found by ID hash."""
+    async with ReadView(ctx.db) as view:
+        row = (await view.execute(sa.select(DIRECTORY.c.insuplc_admdvs).where(
+            DIRECTORY.c.id_hash == request.beneficiary_id_hash))).first()
+    if row is None:
+        raise ApiError(404, "PERSON_NOT_FOUND", "the beneficiary is not in the directory")
+    return await nodes.post(row.insuplc_admdvs, f"/internal/v1/premiums:{action}", request.model_dump(mode="json"))

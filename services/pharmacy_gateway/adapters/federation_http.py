@@ -1,0 +1,174 @@
+"""The gateway's HTTP clients for the hub's directory and the province nodes' POS API (internal token).
+
+Every call has an explicit total deadline (`timeout_s`): a till must get an answer, and a province that is down
+or slow must only hurt its own people. Failures are told apart by what the gateway can know about them:
+`Unreachable` means the request never left (connection refused): nothing happened over there. `OutcomeUnknown`
+means it may have arrived (timeout, dropped connection, server error): only a reversal can settle it.
+`Refused` carries the other side's stable error code and message."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from shared.contracts.internal_api import (
+    DirectoryLookup,
+    DirectoryLookupResult,
+    PosCancelRequest,
+    PosPaymentRequest,
+    PosPaymentResult,
+    PosPerson,
+    PosPersonQuery,
+    PosReverseRequest,
+    PosSplitPreview,
+)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class Unreachable(Exception):
+    """The request was never sent: nothing happened at the other side."""
+
+
+class OutcomeUnknown(Exception):
+    """The request may have been applied or not: no answer in time (`timed_out`), or a broken one."""
+
+    def __init__(self, reason: str, *, timed_out: bool) -> None:
+        super().__init__(reason)
+        self.timed_out = timed_out
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# Errors raised before any byte of the request was written: the other side cannot have acted on it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class InternalHttp:
+    """One base URL, the internal token, a total deadline per call, and a bounded connection pool."""
+
+    def __init__(self, base_url: str, internal_token: str, timeout_s: float, max_connections: int) -> None:
+        self.timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"authorization": f"Bearer {internal_token}"},
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def post(self, path: str, body: BaseModel, answer: type[Model]) -> Model:
+        try:
+            # httpx's timeouts are per phase; this is the till's whole wait.
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._http.post(path, content=body.model_dump_json(),
+                                                 headers={"content-type": "application/json"})
+        except _NOT_SENT as exc:
+            raise Unreachable(type(exc).__name__) from exc
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            raise OutcomeUnknown(f"no answer within {self.timeout_s:g} s", timed_out=True) from exc
+        except httpx.HTTPError as exc:
+            raise OutcomeUnknown(f"the connection broke ({type(exc).__name__})", timed_out=False) from exc
+        if response.status_code >= 500:
+            raise OutcomeUnknown(f"it failed (HTTP {response.status_code})", timed_out=False)
+        if response.status_code >= 400:
+            error = _error_of(response)
+            raise Refused(response.status_code, str(error.get("code", "REFUSED")), str(error.get("message", "")))
+        return answer.model_validate_json(response.content)
+
+
+def _error_of(response: httpx.Response) -> dict[str, Any]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+class DirectoryClient:
+    """The hub's directory: which province insures the holder of an ID number or a card. Answers are kept for
+    `ttl_s`: a person's province changes only when they move, and the hub stays off most tills' paths."""
+
+    MAX_CACHED = 100_000
+
+    def __init__(self, http: InternalHttp, ttl_s: float) -> None:
+        self.http = http
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, DirectoryLookupResult]] = {}
+
+    async def lookup(self, query: DirectoryLookup) -> DirectoryLookupResult | None:
+        key = query.id_hash or query.card_hash or ""
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            found = await self.http.post("/internal/v1/directory/lookup", query, DirectoryLookupResult)
+        except Refused as refused:
+            if refused.status == 404:
+                return None  # not cached: the person may be imported in a minute
+            raise
+        if len(self._cache) >= self.MAX_CACHED:
+            self._cache.clear()  # bounded memory; the next lookups refill it
+        self._cache[key] = (time.monotonic() + self._ttl_s, found)
+        return found
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+class ProvinceNodes:
+    """The POS API of every province node, one pooled client per province, created on first use."""
+
+    def __init__(self, url_of: Callable[[str], str], internal_token: str, timeout_s: float,
+                 max_connections: int) -> None:
+        self._url_of = url_of
+        self._internal_token = internal_token
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._clients: dict[str, InternalHttp] = {}
+
+    def _node(self, admdvs: str) -> InternalHttp:
+        client = self._clients.get(admdvs)
+        if client is None:
+            client = InternalHttp(self._url_of(admdvs), self._internal_token, self._timeout_s,
+                                  self._max_connections)
+            self._clients[admdvs] = client
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    async def person(self, admdvs: str, query: PosPersonQuery) -> PosPerson | None:
+        try:
+            return await self._node(admdvs).post("/internal/v1/pos/persons:lookup", query, PosPerson)
+        except Refused as refused:
+            if refused.status == 404:
+                return None
+            raise
+
+    async def preview(self, admdvs: str, request: PosPaymentRequest) -> PosSplitPreview:
+        return await self._node(admdvs).post("/internal/v1/pos/payments:preview", request, PosSplitPreview)
+
+    async def settle(self, admdvs: str, request: PosPaymentRequest) -> PosPaymentResult:
+        return await self._node(admdvs).post("/internal/v1/pos/payments:settle", request, PosPaymentResult)
+
+    async def cancel(self, admdvs: str, request: PosCancelRequest) -> PosPaymentResult:
+        return await self._node(admdvs).post("/internal/v1/pos/payments:cancel", request, PosPaymentResult)
+
+    async def reverse(self, admdvs: str, request: PosReverseRequest) -> PosPaymentResult:
+        return await self._node(admdvs).post("/internal/v1/pos/payments:reverse", request, PosPaymentResult)

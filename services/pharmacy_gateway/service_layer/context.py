@@ -1,0 +1,75 @@
+"""What every use case of the gateway needs, built once by bootstrap, and the in-memory registry of
+institutions, sign-ins and the catalogue that every POS message consults.
+
+The registry is a cache of the gateway's own tables, reloaded after each admin change and extended after each
+sign-in commits. That is exact because the gateway is one process and the only writer of those tables
+(shared/db.py); it keeps three queries off every message's path."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from services.pharmacy_gateway.adapters.federation_http import DirectoryClient, ProvinceNodes
+from services.pharmacy_gateway.adapters.tables import CatalogueItem, Institution, SignIn
+from services.pharmacy_gateway.config import GatewaySettings
+from shared.clock import Clock
+from shared.db import Database, ReadView
+
+INSTITUTIONS = Institution.__table__  # type: ignore[attr-defined]
+SIGN_INS = SignIn.__table__  # type: ignore[attr-defined]
+CATALOGUE = CatalogueItem.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class InstitutionView:
+    fixmedins_code: str
+    fixmedins_name: str
+    admdvs: str
+    paas_id: str
+    paas_token_hash: str
+
+
+@dataclass
+class Registry:
+    by_paas_id: dict[str, InstitutionView] = field(default_factory=dict)
+    by_code: dict[str, InstitutionView] = field(default_factory=dict)
+    sign_ins: dict[str, str] = field(default_factory=dict)  # sign_no -> fixmedins_code
+    category_of: dict[str, str] = field(default_factory=dict)  # med_list_codg -> category
+
+    async def load(self, db: Database) -> None:
+        async with ReadView(db) as view:
+            institutions = [InstitutionView(r.fixmedins_code, r.fixmedins_name, r.admdvs, r.paas_id,
+                                            r.paas_token_hash)
+                            for r in await view.execute(sa.select(INSTITUTIONS))]
+            sign_ins = {r.sign_no: r.fixmedins_code
+                        for r in await view.execute(sa.select(SIGN_INS.c.sign_no, SIGN_INS.c.fixmedins_code))}
+            catalogue = {r.med_list_codg: r.category
+                         for r in await view.execute(sa.select(CATALOGUE.c.med_list_codg, CATALOGUE.c.category))}
+        self.by_paas_id = {i.paas_id: i for i in institutions}
+        self.by_code = {i.fixmedins_code: i for i in institutions}
+        self.sign_ins = sign_ins
+        self.category_of = catalogue
+
+    def signed_in(self, fixmedins_code: str, sign_no: str) -> bool:
+        return self.sign_ins.get(sign_no) == fixmedins_code
+
+
+@dataclass
+class GatewayContext:
+    settings: GatewaySettings
+    db: Database
+    clock: Clock
+    directory: DirectoryClient
+    nodes: ProvinceNodes
+    registry: Registry
+    source: str = "gateway"
+    # inf_refmsgid serials: random start, so a restart within the same second does not repeat one.
+    serials: itertools.count[int] = field(default_factory=lambda: itertools.count(random.randrange(10**9)))
+
+    @property
+    def token_key(self) -> bytes:
+        return self.settings.token_key.encode()

@@ -1,0 +1,242 @@
+"""One POS message from arrival to answer: x-tif authentication, the envelope, the nonce, and the message log
+that makes a repeated msgid get its original answer.
+
+Writes per message: a read-only message (9001, 1101, 2101, 3201) is answered first and then logged with its
+nonce in one transaction. A money message (2102, 2103, 2601) is logged PENDING with its route, and its nonce,
+before the payer's node is asked (`begin`), so that a reversal can find it whatever happens next; its answer
+is stored with what it changed in a second transaction (`finish`). A write that finds the nonce already used
+refuses the message (401); one that finds the msgid already logged answers as the log says."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from services.pharmacy_gateway.adapters.tables import PosMessage, SeenNonce
+from services.pharmacy_gateway.domain import tif_auth
+from services.pharmacy_gateway.domain.wire import Refused, check_msgid, ref_msgid, wire_time
+from services.pharmacy_gateway.service_layer.admin import token_hash
+from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView
+from shared.db import ReadView, UnitOfWork
+
+log = logging.getLogger("yibao.gateway.pos")
+
+MESSAGES = PosMessage.__table__  # type: ignore[attr-defined]
+NONCES = SeenNonce.__table__  # type: ignore[attr-defined]
+
+INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201")
+
+
+class Unauthenticated(Exception):
+    """HTTP 401 {"infcode": -1, "err_msg": ...}: nothing happens."""
+
+
+def authenticate(ctx: GatewayContext, headers: Mapping[str, str]) -> tuple[InstitutionView, str]:
+    """The institution whose paas_id signed these headers, and the nonce to consume."""
+    paas_id = headers.get(tif_auth.HEADER_PAASID)
+    if not paas_id:
+        raise Unauthenticated("x-tif-paasid is required")
+    institution = ctx.registry.by_paas_id.get(paas_id)
+    if institution is None:
+        raise Unauthenticated("unknown x-tif-paasid: register the institution first")
+    paas_token = tif_auth.paas_token_for(ctx.token_key, paas_id)
+    if not hmac.compare_digest(token_hash(paas_token), institution.paas_token_hash):
+        raise Unauthenticated("these credentials are no longer valid: register the institution again")
+    nonce = headers.get(tif_auth.HEADER_NONCE)
+    try:
+        # Real time, not the federation's (possibly shifted) clock: the window is about the two machines.
+        tif_auth.check_headers(headers.get(tif_auth.HEADER_TIMESTAMP), nonce, headers.get(tif_auth.HEADER_SIGNATURE),
+                               paas_token=paas_token, now_s=time.time(), window_s=ctx.settings.signature_window_s)
+    except tif_auth.SignatureRefused as exc:
+        raise Unauthenticated(str(exc)) from exc
+    assert nonce is not None
+    return institution, nonce
+
+
+def parse_envelope(ctx: GatewayContext, raw: bytes, institution: InstitutionView) -> dict[str, Any]:
+    if len(raw) > ctx.settings.max_message_bytes:
+        raise Refused(f"the message is larger than {ctx.settings.max_message_bytes} bytes")
+    try:
+        # Decimal for every JSON number with a fraction: yuan are parsed exactly, never through a float.
+        envelope = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Refused("the body is not JSON") from exc
+    if not isinstance(envelope, dict):
+        raise Refused("the body must be a JSON object (the national envelope)")
+    infno = envelope.get("infno")
+    if infno not in INFNOS:
+        raise Refused(f"infno must be one of {', '.join(INFNOS)}")
+    if envelope.get("fixmedins_code") != institution.fixmedins_code:
+        raise Refused("fixmedins_code is not the institution of x-tif-paasid")
+    check_msgid(envelope.get("msgid"), institution.fixmedins_code)
+    if not isinstance(envelope.get("input"), dict):
+        raise Refused("input must be an object")
+    if infno != "9001" and not ctx.registry.signed_in(institution.fixmedins_code, str(envelope.get("sign_no"))):
+        raise Refused("sign in first (9001) and send its sign_no in every message")
+    return envelope
+
+
+def request_hash(envelope: dict[str, Any]) -> str:
+    """The message's identity for "same msgid, same body": its content, whatever the key order or spacing."""
+    canonical = json.dumps(envelope, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class NonceReplayed(Exception):
+    pass
+
+
+Build = Callable[[UnitOfWork, Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Exchange:
+    ctx: GatewayContext
+    institution: InstitutionView
+    paas_id: str
+    nonce: str
+    envelope: dict[str, Any]
+    request_hash: str
+    received_at: Any
+    began: bool = False
+
+    @property
+    def msgid(self) -> str:
+        return str(self.envelope["msgid"])
+
+    @property
+    def infno(self) -> str:
+        return str(self.envelope["infno"])
+
+    @property
+    def input(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.envelope["input"]
+        return data
+
+    # ---------------------------------------------------------------------------------------------- answers
+
+    def answer(self, output: dict[str, Any] | None = None, err_msg: str | None = None) -> dict[str, Any]:
+        now = self.ctx.clock.now()
+        return {"infcode": 0 if err_msg is None else -1,
+                "inf_refmsgid": ref_msgid(self.institution.admdvs, now, next(self.ctx.serials)),
+                "refmsg_time": wire_time(self.received_at), "respond_time": wire_time(now),
+                "err_msg": err_msg, "output": output or {}}
+
+    def refuse(self, err_msg: str) -> dict[str, Any]:
+        return self.answer(None, err_msg)
+
+    def replay_of(self, row: Any) -> dict[str, Any]:
+        """What the log says to answer a message whose msgid is already there."""
+        if row.request_hash is None:
+            stored: dict[str, Any] = orjson.loads(row.response)
+            return stored  # a reversal came first: the refusal it left for this msgid
+        if row.request_hash != self.request_hash:
+            return self.refuse(f"msgid {self.msgid} was already used for another message")
+        if row.state == "PENDING":
+            if row.reversed_by:
+                return self.refuse(f"message {self.msgid} was reversed by 2601 {row.reversed_by}")
+            return self.refuse(f"message {self.msgid} is being processed or its outcome is unknown; if in doubt "
+                               f"reverse it with 2601 (omsgid {self.msgid})")
+        replayed: dict[str, Any] = orjson.loads(row.response)
+        return replayed
+
+    # ---------------------------------------------------------------------------------------------- the log
+
+    async def logged(self) -> Any:
+        """The log row of this msgid, read without a lock (a cheap check before any real work)."""
+        return await read_message(self.ctx, self.msgid)
+
+    async def _consume_nonce(self, uow: UnitOfWork) -> None:
+        seen = (await uow.execute(sa.select(NONCES.c.nonce).where(
+            NONCES.c.paas_id == self.paas_id, NONCES.c.nonce == self.nonce))).first()
+        if seen is not None:
+            raise NonceReplayed()
+        await uow.execute(sa.insert(NONCES).values(paas_id=self.paas_id, nonce=self.nonce,
+                                                   seen_at=self.ctx.clock.now()))
+
+    async def _row(self, uow: UnitOfWork) -> Any:
+        return (await uow.execute(sa.select(MESSAGES).where(MESSAGES.c.msgid == self.msgid))).first()
+
+    async def consume_nonce_only(self) -> None:
+        """For a message refused before it could be logged: the nonce is spent all the same."""
+        async with UnitOfWork(self.ctx.db) as uow:
+            await self._consume_nonce(uow)
+            await uow.commit()
+
+    async def replay(self) -> dict[str, Any]:
+        async with UnitOfWork(self.ctx.db) as uow:
+            await self._consume_nonce(uow)
+            row = await self._row(uow)
+            await uow.commit()
+        return self.replay_of(row)
+
+    async def begin(self, payer_admdvs: str, setl_id: str | None = None) -> dict[str, Any] | None:
+        """Log a money message PENDING with its route before the node is asked. Returns the answer to give
+        instead when the msgid turned out to be logged already (a concurrent repeat or a reversal)."""
+        async with UnitOfWork(self.ctx.db) as uow:
+            await self._consume_nonce(uow)
+            row = await self._row(uow)
+            if row is None:
+                await uow.execute(sa.insert(MESSAGES).values(
+                    msgid=self.msgid, fixmedins_code=self.institution.fixmedins_code, infno=self.infno,
+                    request_hash=self.request_hash, state="PENDING", payer_admdvs=payer_admdvs, setl_id=setl_id,
+                    received_at=self.received_at))
+            await uow.commit()
+        if row is not None:
+            return self.replay_of(row)
+        self.began = True
+        return None
+
+    async def finish(self, build: Build) -> dict[str, Any]:
+        """Store the answer `build` gives (it may write more in the same transaction, e.g. the settlement and
+        its clearing event) and return it. `build` gets the log row (None when nothing was begun)."""
+        async with UnitOfWork(self.ctx.db) as uow:
+            if self.began:
+                row = await self._row(uow)
+            else:
+                await self._consume_nonce(uow)
+                row = await self._row(uow)
+                if row is not None:
+                    await uow.commit()
+                    return self.replay_of(row)
+            response = await build(uow, row)
+            values = {"state": "DONE", "response": orjson.dumps(response), "answered_at": self.ctx.clock.now()}
+            if self.began:
+                await uow.execute(sa.update(MESSAGES).where(MESSAGES.c.msgid == self.msgid).values(**values))
+            else:
+                await uow.execute(sa.insert(MESSAGES).values(
+                    msgid=self.msgid, fixmedins_code=self.institution.fixmedins_code, infno=self.infno,
+                    request_hash=self.request_hash, received_at=self.received_at, **values))
+            await uow.commit()
+        return response
+
+    async def finish_with(self, response: dict[str, Any]) -> dict[str, Any]:
+        async def constant(_uow: UnitOfWork, _row: Any) -> dict[str, Any]:
+            return response
+
+        return await self.finish(constant)
+
+
+async def read_message(ctx: GatewayContext, msgid: str) -> Any:
+    async with ReadView(ctx.db) as view:
+        return (await view.execute(sa.select(MESSAGES).where(MESSAGES.c.msgid == msgid))).first()
+
+
+async def forget_old_nonces(ctx: GatewayContext) -> int:
+    """Nonces older than twice the window can never be presented again with a fresh timestamp."""
+    cutoff = ctx.clock.now() - timedelta(seconds=2 * ctx.settings.signature_window_s)
+    async with UnitOfWork(ctx.db) as uow:
+        deleted = (await uow.execute(sa.delete(NONCES).where(NONCES.c.seen_at < cutoff))).rowcount
+        await uow.commit()
+    return int(deleted or 0)

@@ -1,0 +1,95 @@
+"""The gateway's view of settlements, kept in step with the payer's node, and what clearing learns from it.
+
+Every answer of a node about a settlement carries the settlement as the node now holds it, with a version that
+grows with each change. The gateway keeps the newest version it has heard of (answers can arrive out of order:
+a slow cancel's answer after its reversal's), and whenever that makes a cross-province settlement start or stop
+taking effect, it publishes `pos.settlement.recorded.v1` through its outbox, in the same transaction. So the
+hub's obligations follow the node's money: a settlement whose 2102 answer was lost and which a 2601 then
+reversed never reaches clearing at all."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.pharmacy_gateway.adapters.tables import Settlement
+from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView
+from shared.clock import SHANGHAI
+from shared.contracts import topics
+from shared.contracts.events import PosSettlementRecorded
+from shared.contracts.internal_api import PosPayment
+from shared.db import ReadView, UnitOfWork
+from shared.outbox import emit
+from shared.regions import province_of
+
+SETTLEMENTS = Settlement.__table__  # type: ignore[attr-defined]
+
+IN_EFFECT = "SETTLED"
+
+
+def is_cross_province(institution: InstitutionView, payer_admdvs: str) -> bool:
+    return province_of(institution.admdvs) != province_of(payer_admdvs)
+
+
+async def settlement(view: UnitOfWork | ReadView, setl_id: str) -> Any:
+    return (await view.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == setl_id))).first()
+
+
+async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, institution: InstitutionView,
+                 payer_admdvs: str, msgid: str) -> None:
+    """Take in the node's latest word on `payment` (inside the message's finishing transaction)."""
+    now = ctx.clock.now()
+    row = await settlement(uow, payment.setl_id)
+    if row is not None and payment.version <= row.version:
+        return  # older news than what the gateway already holds
+    was_in_effect = row is not None and row.state == IN_EFFECT
+    if row is None:
+        await uow.execute(sa.insert(SETTLEMENTS).values(
+            setl_id=payment.setl_id, msgid=payment.msgid, mdtrt_id=payment.mdtrt_id,
+            fixmedins_code=payment.fixmedins_code, pharmacy_admdvs=institution.admdvs, psn_no=payment.psn_no,
+            payer_admdvs=payer_admdvs, insutype=payment.insutype, state=payment.state, version=payment.version,
+            medfee_fen=payment.medfee_fen, eligible_fen=payment.eligible_fen, acct_pay_fen=payment.acct_pay_fen,
+            mulaid_pay_fen=payment.mulaid_pay_fen, cash_pay_fen=payment.cash_pay_fen,
+            settle_day=payment.settled_at.astimezone(SHANGHAI).date().isoformat(), settled_at=payment.settled_at,
+            updated_at=now))
+    else:
+        await uow.execute(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == payment.setl_id).values(
+            state=payment.state, version=payment.version, updated_at=now))
+    in_effect = payment.state == IN_EFFECT
+    cleared_fen = payment.acct_pay_fen + payment.mulaid_pay_fen
+    if was_in_effect == in_effect or cleared_fen == 0 or not is_cross_province(institution, payer_admdvs):
+        return
+    ref = f"{payment.setl_id}:{payment.version}"
+    await emit(uow, topics.HUB_INBOUND, payment.setl_id, PosSettlementRecorded(
+        ref=ref, effect="CHARGE" if in_effect else "REFUND", setl_id=payment.setl_id, version=payment.version,
+        msgid=msgid, fixmedins_code=payment.fixmedins_code, pharmacy_admdvs=institution.admdvs,
+        payer_admdvs=payer_admdvs, psn_no=payment.psn_no, acct_pay_fen=payment.acct_pay_fen,
+        mulaid_pay_fen=payment.mulaid_pay_fen, amount_fen=cleared_fen, occurred_at=now),
+        source=ctx.source, trace_id=payment.setl_id, message_id=f"pos-{ref}")
+
+
+async def totals(view: UnitOfWork | ReadView, fixmedins_code: str, first_day: date, last_day: date,
+                 payer_admdvs: str | None, insutype: str | None) -> dict[str, int]:
+    """3201: the institution's settlements in effect, settled on those days (Asia/Shanghai), and how many of
+    that period's were cancelled or reversed since."""
+    s = SETTLEMENTS.c
+    conditions = [s.fixmedins_code == fixmedins_code, s.settle_day >= first_day.isoformat(),
+                  s.settle_day <= last_day.isoformat()]
+    if payer_admdvs:
+        conditions.append(s.payer_admdvs == payer_admdvs)
+    if insutype:
+        conditions.append(s.insutype == insutype)
+    in_effect = sa.case((s.state == IN_EFFECT, 1), else_=0)
+    row = (await view.execute(sa.select(
+        sa.func.coalesce(sa.func.sum(in_effect), 0).label("count"),
+        sa.func.coalesce(sa.func.sum(in_effect * s.medfee_fen), 0).label("medfee_fen"),
+        sa.func.coalesce(sa.func.sum(in_effect * s.acct_pay_fen), 0).label("acct_pay_fen"),
+        sa.func.coalesce(sa.func.sum(in_effect * s.mulaid_pay_fen), 0).label("mulaid_pay_fen"),
+        sa.func.coalesce(sa.func.sum(in_effect * s.cash_pay_fen), 0).label("cash_pay_fen"),
+        sa.func.count().label("all_count"),
+    ).where(*conditions))).one()
+    return {"count": int(row.count), "medfee_fen": int(row.medfee_fen), "acct_pay_fen": int(row.acct_pay_fen),
+            "mulaid_pay_fen": int(row.mulaid_pay_fen), "cash_pay_fen": int(row.cash_pay_fen),
+            "undone_count": int(row.all_count) - int(row.count)}

@@ -1,0 +1,68 @@
+"""Quota and premium endpoints of a province node: citizen API (../shared/API.md) and the internal calls the
+hub forwards to the beneficiary's node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+
+from services.province_node.entrypoints.auth import citizen, internal
+from services.province_node.service_layer import premiums, quotas
+from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.premiums import PremiumRequest
+from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservationRequest
+from shared.db import UnitOfWork
+from shared.idempotency import run_idempotent
+from shared.tokens import Claims
+
+router = APIRouter(tags=["citizen"])
+internal_router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(internal)])
+
+
+def _ctx(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
+
+@router.put("/v1/bindings/{binding_id}/quota")
+async def set_quota(request: Request, binding_id: str, body: dict[str, Any] = Body(...),
+                    claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no, lambda uow: quotas.set_quota(
+        ctx, uow, claims, binding_id, body.get("annual_quota_fen")))
+
+
+@router.post("/v1/premiums", status_code=201)
+async def pay_premium(request: Request, body: PremiumRequest, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(
+        request, ctx.db, claims.psn_no,
+        lambda uow, reservation: premiums.pay(ctx, uow, claims, body, reservation),
+        prepare=lambda: premiums.prepare(ctx, claims, body, request.headers.get("idempotency-key")))
+
+
+async def _in_uow(ctx: NodeContext, work: Any) -> dict[str, Any]:
+    async with UnitOfWork(ctx.db) as uow:
+        result: dict[str, Any] = await work(uow)
+        await uow.commit()
+    return result
+
+
+@internal_router.post("/premiums:reserve")
+async def reserve_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: premiums.reserve(ctx, uow, body))
+
+
+@internal_router.post("/premiums:release")
+async def release_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: premiums.release(ctx, uow, body))
+
+
+@internal_router.post("/premiums:pay-from-quota")
+async def premium_from_quota(request: Request, body: PremiumQuotaRequest) -> dict[str, Any]:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: premiums.pay_from_quota(ctx, uow, body))

@@ -1,0 +1,70 @@
+"""The node's internal POS API, called by the pharmacy gateway while the till waits (internal token).
+Bodies are in shared/contracts/internal_api.py; refusals are the usual 4xx error body with a stable code,
+which the gateway turns into infcode -1 with the message."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, Request
+
+from services.province_node.entrypoints.auth import internal
+from services.province_node.service_layer import pos_payments
+from services.province_node.service_layer.context import NodeContext
+from shared.contracts.internal_api import (
+    PosCancelRequest,
+    PosPaymentRequest,
+    PosPaymentResult,
+    PosPerson,
+    PosPersonQuery,
+    PosReverseRequest,
+    PosSplitPreview,
+)
+from shared.db import ReadView, UnitOfWork
+
+router = APIRouter(prefix="/internal/v1/pos", tags=["internal"], dependencies=[Depends(internal)])
+
+
+def _ctx(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
+
+async def _in_uow(ctx: NodeContext, work: Callable[[UnitOfWork], Awaitable[PosPaymentResult]]) -> PosPaymentResult:
+    # The stored answer, the postings and the state change commit together or not at all.
+    async with UnitOfWork(ctx.db) as uow:
+        result = await work(uow)
+        await uow.commit()
+    return result
+
+
+@router.post("/persons:lookup")
+async def lookup_person(request: Request, body: PosPersonQuery) -> PosPerson:
+    ctx = _ctx(request)
+    async with ReadView(ctx.db) as view:
+        return await pos_payments.lookup_person(ctx, view, body)
+
+
+@router.post("/payments:preview")
+async def preview(request: Request, body: PosPaymentRequest) -> PosSplitPreview:
+    ctx = _ctx(request)
+    async with ReadView(ctx.db) as view:
+        return await pos_payments.preview(ctx, view, body)
+
+
+@router.post("/payments:settle")
+async def settle(request: Request, body: PosPaymentRequest) -> PosPaymentResult:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: pos_payments.settle(ctx, uow, body))
+
+
+@router.post("/payments:cancel")
+async def cancel(request: Request, body: PosCancelRequest) -> PosPaymentResult:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: pos_payments.cancel(ctx, uow, body))
+
+
+@router.post("/payments:reverse")
+async def reverse(request: Request, body: PosReverseRequest) -> PosPaymentResult:
+    ctx = _ctx(request)
+    return await _in_uow(ctx, lambda uow: pos_payments.reverse(ctx, uow, body))

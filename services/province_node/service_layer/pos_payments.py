@@ -1,0 +1,285 @@
+"""Pharmacy payments of this node's people, asked for by the pharmacy gateway while the till waits.
+
+Money moves here, in the payer's home province, whatever province the pharmacy is in: personal account and
+wallet -> SYS:CLEARING (the pharmacy is paid through clearing), quota parts through the quota mirrors. Each
+state-changing message is keyed by its msgid and its answer is stored in the same transaction as its postings
+(`pos_operations`), so a retried message gets the same answer and moves nothing. A reversal (2601) undoes what
+its original did, or nothing if it did nothing, and leaves the original's msgid PREEMPTED if it has not arrived
+yet: the writes of one node are serialised (shared/db.py), so a reversal and its late original cannot both win."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Literal
+
+import orjson
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from services.province_node.adapters import ledger_repo
+from services.province_node.adapters.pos_tables import PosOperation, PosPaymentRow
+from services.province_node.domain import ledger, quota_rules
+from services.province_node.domain.errors import DomainError, Forbidden, NotFound
+from services.province_node.domain.payment_split import Funds, Split, account_posting, split_payment
+from services.province_node.service_layer import quotas
+from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.persons import PERSONS, person_by_psn_no
+from shared.contracts.internal_api import (
+    PosBalances,
+    PosCancelRequest,
+    PosPayment,
+    PosPaymentRequest,
+    PosPaymentResult,
+    PosPerson,
+    PosPersonQuery,
+    PosReverseRequest,
+    PosSplitPreview,
+)
+from shared.db import ReadView, UnitOfWork
+
+PAYMENTS = PosPaymentRow.__table__  # type: ignore[attr-defined]
+OPERATIONS = PosOperation.__table__  # type: ignore[attr-defined]
+
+# What each kind of original message is called on the wire, for 2601's `oinfno`.
+_KIND_OF_INFNO = {"2102": "SETTLE", "2103": "CANCEL"}
+
+# What a message did to its settlement: CHARGE made it take effect (SETTLED), REFUND ended that (CANCELLED or
+# REVERSED), NONE changed nothing. Stored per message, so a reversal knows whether there is anything to undo.
+Effect = Literal["CHARGE", "REFUND", "NONE"]
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+async def _person(view: UnitOfWork | ReadView, query: PosPersonQuery) -> Any:
+    if query.psn_no is not None:
+        condition = PERSONS.c.psn_no == query.psn_no
+    elif query.id_hash is not None:
+        condition = PERSONS.c.id_hash == query.id_hash
+    else:
+        condition = PERSONS.c.card_no_hash == query.card_hash
+    row = (await view.execute(sa.select(PERSONS).where(condition).limit(1))).first()
+    if row is None:
+        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+    return row
+
+
+async def _funds(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str) -> tuple[Funds, PosBalances]:
+    pa, wallet = ledger.personal_account(psn_no), ledger.wallet_account(psn_no)
+    held = await ledger_repo.balances(view, [pa, wallet])
+    spendable = await quotas.spendable_quotas(view, psn_no, quota_rules.quota_year(ctx.clock.now()))
+    funds = Funds(held.get(pa, 0), held.get(wallet, 0),
+                  tuple((quota.binding_id, quota.available_fen) for quota in spendable))
+    return funds, PosBalances(personal_account_fen=held.get(pa), wallet_fen=held.get(wallet),
+                              quota_fen=sum(available for _, available in funds.quotas))
+
+
+async def lookup_person(ctx: NodeContext, view: ReadView, query: PosPersonQuery) -> PosPerson:
+    person = await _person(view, query)
+    _, balances = await _funds(ctx, view, person.psn_no)
+    return PosPerson(psn_no=person.psn_no, name=person.name, gend=person.gend, brdy=person.brdy,
+                     certno_masked=person.id_no_masked, insutype=person.insutype, insuplc_admdvs=ctx.admdvs,
+                     pooling_admdvs=person.pooling_admdvs, insured=person.insured,
+                     personal_account_fen=balances.personal_account_fen, wallet_fen=balances.wallet_fen,
+                     quota_fen=balances.quota_fen)
+
+
+async def _payable_person(view: UnitOfWork | ReadView, request: PosPaymentRequest) -> Any:
+    person = await person_by_psn_no(view, request.psn_no)
+    if not person.insured:
+        raise DomainError("INSURANCE_ENDED", "this person's insurance has ended; accounts cannot pay")
+    if person.insutype != request.insutype:
+        raise DomainError("INSUTYPE_MISMATCH", f"the person is insured under insutype {person.insutype}, "
+                                               f"not {request.insutype}")
+    return person
+
+
+def _after(balances: PosBalances, split: Split) -> PosBalances:
+    return PosBalances(
+        personal_account_fen=None if balances.personal_account_fen is None
+        else balances.personal_account_fen - split.acct_pay_fen,
+        wallet_fen=None if balances.wallet_fen is None else balances.wallet_fen - split.wallet_pay_fen,
+        quota_fen=balances.quota_fen - split.quota_pay_fen)
+
+
+def _new_id(ctx: NodeContext) -> str:
+    """30 characters: the province, then 24 random hex digits (unique without coordination)."""
+    return ctx.admdvs + uuid.uuid4().hex[:24].upper()
+
+
+async def preview(ctx: NodeContext, view: ReadView, request: PosPaymentRequest) -> PosSplitPreview:
+    """2101: the split settle would make now, from the same balances and the same rule; nothing is written."""
+    await _payable_person(view, request)
+    funds, balances = await _funds(ctx, view, request.psn_no)
+    split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
+    return PosSplitPreview(psn_no=request.psn_no, mdtrt_id=_new_id(ctx), medfee_fen=request.medfee_fen,
+                           eligible_fen=request.eligible_fen, acct_pay_fen=split.acct_pay_fen,
+                           wallet_pay_fen=split.wallet_pay_fen, quota_pay_fen=split.quota_pay_fen,
+                           cash_pay_fen=split.cash_pay_fen, balances_after=_after(balances, split))
+
+
+# ------------------------------------------------------------------------------------------------ writing
+
+
+def _request_hash(request: BaseModel) -> str:
+    return hashlib.sha256(orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def _stored_answer(uow: UnitOfWork, msgid: str, kind: str, request_hash: str) -> PosPaymentResult | None:
+    """The answer already given to this msgid, or None if it is new. A msgid reversed before it arrived, or
+    reused for another message, is refused."""
+    row = (await uow.execute(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == msgid))).first()
+    if row is None:
+        return None
+    if row.kind == "PREEMPTED":
+        raise Conflict("MSGID_REVERSED", f"message {msgid} was reversed (2601 {row.reversed_by}) before it "
+                                         "arrived; it can never take effect")
+    if row.kind != kind or row.request_hash != request_hash:
+        raise Conflict("MSGID_REUSED", f"msgid {msgid} was already used for another message")
+    return PosPaymentResult.model_validate_json(row.response)
+
+
+async def _remember(ctx: NodeContext, uow: UnitOfWork, msgid: str, kind: str, request_hash: str,
+                    result: PosPaymentResult) -> PosPaymentResult:
+    await uow.execute(sa.insert(OPERATIONS).values(
+        msgid=msgid, kind=kind, setl_id=result.payment.setl_id if result.payment else None, effect=result.effect,
+        request_hash=request_hash, response=result.model_dump_json().encode(), created_at=ctx.clock.now()))
+    return result
+
+
+def _payment_of(row: Any) -> PosPayment:
+    return PosPayment.model_validate({key: getattr(row, key) for key in PosPayment.model_fields})
+
+
+def _quota_parts(row: Any) -> list[tuple[str, int]]:
+    return [(str(binding_id), int(amount_fen)) for binding_id, amount_fen in orjson.loads(row.quota_parts)]
+
+
+async def _move(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, *, refund: bool) -> None:
+    """Charge (or give back) exactly the parts this payment was paid from."""
+    now = ctx.clock.now()
+    posting = account_posting(kind, row.setl_id, row.psn_no, row.acct_pay_fen, row.wallet_pay_fen, refund=refund)
+    if posting is not None:
+        await ledger_repo.post(uow, posting, now)
+    for binding_id, amount_fen in _quota_parts(row):
+        if refund:
+            await quotas.return_quota_spend(ctx, uow, binding_id, amount_fen, row.setl_id)
+        else:
+            await quotas.spend_quota(ctx, uow, binding_id, amount_fen, row.setl_id)
+
+
+async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: str) -> Any:
+    await uow.execute(sa.update(PAYMENTS).where(PAYMENTS.c.setl_id == row.setl_id).values(
+        state=state, version=row.version + 1, updated_at=ctx.clock.now()))
+    return (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == row.setl_id))).one()
+
+
+async def _result(ctx: NodeContext, uow: UnitOfWork, effect: Effect, row: Any | None,
+                  psn_no: str) -> PosPaymentResult:
+    _, balances = await _funds(ctx, uow, psn_no)
+    return PosPaymentResult(effect=effect, payment=None if row is None else _payment_of(row),
+                            balances_after=balances)
+
+
+async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) -> PosPaymentResult:
+    """2102, once per msgid."""
+    request_hash = _request_hash(request)
+    stored = await _stored_answer(uow, request.msgid, "SETTLE", request_hash)
+    if stored is not None:
+        return stored
+    await _payable_person(uow, request)
+    funds, _ = await _funds(ctx, uow, request.psn_no)
+    split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
+    now = ctx.clock.now()
+    setl_id = _new_id(ctx)
+    await uow.execute(sa.insert(PAYMENTS).values(
+        setl_id=setl_id, msgid=request.msgid, mdtrt_id=_new_id(ctx), psn_no=request.psn_no,
+        fixmedins_code=request.fixmedins_code, insutype=request.insutype, state="SETTLED", version=1,
+        medfee_fen=request.medfee_fen, eligible_fen=request.eligible_fen, acct_pay_fen=split.acct_pay_fen,
+        wallet_pay_fen=split.wallet_pay_fen, quota_pay_fen=split.quota_pay_fen,
+        quota_parts=orjson.dumps(split.quota_parts).decode(), cash_pay_fen=split.cash_pay_fen, settled_at=now,
+        updated_at=now))
+    row = (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == setl_id))).one()
+    await _move(ctx, uow, row, "POS_SETTLE", refund=False)
+    return await _remember(ctx, uow, request.msgid, "SETTLE", request_hash,
+                           await _result(ctx, uow, "CHARGE", row, request.psn_no))
+
+
+async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str) -> Any:
+    row = (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == setl_id))).first()
+    if row is None:
+        raise NotFound("SETTLEMENT_NOT_FOUND", f"no settlement {setl_id} in this province")
+    if row.psn_no != psn_no or row.fixmedins_code != fixmedins_code:
+        raise Forbidden("NOT_YOUR_SETTLEMENT", f"settlement {setl_id} belongs to another person or institution")
+    return row
+
+
+async def cancel(ctx: NodeContext, uow: UnitOfWork, request: PosCancelRequest) -> PosPaymentResult:
+    """2103: every part back where it came from. Cancelling a cancelled settlement again moves nothing."""
+    request_hash = _request_hash(request)
+    stored = await _stored_answer(uow, request.msgid, "CANCEL", request_hash)
+    if stored is not None:
+        return stored
+    row = await _own_payment(uow, request.setl_id, request.psn_no, request.fixmedins_code)
+    if row.state == "REVERSED":
+        raise DomainError("SETTLEMENT_REVERSED", f"settlement {request.setl_id} was reversed; nothing to cancel")
+    effect: Effect = "NONE"
+    if row.state == "SETTLED":
+        await _move(ctx, uow, row, "POS_CANCEL", refund=True)
+        row = await _change_state(ctx, uow, row, "CANCELLED")
+        effect = "REFUND"
+    return await _remember(ctx, uow, request.msgid, "CANCEL", request_hash,
+                           await _result(ctx, uow, effect, row, request.psn_no))
+
+
+async def reverse(ctx: NodeContext, uow: UnitOfWork, request: PosReverseRequest) -> PosPaymentResult:
+    """2601: undo what message `omsgid` did while it is still in force; if it never arrived, make sure it never
+    takes effect."""
+    request_hash = _request_hash(request)
+    stored = await _stored_answer(uow, request.msgid, "REVERSE", request_hash)
+    if stored is not None:
+        return stored
+    original = (await uow.execute(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == request.omsgid))).first()
+    if original is None:
+        await uow.execute(sa.insert(OPERATIONS).values(
+            msgid=request.omsgid, kind="PREEMPTED", effect="NONE", request_hash="", response=b"",
+            reversed_by=request.msgid, created_at=ctx.clock.now()))
+        return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
+                               await _result(ctx, uow, "NONE", None, request.psn_no))
+    if original.kind == "PREEMPTED":
+        return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
+                               await _result(ctx, uow, "NONE", None, request.psn_no))
+    if original.kind != _KIND_OF_INFNO[request.oinfno]:
+        raise DomainError("OINFNO_MISMATCH", f"message {request.omsgid} was not a {request.oinfno}")
+    row = await _own_payment(uow, original.setl_id, request.psn_no, request.fixmedins_code)
+    effect: Effect = "NONE"
+    # Only a message that changed its settlement has something to undo, and only once.
+    if original.reversed_by is None and original.effect != "NONE":
+        row, effect = await _undo(ctx, uow, row, original.kind)
+    if original.reversed_by is None:
+        await uow.execute(sa.update(OPERATIONS).where(OPERATIONS.c.msgid == request.omsgid).values(
+            reversed_by=request.msgid))
+    return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
+                           await _result(ctx, uow, effect, row, request.psn_no))
+
+
+async def _undo(ctx: NodeContext, uow: UnitOfWork, row: Any, original_kind: str) -> tuple[Any, Effect]:
+    if original_kind == "SETTLE":
+        if row.state == "SETTLED":
+            await _move(ctx, uow, row, "POS_REVERSAL", refund=True)
+            return await _change_state(ctx, uow, row, "REVERSED"), "REFUND"
+        if row.state == "CANCELLED":
+            # The cancel already gave the money back; the settlement is now void for good.
+            return await _change_state(ctx, uow, row, "REVERSED"), "NONE"
+        return row, "NONE"
+    if row.state == "CANCELLED":
+        # Undoing a cancel charges the same parts again; if they have been spent since, the ledger's guard
+        # refuses (INSUFFICIENT_FUNDS) and nothing changes.
+        await _move(ctx, uow, row, "POS_REVERSAL", refund=False)
+        return await _change_state(ctx, uow, row, "SETTLED"), "CHARGE"
+    return row, "NONE"
