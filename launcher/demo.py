@@ -227,7 +227,8 @@ async def _run() -> None:
         paid = await pay(lanzhou, "02", demo.people["chen_mother"]["id_no"],
                          [Item(DRUG_BP, 4, "28.50"), Item(DRUG_COUGH, 4, "21.50"), Item(TISSUES, 1, "3.50")])
         assert Decimal(str(paid["acct_mulaid_pay"])) == Decimal("200.00")
-        say(f"  the tissues ({wire_yuan(paid['psn_cash_pay'])}) went to cash; 张桂兰 {await demo.balances(chen_mother)}")
+        left = await demo.balances(chen_mother)
+        say(f"  the tissues ({wire_yuan(paid['psn_cash_pay'])}) went to cash; 张桂兰 {left}")
         notices = await demo.call(chen_mother, "GET", "/v1/notifications")
         for notice in notices:
             say(f"  📱 张桂兰's phone: {notice['text']}")

@@ -50,6 +50,17 @@ class TransferCancel(Payload):
     reason: str
 
 
+class TransferAwaitingAcceptance(Payload):
+    """Receiver's node -> hub: this province makes receivers accept (YIBAO_TRANSFER_ACCEPT_REQUIRED_PROVINCES), so
+    the transfer is held, not credited, until the receiver accepts or `accept_by` (the next 06:00 Asia/Shanghai)
+    passes; then the node itself answers CREDITED or REJECTED (NOT_ACCEPTED). The hub waits that long instead of
+    cancelling at its normal timeout; a cancel it still sends (the binding ended) is honoured."""
+
+    TYPE: ClassVar[str] = "wallet.transfer.awaiting-acceptance.v1"
+    transfer_id: str
+    accept_by: datetime
+
+
 class TransferCreditResult(Payload):
     """Receiver's node -> hub: the one decisive answer for a transfer (to a credit or to a cancel)."""
 
@@ -93,6 +104,22 @@ class BindingChanged(Payload):
     binding: BindingSnapshot
 
 
+class PersonStatusChanged(Payload):
+    """Person's home node -> hub, keyed by psn_no: the node (the source of truth for its people) ended the
+    person's insurance or moved them to another pooling region of the province. The hub updates its directory;
+    with `binding_end_reason` set it ends every binding the person is part of, as giver or relative (DOMAIN.md:
+    a binding ends by itself when either party's insurance ends or moves region)."""
+
+    TYPE: ClassVar[str] = "wallet.person.status-changed.v1"
+    psn_no: str
+    insuplc_admdvs: str
+    insured: bool
+    pooling_admdvs: str
+    previous_pooling_admdvs: str
+    binding_end_reason: Literal["INSURANCE_ENDED", "MOVED_REGION"] | None = None
+    changed_at: datetime
+
+
 class PosSettlementRecorded(Payload):
     """Gateway -> hub: a pharmacy settlement of a person insured in another province than the pharmacy took
     effect (CHARGE: the payer's province now owes the pharmacy's province `amount_fen`) or stopped taking effect
@@ -127,7 +154,7 @@ class PosSettlementRecorded(Payload):
 EVENT_TYPES: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (TransferRequested, TransferCredit, TransferCancel, TransferCreditResult, TransferSettled,
-                BindingChanged, PosSettlementRecorded)
+                BindingChanged, PosSettlementRecorded, TransferAwaitingAcceptance, PersonStatusChanged)
 }
 
 # Quota and premium payloads live in their own module; registered here so that every consumer knows them.
