@@ -174,6 +174,18 @@ def bench_transfers(
     raise typer.Exit(int(run(rate=rate, duration_s=duration, json_out=as_json)))
 
 
+@bench_app.command("pos")
+def bench_pos(
+    rate: Annotated[float, typer.Option(help="Settles (2102) per second.")] = 500.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Settle (2102) through the gateway at a steady rate; report latency percentiles and the rate reached."""
+    _setup_logging(False)
+    run = _load("launcher.bench_pos", "bench_pos")
+    raise typer.Exit(int(run(rate=rate, duration_s=duration, json_out=as_json)))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def pos(ctx: typer.Context) -> None:
     """The POS simulator; arguments go to launcher.pos.main unchanged."""

@@ -14,8 +14,10 @@ KAFKA_PORT = 9092
 KAFKA_CONTROLLER_PORT = 9093
 HOST = "127.0.0.1"
 
-# Policy knobs the contract says are read at `up` and passed through to the services as they are.
-POLICY_ENV = ("YIBAO_TRANSFER_QUIET_HOURS", "YIBAO_TRANSFER_MAX_PER_DAY", "YIBAO_TRANSFER_MAX_FEN")
+# Policy knobs read at `up` and passed through to the services as they are: the contract's three, then the
+# per-province overrides (JSON) and the provinces whose receivers must accept (services/province_node/config.py).
+POLICY_ENV = ("YIBAO_TRANSFER_QUIET_HOURS", "YIBAO_TRANSFER_MAX_PER_DAY", "YIBAO_TRANSFER_MAX_FEN",
+              "YIBAO_TRANSFER_OVERRIDES", "YIBAO_TRANSFER_ACCEPT_REQUIRED_PROVINCES")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.national_hub.adapters.node_client import NodeClient
 from services.national_hub.config import HubSettings
-from services.national_hub.entrypoints import api
+from services.national_hub.entrypoints import api, ops_api
 from services.national_hub.service_layer import messages, transfers
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import Clock, SystemClock
@@ -75,4 +75,5 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
     app.include_router(api.public)
     app.include_router(api.admin)
     app.include_router(api.internal)
+    app.include_router(ops_api.router)
     return app

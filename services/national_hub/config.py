@@ -10,6 +10,9 @@ class HubSettings(ServiceSettings):
     # A transfer not credited within this time is cancelled at the destination and refunded (issue: refunds).
     transfer_timeout_s: float = 60.0
     timeout_scan_interval_s: float = 1.0
+    # A transfer held for the receiver's acceptance is rejected by its destination node at accept_by; the hub
+    # cancels it only if that rejection has not arrived this long after accept_by (the node was down).
+    acceptance_margin_s: float = 300.0
     token_ttl_s: int = 1800
 
     @property

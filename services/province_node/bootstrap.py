@@ -12,7 +12,7 @@ from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.hub_client import HubClient
 from services.province_node.config import NodeSettings
 from services.province_node.entrypoints import admin_api, citizen_api, ec_token_api, mutual_aid_api, pos_api
-from services.province_node.service_layer import housekeeping, messages
+from services.province_node.service_layer import housekeeping, messages, transfers
 from services.province_node.service_layer.context import NodeContext
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
@@ -49,6 +49,8 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
         runtime.every("quota-year-end", settings.housekeeping_interval_s, lambda: housekeeping.close_past_years(ctx))
         runtime.every("premium-reservations", settings.housekeeping_interval_s,
                       lambda: housekeeping.expire_premium_reservations(ctx))
+        runtime.every("transfer-acceptance", settings.acceptance_scan_interval_s,
+                      lambda: transfers.expire_unaccepted(ctx))
         state["runtime"] = runtime
         app.state.ctx = ctx
         try:

@@ -236,3 +236,15 @@ class PremiumReservation(InternalModel):
     beneficiary_admdvs: str
     year: int
     amount_fen: int
+
+
+class LedgerSummary(InternalModel):
+    """GET /internal/v1/ledger/summary (a province node; read by conservation checks, tests and the bench).
+    `totals_fen`: balances summed per account kind (PA, WALLET, QUOTA, ...), system accounts by name
+    (SYS:IN_FLIGHT, SYS:CLEARING, ...); `sum_fen` is their total, 0 in a healthy double-entry ledger;
+    `journal_balanced`: every entry's lines sum to zero and every balance equals the sum of its lines."""
+
+    admdvs: str
+    totals_fen: dict[str, int]
+    sum_fen: int
+    journal_balanced: bool

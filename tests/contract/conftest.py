@@ -342,6 +342,25 @@ class Person:
         return Claims(self.psn_no, self.admdvs, ("face",) if face else ("pwd",), now_s, now_s + 1800)
 
 
+async def in_uow(db: Database, use_case: Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]) -> tuple[int, Any]:
+    """A use case in one committed unit of work, as run_idempotent runs it after its `prepare` (which the
+    helpers here await first, outside the unit of work, as run_idempotent does)."""
+    async with UnitOfWork(db) as uow:
+        answer = await use_case(uow)
+        await uow.commit()
+    return answer
+
+
+async def end_binding(fed: InProcessFederation, party: Person, binding_id: str) -> dict[str, Any]:
+    """`DELETE /v1/bindings/{id}` by either party, at that party's node."""
+    ctx = fed.node(party.admdvs)
+    snapshot = await node_bindings.end_at_hub(ctx, party.claims(fed.clock.now()), binding_id)
+    status, view = await in_uow(ctx.db, lambda uow: node_bindings.record_change(ctx, uow, snapshot))
+    assert status == 200 and view["state"] == "ENDED", view
+    ended: dict[str, Any] = view
+    return ended
+
+
 async def import_person(fed: InProcessFederation, admdvs: str, first17: str, name: str, *, insutype: str,
                         personal_account_fen: int = 0, password: str | None = None,
                         face_image_b64: str | None = None) -> Person:
@@ -351,9 +370,8 @@ async def import_person(fed: InProcessFederation, admdvs: str, first17: str, nam
     raw: dict[str, Any] = {"id_no": id_no, "name": name, "phone": "13800138000", "insutype": insutype,
                            "pooling_admdvs": admdvs[:2] + "0100", "personal_account_fen": personal_account_fen,
                            "password": password, "face_image_b64": face_image_b64}
-    async with UnitOfWork(ctx.db) as uow:
-        status, body = await node_persons.import_persons(ctx, uow, node_persons.ImportRequest(persons=[raw]))
-        await uow.commit()
+    plan = await node_persons.prepare_import(ctx, node_persons.ImportRequest(persons=[raw]))
+    status, body = await in_uow(ctx.db, lambda uow: node_persons.import_persons(ctx, uow, plan))
     assert status == 200 and body == {"imported": 1, "rejected": []}, body
     psn_no = node_persons.psn_no_for(admdvs, id_hash(ctx.settings.id_hash_key_bytes, id_no))
     return Person(id_no=id_no, name=name, admdvs=admdvs, psn_no=psn_no)
@@ -386,10 +404,9 @@ async def create_binding(fed: InProcessFederation, giver: Person, relative: Pers
     ctx = fed.node(giver.admdvs)
     body = node_bindings.BindingCreate(relative_id_no=relative.id_no, relative_name=relative.name,
                                        relation=relation)
-    async with UnitOfWork(ctx.db) as uow:
-        status, created = await node_bindings.create_binding(ctx, uow, giver.claims(fed.clock.now()), body,
-                                                             f"{giver.psn_no}:{relative.psn_no}")
-        await uow.commit()
+    snapshot = await node_bindings.request_binding(ctx, giver.claims(fed.clock.now()), body,
+                                                   f"{giver.psn_no}:{relative.psn_no}")
+    status, created = await in_uow(ctx.db, lambda uow: node_bindings.record_created(ctx, uow, snapshot))
     assert status == 201 and created["state"] == "PENDING_CONSENT", created
     binding_id: str = created["binding_id"]
     return binding_id
@@ -397,9 +414,8 @@ async def create_binding(fed: InProcessFederation, giver: Person, relative: Pers
 
 async def confirm_binding(fed: InProcessFederation, relative: Person, binding_id: str) -> None:
     ctx = fed.node(relative.admdvs)
-    async with UnitOfWork(ctx.db) as uow:
-        status, view = await node_bindings.confirm_binding(ctx, uow, relative.claims(fed.clock.now()), binding_id)
-        await uow.commit()
+    snapshot = await node_bindings.confirm_at_hub(ctx, relative.claims(fed.clock.now()), binding_id)
+    status, view = await in_uow(ctx.db, lambda uow: node_bindings.record_change(ctx, uow, snapshot))
     assert status == 200 and view["state"] == "ACTIVE", view
 
 

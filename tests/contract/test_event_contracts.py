@@ -48,6 +48,7 @@ from tests.contract.conftest import (
     assert_money_conserved,
     balance_fen,
     consumer_accepts,
+    end_binding,
     event_sample_name,
     family,
     import_kinship,
@@ -191,10 +192,7 @@ def _only(messages: list[Wired], event_type: str) -> Wired:
 async def test_binding_changes_from_the_hub_reach_both_nodes(fed: InProcessFederation) -> None:
     giver, mother = await family(fed)
     binding_id = await active_binding(fed, giver, mother)
-    ctx = fed.node(SOURCE)
-    async with UnitOfWork(ctx.db) as uow:
-        await node_bindings.end_binding(ctx, uow, giver.claims(fed.clock.now()), binding_id)
-        await uow.commit()
+    await end_binding(fed, giver, binding_id)
     await fed.pump()
 
     changes = [m for m in fed.delivered if m.type == BindingChanged.TYPE]

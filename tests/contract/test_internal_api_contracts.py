@@ -36,6 +36,7 @@ from tests.contract.conftest import (
     SOURCE,
     InProcessFederation,
     active_binding,
+    end_binding,
     family,
     key_tree,
     load_sample,
@@ -173,10 +174,7 @@ async def _exercise_every_route(fed: InProcessFederation) -> str:
     """Persons import (directory), binding create, confirm and end: the node's use cases, over HubClient."""
     giver, mother = await family(fed)
     binding_id = await active_binding(fed, giver, mother)
-    ctx = fed.node(DESTINATION)  # the relative may end it too
-    async with UnitOfWork(ctx.db) as uow:
-        await node_bindings.end_binding(ctx, uow, mother.claims(fed.clock.now()), binding_id)
-        await uow.commit()
+    await end_binding(fed, mother, binding_id)  # the relative may end it too
     await fed.pump()
     return binding_id
 

@@ -8,9 +8,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from launcher.client import FederationClient, Session
-from tests.conftest import Federation
 from launcher.people import Person, new_person
+from tests.conftest import Federation
 
 
 @dataclass
@@ -42,12 +44,19 @@ async def bound_pair(client: FederationClient, giver_pooling: str, relative_pool
     giver = new_person(giver_pooling, personal_account_fen=giver_fen)
     relative = new_person(relative_pooling, employee=relative_employee)
     await enrol(client, giver, relative)
-    await client.import_kinship([{"id_no_a": giver.id_no, "id_no_b": relative.id_no, "relation": relation}])
     giver_session = await face_login(client, giver)
     relative_session = await face_login(client, relative)
     if open_wallet:
         opened = await client.call(relative_session, "POST", "/v1/wallet:open")
         assert opened.status_code == 201, opened.text
+    return await bind(client, giver, giver_session, relative, relative_session, relation)
+
+
+async def bind(client: FederationClient, giver: Person, giver_session: Session, relative: Person,
+               relative_session: Session, relation: str = "parent") -> Pair:
+    """Two enrolled people: kinship on file, the giver binds, the relative confirms by face; many to many, so
+    either may already be part of other bindings."""
+    await client.import_kinship([{"id_no_a": giver.id_no, "id_no_b": relative.id_no, "relation": relation}])
     created = await client.call(giver_session, "POST", "/v1/bindings", {
         "relative_id_no": relative.id_no, "relative_name": relative.name, "relation": relation})
     assert created.status_code == 201, created.text
@@ -60,14 +69,30 @@ async def bound_pair(client: FederationClient, giver_pooling: str, relative_pool
 
 
 async def wait_binding_state(client: FederationClient, session: Session, binding_id: str, state: str,
-                             timeout_s: float = 10) -> None:
+                             timeout_s: float = 10, *, reason: str | None = None) -> dict[str, Any]:
+    """Until the binding, as `session`'s node lists it, is in `state` (and ended for `reason`, if given)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         listed = (await client.call(session, "GET", "/v1/bindings")).json()
-        if any(b["binding_id"] == binding_id and b["state"] == state for b in listed):
-            return
+        for binding in listed:
+            if binding["binding_id"] == binding_id and binding["state"] == state \
+                    and reason in (None, binding["ended_reason"]):
+                found: dict[str, Any] = binding
+                return found
         await asyncio.sleep(0.05)
-    raise AssertionError(f"binding {binding_id} never reached {state} at {session.admdvs}")
+    raise AssertionError(f"binding {binding_id} never reached {state} ({reason}) at {session.admdvs}")
+
+
+async def operator_post(client: FederationClient, admdvs: str, path: str, body: Any = None) -> httpx.Response:
+    """An admin call to a province node (operator token, a fresh Idempotency-Key)."""
+    return await client.http.post(f"{client.node_url(admdvs)}{path}", json=body, headers={
+        "authorization": f"Bearer {client.operator_token}", "idempotency-key": uuid.uuid4().hex})
+
+
+async def notices(client: FederationClient, session: Session) -> list[str]:
+    response = await client.call(session, "GET", "/v1/notifications")
+    assert response.status_code == 200, response.text
+    return [notice["text"] for notice in response.json()]
 
 
 async def send(client: FederationClient, pair: Pair, amount_fen: int, key: str | None = None) -> dict[str, Any]:

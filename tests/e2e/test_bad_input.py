@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from launcher.client import FederationClient
+from launcher.people import new_person
 from tests.conftest import Federation
 from tests.e2e.flows import bound_pair, enrol, face_login, me, money_totals
-from launcher.people import new_person
 
 pytestmark = pytest.mark.federation
 

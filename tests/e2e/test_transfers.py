@@ -29,7 +29,9 @@ async def test_daughter_in_yinchuan_sends_500_yuan_to_her_mother_in_gansu(
     assert mother["personal_account_fen"] is None  # a resident has no personal account
     assert (await me(client, pair.giver_session))["personal_account_fen"] == giver_before - 50_000
     notices = (await client.call(pair.relative_session, "GET", "/v1/notifications")).json()
-    assert [n["text"] for n in notices] == ["您的共济账户已收到500元"]
+    # Her notices: asked to confirm the binding, then the money.
+    assert [n["text"] for n in notices] == ["您的亲属申请与您绑定医保钱包共济，请登录医保钱包刷脸确认",
+                                            "您的共济账户已收到500元"]
     # The receiver's node answers for the same transfer too.
     seen_by_mother = await client.call(pair.relative_session, "GET", f"/v1/transfers/{accepted['transfer_id']}")
     assert seen_by_mother.json()["state"] == "CREDITED"

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from services.national_hub.adapters.ops_tables import OPS_TABLES
 from shared.messaging_tables import IdempotencyRecord, InboxMessage, OutboxMessage
 
 
@@ -99,5 +100,5 @@ class ClearingObligation(SQLModel, table=True):
     window_id: int | None = Field(default=None, index=True)
 
 
-HUB_TABLES = (DirectoryPerson, KinshipFact, Binding, HubTransfer, TransferHop, ClearingObligation, OutboxMessage,
-              InboxMessage, IdempotencyRecord)
+HUB_TABLES = (*OPS_TABLES, DirectoryPerson, KinshipFact, Binding, HubTransfer, TransferHop, ClearingObligation,
+              OutboxMessage, InboxMessage, IdempotencyRecord)

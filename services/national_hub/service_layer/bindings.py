@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from services.national_hub.adapters.tables import Binding
 from services.national_hub.domain.kinship import facts_proving
+from services.national_hub.service_layer import transfers
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import DIRECTORY, KINSHIP
 from shared.contracts import topics
@@ -74,6 +75,9 @@ async def create(ctx: HubContext, uow: UnitOfWork, request: BindingCreateRequest
 async def _change(ctx: HubContext, uow: UnitOfWork, row: Any, state: str, reason: str | None) -> dict[str, Any]:
     await uow.execute(sa.update(BINDINGS).where(BINDINGS.c.binding_id == row.binding_id).values(
         state=state, version=row.version + 1, updated_at=ctx.clock.now(), ended_reason=reason))
+    if state == "ENDED":
+        # Ending refunds what is still in flight on the binding, whoever or whatever ended it.
+        await transfers.cancel_in_flight_of_binding(ctx, uow, row.binding_id)
     snapshot = snapshot_of(await _binding(uow, row.binding_id))
     await publish(ctx, uow, snapshot)
     return {"binding": snapshot.model_dump(mode="json")}
@@ -88,6 +92,17 @@ async def confirm(ctx: HubContext, uow: UnitOfWork, binding_id: str, request: Bi
     if row.state != "PENDING_CONSENT":
         raise ApiError(422, "BINDING_NOT_PENDING", f"the binding is {row.state}")
     return await _change(ctx, uow, row, "ACTIVE", None)
+
+
+async def end_all_of_person(ctx: HubContext, uow: UnitOfWork, psn_no: str, reason: str) -> int:
+    """A party's insurance ended or moved region: every binding not yet ended where they are giver or relative
+    ends, each published to both parties' nodes like any other change."""
+    rows = (await uow.execute(sa.select(BINDINGS).where(
+        sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no),
+        BINDINGS.c.state != "ENDED").order_by(BINDINGS.c.created_at))).all()
+    for row in rows:
+        await _change(ctx, uow, row, "ENDED", reason)
+    return len(rows)
 
 
 async def end(ctx: HubContext, uow: UnitOfWork, binding_id: str, request: BindingActionRequest) -> dict[str, Any]:

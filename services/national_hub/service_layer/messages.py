@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from services.national_hub.service_layer import clearing, mutual_aid, transfers
+from services.national_hub.service_layer import clearing, mutual_aid, person_status, transfers
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import PosSettlementRecorded, TransferCreditResult, TransferRequested
+from shared.contracts.events import (
+    PersonStatusChanged,
+    PosSettlementRecorded,
+    TransferAwaitingAcceptance,
+    TransferCreditResult,
+    TransferRequested,
+)
 from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import UnitOfWork
 
@@ -20,6 +26,10 @@ async def handle_batch(ctx: HubContext, uow: UnitOfWork, envelopes: list[Envelop
             await transfers.on_requested(ctx, uow, env, TransferRequested.model_validate(env.data))
         elif env.type == TransferCreditResult.TYPE:
             await transfers.on_result(ctx, uow, env, TransferCreditResult.model_validate(env.data))
+        elif env.type == TransferAwaitingAcceptance.TYPE:
+            await transfers.on_awaiting_acceptance(ctx, uow, env, TransferAwaitingAcceptance.model_validate(env.data))
+        elif env.type == PersonStatusChanged.TYPE:
+            await person_status.on_person_status_changed(ctx, uow, PersonStatusChanged.model_validate(env.data))
         elif env.type == QuotaSet.TYPE:
             await mutual_aid.on_quota_set(ctx, uow, env, QuotaSet.model_validate(env.data))
         elif env.type == QuotaSpent.TYPE:

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from services.national_hub.adapters.node_client import NodeClient
+from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import DIRECTORY
-from services.national_hub.service_layer.transfers import OBLIGATIONS
+from services.national_hub.service_layer.ops import OBLIGATIONS
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
 from shared.contracts.internal_api import PremiumReservationRequest
@@ -44,6 +45,9 @@ async def on_quota_spent(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Q
     # The giver's province pays for what the relative spent in theirs (a return withdraws it).
     await _obligation(ctx, uow, "QUOTA", f"QUOTA:{msg.spend_id}", msg.giver_admdvs, msg.relative_admdvs,
                       msg.amount_fen)
+    await ops.record_use(uow, ref=f"QUOTA:{msg.spend_id}", from_admdvs=msg.giver_admdvs,
+                         to_admdvs=msg.relative_admdvs, use=msg.use, person_key=msg.binding_id,
+                         amount_fen=msg.amount_fen, at=msg.occurred_at)
     await _forward(ctx, uow, env, msg.giver_admdvs, msg.binding_id, msg)
 
 
@@ -54,6 +58,9 @@ async def on_mirror_state(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: 
 async def on_premium_paid(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: PremiumPaid) -> None:
     await _obligation(ctx, uow, "PREMIUM", f"PREMIUM:{msg.payment_id}", msg.payer_admdvs, msg.beneficiary_admdvs,
                       msg.amount_fen)
+    await ops.record_use(uow, ref=f"PREMIUM:{msg.payment_id}", from_admdvs=msg.payer_admdvs,
+                         to_admdvs=msg.beneficiary_admdvs, use="premium", person_key=msg.beneficiary_psn_no,
+                         amount_fen=msg.amount_fen, at=msg.paid_at)
     await _forward(ctx, uow, env, msg.beneficiary_admdvs, msg.payment_id, msg)
 
 

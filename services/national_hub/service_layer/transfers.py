@@ -7,14 +7,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from services.national_hub.adapters.tables import ClearingObligation, HubTransfer, TransferHop
+from services.national_hub.adapters.tables import Binding, ClearingObligation, HubTransfer, TransferHop
 from services.national_hub.domain import transfer_state
-from services.national_hub.service_layer.bindings import BINDINGS
+from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import iso
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
+    TransferAwaitingAcceptance,
     TransferCancel,
     TransferCredit,
     TransferCreditResult,
@@ -28,6 +29,8 @@ from shared.web import ApiError
 TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
 HOPS = TransferHop.__table__  # type: ignore[attr-defined]
 OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
+# The registry's table, read here directly: bindings.py calls into this module when a binding ends.
+BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 
 
 async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: Any) -> None:
@@ -77,6 +80,8 @@ async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Transf
         await uow.execute(sa.insert(OBLIGATIONS).values(
             kind="TRANSFER", ref=msg.transfer_id, debtor_admdvs=row.giver_admdvs,
             creditor_admdvs=row.receiver_admdvs, amount_fen=row.amount_fen, created_at=now))
+    if next_state == transfer_state.CREDITED:
+        await ops.on_transfer_credited(ctx, uow, row, msg.credited_at or now)
     outcome = "CREDITED" if next_state == transfer_state.CREDITED else "REFUNDED"
     await _settle(ctx, uow, env, msg.transfer_id, row.giver_admdvs, outcome, msg.reason, msg.credited_at)
 
@@ -90,19 +95,51 @@ async def _settle(ctx: HubContext, uow: UnitOfWork, env: Envelope, transfer_id: 
                source=ctx.source, trace_id=env.trace_id)
 
 
-async def cancel_overdue(ctx: HubContext, uow: UnitOfWork, limit: int = 500) -> int:
-    """Timeout: ask the destination to cancel each overdue transfer; its answer decides (see transfer_state)."""
+async def on_awaiting_acceptance(ctx: HubContext, uow: UnitOfWork, env: Envelope,
+                                 msg: TransferAwaitingAcceptance) -> None:
+    """The destination holds the transfer until its receiver accepts, at the latest until `accept_by`, when it
+    rejects it itself. The hub's timeout waits that long, plus a margin for that rejection to arrive; only a
+    destination that stays silent past it gets the cancel. A transfer no longer ROUTED (the timeout or a binding
+    end already asked for a cancel) keeps its course: the destination honours that cancel."""
+    row = (await uow.execute(sa.select(TRANSFERS.c.state, TRANSFERS.c.deadline_at).where(
+        TRANSFERS.c.transfer_id == msg.transfer_id))).first()
+    if row is None or row.state != transfer_state.ROUTED:
+        return
+    await _hop(uow, msg.transfer_id, "AWAITING_ACCEPTANCE", env.source, ctx.clock.now())
+    deadline = max(row.deadline_at, msg.accept_by + timedelta(seconds=ctx.settings.acceptance_margin_s))
+    await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id).values(
+        deadline_at=deadline))
+
+
+async def _request_cancels(ctx: HubContext, uow: UnitOfWork, rows: Any, *, hop: str, reason: str) -> int:
+    """Ask the destination to cancel each of these ROUTED transfers. The hub never refunds on its own: the
+    destination's answer decides (credited already, or never will be; see transfer_state)."""
     now = ctx.clock.now()
-    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
-        TRANSFERS.c.state == transfer_state.ROUTED, TRANSFERS.c.deadline_at < now).limit(limit))).all()
     for row in rows:
         await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == row.transfer_id).values(
             state=transfer_state.CANCEL_REQUESTED))
-        await _hop(uow, row.transfer_id, "TIMEOUT_CANCEL_REQUESTED", ctx.source, now)
+        await _hop(uow, row.transfer_id, hop, ctx.source, now)
         await emit(uow, topics.province_inbound(row.receiver_admdvs), row.transfer_id,
-                   TransferCancel(transfer_id=row.transfer_id, reason="TIMEOUT"), source=ctx.source,
+                   TransferCancel(transfer_id=row.transfer_id, reason=reason), source=ctx.source,
                    trace_id=row.transfer_id)
     return len(rows)
+
+
+async def cancel_overdue(ctx: HubContext, uow: UnitOfWork, limit: int = 500) -> int:
+    """Timeout: ask the destination to cancel each overdue transfer."""
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+        TRANSFERS.c.state == transfer_state.ROUTED, TRANSFERS.c.deadline_at < ctx.clock.now()).limit(limit))).all()
+    return await _request_cancels(ctx, uow, rows, hop="TIMEOUT_CANCEL_REQUESTED", reason="TIMEOUT")
+
+
+async def cancel_in_flight_of_binding(ctx: HubContext, uow: UnitOfWork, binding_id: str) -> int:
+    """The binding ended (issue 4: ending refunds transfers still in flight): every transfer of it still on
+    its way gets the timeout's treatment at once, so it ends refunded unless the destination had credited it
+    already. Transfers the hub has not seen yet are refused on arrival (BINDING_NOT_ACTIVE). The state index
+    finds the few ROUTED transfers; the binding is matched among them."""
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+        TRANSFERS.c.binding_id == binding_id, TRANSFERS.c.state == transfer_state.ROUTED))).all()
+    return await _request_cancels(ctx, uow, rows, hop="BINDING_ENDED_CANCEL_REQUESTED", reason="BINDING_ENDED")
 
 
 async def trace(view: ReadView, transfer_id: str) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Writes per message: a read-only message (9001, 1101, 2101, 3201) is answered fir
 nonce in one transaction. A money message (2102, 2103, 2601) is logged PENDING with its route, and its nonce,
 before the payer's node is asked (`begin`), so that a reversal can find it whatever happens next; its answer
 is stored with what it changed in a second transaction (`finish`). A write that finds the nonce already used
-refuses the message (401); one that finds the msgid already logged answers as the log says."""
+refuses the message (401); one that finds the msgid already logged answers as the log says, whatever was
+computed meanwhile (so a repeat gets its original answer even after the 医保码 it carried has expired)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from services.pharmacy_gateway.adapters.tables import PosMessage, SeenNonce
 from services.pharmacy_gateway.domain import tif_auth
@@ -153,17 +155,14 @@ class Exchange:
 
     # ---------------------------------------------------------------------------------------------- the log
 
-    async def logged(self) -> Any:
-        """The log row of this msgid, read without a lock (a cheap check before any real work)."""
-        return await read_message(self.ctx, self.msgid)
-
     async def _consume_nonce(self, uow: UnitOfWork) -> None:
-        seen = (await uow.execute(sa.select(NONCES.c.nonce).where(
-            NONCES.c.paas_id == self.paas_id, NONCES.c.nonce == self.nonce))).first()
-        if seen is not None:
-            raise NonceReplayed()
-        await uow.execute(sa.insert(NONCES).values(paas_id=self.paas_id, nonce=self.nonce,
-                                                   seen_at=self.ctx.clock.now()))
+        """The first write of every unit of work here: a nonce already seen fails the primary key, and leaving
+        the unit of work rolls back whatever else it began."""
+        try:
+            await uow.execute(sa.insert(NONCES).values(paas_id=self.paas_id, nonce=self.nonce,
+                                                       seen_at=self.ctx.clock.now()))
+        except IntegrityError as exc:
+            raise NonceReplayed() from exc
 
     async def _row(self, uow: UnitOfWork) -> Any:
         return (await uow.execute(sa.select(MESSAGES).where(MESSAGES.c.msgid == self.msgid))).first()
@@ -173,13 +172,6 @@ class Exchange:
         async with UnitOfWork(self.ctx.db) as uow:
             await self._consume_nonce(uow)
             await uow.commit()
-
-    async def replay(self) -> dict[str, Any]:
-        async with UnitOfWork(self.ctx.db) as uow:
-            await self._consume_nonce(uow)
-            row = await self._row(uow)
-            await uow.commit()
-        return self.replay_of(row)
 
     async def begin(self, payer_admdvs: str, setl_id: str | None = None) -> dict[str, Any] | None:
         """Log a money message PENDING with its route before the node is asked. Returns the answer to give

@@ -76,8 +76,6 @@ async def call_service(ctx: GatewayContext, headers: Mapping[str, str], raw: byt
             await exchange.consume_nonce_only()
             return 200, exchange.refuse(str(refused))
         exchange.request_hash = request_hash(exchange.envelope)
-        if await exchange.logged() is not None:
-            return 200, await exchange.replay()
         return 200, await HANDLERS[exchange.infno](exchange)
     except NonceReplayed:
         return 401, {"infcode": -1, "err_msg": "x-tif-nonce was already used"}

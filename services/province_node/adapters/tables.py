@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
@@ -96,9 +97,12 @@ class TransferOut(SQLModel, table=True):
 
 
 class TransferIn(SQLModel, table=True):
-    """A transfer addressed to this node's person: credited, rejected, or cancelled before it could be."""
+    """A transfer addressed to this node's person: credited, rejected, or cancelled before it could be; in a
+    province where receivers must accept, held (AWAITING_ACCEPTANCE) until accepted or `accept_by` passes."""
 
     __tablename__ = "transfers_in"
+    # The acceptance scan's question: which held transfers are past their accept_by?
+    __table_args__ = (sa.Index("ix_transfers_in_state_accept_by", "state", "accept_by"),)
 
     transfer_id: str = Field(primary_key=True, max_length=40)
     binding_id: str = Field(max_length=40)
@@ -106,10 +110,11 @@ class TransferIn(SQLModel, table=True):
     giver_admdvs: str = Field(max_length=6)
     receiver_psn_no: str = Field(index=True, max_length=32)
     amount_fen: int
-    state: str = Field(max_length=16)  # CREDITED | REJECTED | CANCELLED
+    state: str = Field(max_length=20)  # CREDITED | REJECTED | CANCELLED | AWAITING_ACCEPTANCE
     reason: str | None = Field(default=None, max_length=64)
     accepted_at: datetime
     credited_at: datetime | None = None
+    accept_by: datetime | None = None  # set while AWAITING_ACCEPTANCE: the receiver's deadline
 
 
 class Notification(SQLModel, table=True):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from shared.clock import SHANGHAI
 from shared.money import yuan_text
 
 
@@ -9,8 +12,22 @@ def transfer_received(amount_fen: int) -> str:
     return f"您的共济账户已收到{yuan_text(amount_fen)}元"
 
 
+# Why a transfer came back, in the notice's words; a code not listed here is shown as it is.
+_REFUND_BECAUSE = {"TIMEOUT": "超时未到账", "EXPIRED": "超时未到账", "BINDING_ENDED": "共济绑定已解除",
+                   "BINDING_NOT_ACTIVE": "共济绑定已解除", "NOT_ACCEPTED": "对方未确认接收",
+                   "WALLET_NOT_OPEN": "对方未开通医保钱包", "RECEIVER_NOT_INSURED": "对方参保关系已终止"}
+
+
 def transfer_refunded(amount_fen: int, reason: str | None) -> str:
-    return f"您的共济转账{yuan_text(amount_fen)}元已退回个人账户（{reason or '未到账'}）"
+    why = _REFUND_BECAUSE.get(reason or "", reason or "未到账")
+    return f"您的共济转账{yuan_text(amount_fen)}元已退回个人账户（{why}）"
+
+
+def transfer_awaiting_acceptance(amount_fen: int, accept_by: datetime) -> str:
+    """To a receiver who must accept: what arrived and until when (Asia/Shanghai wall clock)."""
+    local = accept_by.astimezone(SHANGHAI)
+    return (f"您的亲属向您转账{yuan_text(amount_fen)}元，请于{local.month}月{local.day}日{local:%H:%M}前"
+            "在医保钱包确认接收，逾期将退回")
 
 
 # Why a binding ended, as the notice says it (UNBOUND, by either party, needs no explanation).

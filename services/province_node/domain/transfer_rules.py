@@ -4,7 +4,7 @@ most M fen each, none in the quiet hours (Asia/Shanghai). Pure: the caller passe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 from services.province_node.domain.errors import DomainError
 from shared.clock import SHANGHAI
@@ -39,6 +39,18 @@ class TransferPolicy:
 
 def shanghai_day(now: datetime) -> str:
     return now.astimezone(SHANGHAI).date().isoformat()
+
+
+def accept_by(received_at: datetime, cutoff: time) -> datetime:
+    """Until when a receiver who must accept may do so: the first `cutoff` (06:00) Asia/Shanghai strictly after
+    the transfer arrived (DOMAIN.md: an unaccepted transfer returns to the giver at 06:00 the next day; with the
+    default quiet hours nothing arrives between midnight and 06:00, so that is the next calendar day). Shanghai
+    keeps no daylight saving time: a wall-clock time names exactly one instant."""
+    local = received_at.astimezone(SHANGHAI)
+    deadline = datetime.combine(local.date(), cutoff, tzinfo=SHANGHAI)
+    if deadline <= local:
+        deadline += timedelta(days=1)
+    return deadline.astimezone(UTC)
 
 
 def check_transfer(policy: TransferPolicy, *, amount_fen: int, now: datetime, sent_today: int,

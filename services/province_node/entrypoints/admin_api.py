@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.entrypoints.auth import internal, operator
-from services.province_node.service_layer import persons
+from services.province_node.service_layer import person_status, persons
 from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.person_status import PoolingChange
 from services.province_node.service_layer.persons import ImportRequest, MonthlyCreditRequest
+from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
 
@@ -21,7 +21,25 @@ router = APIRouter(tags=["admin"])
 @router.post("/v1/admin/persons:import", dependencies=[Depends(operator)])
 async def import_persons(request: Request, body: ImportRequest) -> Response:
     ctx: NodeContext = request.app.state.ctx
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.import_persons(ctx, uow, body))
+    return await run_idempotent(request, ctx.db, "operator",
+                                lambda uow, plan: persons.import_persons(ctx, uow, plan),
+                                prepare=lambda: persons.prepare_import(ctx, body))
+
+
+@router.post("/v1/admin/persons/{id_no}:end-insurance", dependencies=[Depends(operator)])
+async def end_insurance(request: Request, id_no: str) -> Response:
+    """The person's insurance ends (停保): their bindings end and transfers in flight on them are refunded."""
+    ctx: NodeContext = request.app.state.ctx
+    return await run_idempotent(request, ctx.db, "operator",
+                                lambda uow: person_status.end_insurance(ctx, uow, id_no))
+
+
+@router.post("/v1/admin/persons/{id_no}:change-pooling", dependencies=[Depends(operator)])
+async def change_pooling(request: Request, id_no: str, body: PoolingChange) -> Response:
+    """A move within the province; into another pooling region it ends the person's bindings."""
+    ctx: NodeContext = request.app.state.ctx
+    return await run_idempotent(request, ctx.db, "operator",
+                                lambda uow: person_status.change_pooling(ctx, uow, id_no, body))
 
 
 @router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(operator)])
@@ -30,12 +48,13 @@ async def credit_monthly(request: Request, body: MonthlyCreditRequest) -> Respon
     return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body))
 
 
-@router.get("/internal/v1/ledger/summary", dependencies=[Depends(internal)], tags=["internal"])
-async def ledger_summary(request: Request) -> dict[str, Any]:
+@router.get("/internal/v1/ledger/summary", dependencies=[Depends(internal)], tags=["internal"],
+            response_model=LedgerSummary)
+async def ledger_summary(request: Request) -> LedgerSummary:
     """Balances by account kind and whether the journal balances: what conservation checks read."""
     ctx: NodeContext = request.app.state.ctx
     async with ReadView(ctx.db) as view:
         totals = await ledger_repo.totals_by_kind(view)
         balanced = await ledger_repo.journal_is_balanced(view)
-    return {"admdvs": ctx.admdvs, "totals_fen": totals, "sum_fen": sum(totals.values()),
-            "journal_balanced": balanced}
+    return LedgerSummary(admdvs=ctx.admdvs, totals_fen=totals, sum_fen=sum(totals.values()),
+                         journal_balanced=balanced)

@@ -78,6 +78,14 @@ async def send_transfer(request: Request, body: dict[str, Any] = Body(...),
         lambda uow: transfers.send_transfer(ctx, uow, claims, body.get("binding_id"), body.get("amount_fen")))
 
 
+@router.post("/transfers/{transfer_id}:accept")
+async def accept_transfer(request: Request, transfer_id: str, claims: Claims = Depends(citizen)) -> Response:
+    """The receiver accepts a transfer held for acceptance (provinces where receivers must accept)."""
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: transfers.accept_transfer(ctx, uow, claims, transfer_id))
+
+
 @router.get("/transfers/{transfer_id}")
 async def get_transfer(request: Request, transfer_id: str, claims: Claims = Depends(citizen)) -> dict[str, Any]:
     async with ReadView(_ctx(request).db) as view:

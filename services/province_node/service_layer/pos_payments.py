@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import orjson
@@ -193,21 +194,22 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
     if stored is not None:
         return stored
     await _payable_person(uow, request)
-    funds, _ = await _funds(ctx, uow, request.psn_no)
+    funds, balances = await _funds(ctx, uow, request.psn_no)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     now = ctx.clock.now()
-    setl_id = _new_id(ctx)
-    await uow.execute(sa.insert(PAYMENTS).values(
-        setl_id=setl_id, msgid=request.msgid, mdtrt_id=_new_id(ctx), psn_no=request.psn_no,
+    row = SimpleNamespace(
+        setl_id=_new_id(ctx), msgid=request.msgid, mdtrt_id=_new_id(ctx), psn_no=request.psn_no,
         fixmedins_code=request.fixmedins_code, insutype=request.insutype, state="SETTLED", version=1,
         medfee_fen=request.medfee_fen, eligible_fen=request.eligible_fen, acct_pay_fen=split.acct_pay_fen,
         wallet_pay_fen=split.wallet_pay_fen, quota_pay_fen=split.quota_pay_fen,
         quota_parts=orjson.dumps(split.quota_parts).decode(), cash_pay_fen=split.cash_pay_fen, settled_at=now,
-        updated_at=now))
-    row = (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == setl_id))).one()
+        updated_at=now)
+    await uow.execute(sa.insert(PAYMENTS).values(**vars(row)))
     await _move(ctx, uow, row, "POS_SETTLE", refund=False)
-    return await _remember(ctx, uow, request.msgid, "SETTLE", request_hash,
-                           await _result(ctx, uow, "CHARGE", row, request.psn_no))
+    # The balances read above, less this split: the same rows, under the same write lock (the hot path
+    # saves reading them again).
+    result = PosPaymentResult(effect="CHARGE", payment=_payment_of(row), balances_after=_after(balances, split))
+    return await _remember(ctx, uow, request.msgid, "SETTLE", request_hash, result)
 
 
 async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str) -> Any:

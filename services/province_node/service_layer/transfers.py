@@ -2,7 +2,14 @@
 
 Source side: accept in one transaction (checks, PA -> IN_FLIGHT, transfer row, outbox), settle when the hub
 says (IN_FLIGHT -> CLEARING, or back to the PA). Destination side: credit once (CLEARING -> WALLET) unless the
-deadline passed or the hub cancelled first; every answer goes back to the hub through the outbox."""
+deadline passed or the hub cancelled first; every answer goes back to the hub through the outbox.
+
+Where receivers must accept (config: YIBAO_TRANSFER_ACCEPT_REQUIRED_PROVINCES), the destination holds an arriving
+transfer as AWAITING_ACCEPTANCE instead of crediting it, and tells the hub until when (accept_by, next 06:00).
+Then exactly one of three ends it, whichever this node's write lock lets in first: the receiver accepts
+(credited by the same code as an immediate credit), accept_by passes (the expiry scan rejects it,
+NOT_ACCEPTED), or the hub cancels (binding ended, or the hub's own deadline passed). The held row is the one
+place each of them reads and changes, so a cancelled or expired transfer can never be accepted afterwards."""
 
 from __future__ import annotations
 
@@ -15,14 +22,15 @@ from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.tables import TransferIn, TransferOut
 from services.province_node.domain import ledger, notices
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.domain.transfer_rules import check_transfer, shanghai_day
-from services.province_node.service_layer.bindings import binding_for_giver, notify
+from services.province_node.domain.transfer_rules import accept_by, check_transfer, shanghai_day
+from services.province_node.service_layer.bindings import BINDINGS, binding_for_giver, notify
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from shared.clock import iso
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
+    TransferAwaitingAcceptance,
     TransferCancel,
     TransferCredit,
     TransferCreditResult,
@@ -35,6 +43,7 @@ from shared.tokens import Claims
 
 OUT = TransferOut.__table__  # type: ignore[attr-defined]
 IN = TransferIn.__table__  # type: ignore[attr-defined]
+AWAITING = "AWAITING_ACCEPTANCE"
 
 
 def parse_amount_fen(value: Any) -> int:
@@ -54,6 +63,10 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     binding = await binding_for_giver(uow, binding_id, claims.psn_no)
     if binding.state != "ACTIVE":
         raise DomainError("BINDING_NOT_ACTIVE", f"the binding is {binding.state}")
+    insured = (await uow.execute(sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == claims.psn_no))).scalar()
+    if not insured:
+        # Bindings end with the insurance (person_status.py): refused at once, before the hub's BindingChanged.
+        raise DomainError("BINDING_NOT_ACTIVE", "the giver's insurance has ended, and every binding with it")
     day = shanghai_day(now)
     sent_today = (await uow.execute(sa.select(sa.func.count()).select_from(OUT).where(
         OUT.c.giver_psn_no == claims.psn_no, OUT.c.accepted_day == day))).scalar_one()
@@ -84,14 +97,40 @@ async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
            "accepted_at": msg.accepted_at}
     if reason:
         await uow.execute(sa.insert(IN).values(state="REJECTED", reason=reason, **row))
-        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=reason)
+        await _answer(ctx, uow, TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=reason),
+                      env.trace_id)
+    elif ctx.settings.receivers_must_accept:
+        deadline = accept_by(now, ctx.settings.accept_by_time)
+        await uow.execute(sa.insert(IN).values(state=AWAITING, accept_by=deadline, **row))
+        await notify(uow, ctx, msg.receiver_psn_no, notices.transfer_awaiting_acceptance(msg.amount_fen, deadline))
+        await emit(uow, topics.HUB_INBOUND, msg.transfer_id,
+                   TransferAwaitingAcceptance(transfer_id=msg.transfer_id, accept_by=deadline),
+                   source=ctx.source, trace_id=env.trace_id)
     else:
-        await ledger_repo.post(uow, ledger.move("TRANSFER_CREDIT", msg.transfer_id, ledger.CLEARING,
-                                                ledger.wallet_account(msg.receiver_psn_no), msg.amount_fen), now)
         await uow.execute(sa.insert(IN).values(state="CREDITED", credited_at=now, **row))
-        await notify(uow, ctx, msg.receiver_psn_no, notices.transfer_received(msg.amount_fen))
-        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="CREDITED", credited_at=now)
-    await emit(uow, topics.HUB_INBOUND, msg.transfer_id, result, source=ctx.source, trace_id=env.trace_id)
+        await _credit(ctx, uow, msg.transfer_id, msg.receiver_psn_no, msg.amount_fen, now, env.trace_id)
+
+
+async def _credit(ctx: NodeContext, uow: UnitOfWork, transfer_id: str, receiver_psn_no: str, amount_fen: int,
+                  now: Any, trace_id: str) -> None:
+    """The credit itself, on arrival or when the receiver accepts: CLEARING -> wallet, the receiver's notice,
+    the CREDITED answer to the hub. The caller has marked the transfers_in row CREDITED."""
+    await ledger_repo.post(uow, ledger.move("TRANSFER_CREDIT", transfer_id, ledger.CLEARING,
+                                            ledger.wallet_account(receiver_psn_no), amount_fen), now)
+    await notify(uow, ctx, receiver_psn_no, notices.transfer_received(amount_fen))
+    await _answer(ctx, uow, TransferCreditResult(transfer_id=transfer_id, outcome="CREDITED", credited_at=now),
+                  trace_id)
+
+
+async def _answer(ctx: NodeContext, uow: UnitOfWork, result: TransferCreditResult, trace_id: str) -> None:
+    await emit(uow, topics.HUB_INBOUND, result.transfer_id, result, source=ctx.source, trace_id=trace_id)
+
+
+async def _binding_ended(uow: UnitOfWork, binding_id: str) -> bool:
+    """This node already knows the binding ended: a transfer on it is refused, not credited (the hub's cancel
+    for it is on its way, and ending a binding refunds what is in flight on it)."""
+    state = (await uow.execute(sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == binding_id))).scalar()
+    return bool(state == "ENDED")
 
 
 async def _credit_refusal(ctx: NodeContext, uow: UnitOfWork, msg: TransferCredit, now: Any) -> str | None:
@@ -104,7 +143,53 @@ async def _credit_refusal(ctx: NodeContext, uow: UnitOfWork, msg: TransferCredit
         return "RECEIVER_NOT_INSURED"
     if await ledger_repo.balance(uow, ledger.wallet_account(msg.receiver_psn_no)) is None:
         return "WALLET_NOT_OPEN"
+    if await _binding_ended(uow, msg.binding_id):
+        return "BINDING_NOT_ACTIVE"
     return None
+
+
+async def accept_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, transfer_id: str) -> tuple[int, Any]:
+    """`POST /v1/transfers/{id}:accept`, the receiver at their own node. No face step-up: accepting only lets
+    money in, into the receiver's own wallet (the giver's face verification guarded the money leaving)."""
+    row = (await uow.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id,
+                                                 IN.c.receiver_psn_no == claims.psn_no))).first()
+    if row is None:
+        raise NotFound("TRANSFER_NOT_FOUND", "no such transfer for this person")
+    if row.state == "CREDITED":
+        return 200, _in_view(row)  # accepting twice is harmless
+    if row.state != AWAITING:
+        raise DomainError("TRANSFER_NOT_AWAITING_ACCEPTANCE", f"the transfer is {row.state}")
+    now = ctx.clock.now()
+    if now >= row.accept_by:
+        raise DomainError("ACCEPTANCE_EXPIRED", "the time to accept has passed; the transfer returns to the giver")
+    if await _binding_ended(uow, row.binding_id):
+        raise DomainError("BINDING_NOT_ACTIVE", "the binding has ended; the transfer returns to the giver")
+    await uow.execute(sa.update(IN).where(IN.c.transfer_id == transfer_id).values(state="CREDITED",
+                                                                                   credited_at=now))
+    await _credit(ctx, uow, transfer_id, row.receiver_psn_no, row.amount_fen, now, transfer_id)
+    credited = (await uow.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id))).one()
+    return 200, _in_view(credited)
+
+
+async def reject_unaccepted(ctx: NodeContext, uow: UnitOfWork, limit: int = 500) -> int:
+    """Held transfers whose accept_by has passed go back to the giver: REJECTED (NOT_ACCEPTED) here, so the
+    receiver can no longer accept them, and that answer to the hub, which refunds."""
+    now = ctx.clock.now()
+    rows = (await uow.execute(sa.select(IN.c.transfer_id).where(IN.c.state == AWAITING, IN.c.accept_by <= now)
+                              .limit(limit))).all()
+    for row in rows:
+        await uow.execute(sa.update(IN).where(IN.c.transfer_id == row.transfer_id).values(
+            state="REJECTED", reason="NOT_ACCEPTED"))
+        await _answer(ctx, uow, TransferCreditResult(transfer_id=row.transfer_id, outcome="REJECTED",
+                                                     reason="NOT_ACCEPTED"), row.transfer_id)
+    return len(rows)
+
+
+async def expire_unaccepted(ctx: NodeContext) -> None:
+    """The periodic job (bootstrap) around reject_unaccepted."""
+    async with UnitOfWork(ctx.db) as uow:
+        if await reject_unaccepted(ctx, uow):
+            await uow.commit()
 
 
 async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: TransferCancel) -> None:
@@ -118,9 +203,14 @@ async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
         result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=msg.reason)
     elif row.state == "CREDITED":
         result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="CREDITED", credited_at=row.credited_at)
+    elif row.state == AWAITING:
+        # Held for acceptance and not accepted yet: cancelled for good, so a later accept is refused.
+        await uow.execute(sa.update(IN).where(IN.c.transfer_id == msg.transfer_id).values(
+            state="CANCELLED", reason=msg.reason))
+        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=msg.reason)
     else:
         result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=row.reason)
-    await emit(uow, topics.HUB_INBOUND, msg.transfer_id, result, source=ctx.source, trace_id=env.trace_id)
+    await _answer(ctx, uow, result, env.trace_id)
 
 
 async def on_settled(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) -> None:
@@ -159,7 +249,13 @@ def _in_view(row: Any) -> dict[str, Any]:
         view["reason"] = row.reason
     if row.credited_at:
         view["credited_at"] = iso(row.credited_at)
+    if row.state == AWAITING:
+        view["accept_by"] = iso(row.accept_by)
     return view
+
+
+# What a receiver sees of transfers addressed to them: credited, or waiting for them to accept.
+VISIBLE_TO_RECEIVER = ("CREDITED", AWAITING)
 
 
 async def get_transfer(view: ReadView, psn_no: str, transfer_id: str) -> dict[str, Any]:
@@ -167,7 +263,8 @@ async def get_transfer(view: ReadView, psn_no: str, transfer_id: str) -> dict[st
                                                     OUT.c.giver_psn_no == psn_no))).first()
     if sent is not None:
         return _out_view(sent)
-    received = (await view.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id, IN.c.state == "CREDITED",
+    received = (await view.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id,
+                                                       IN.c.state.in_(VISIBLE_TO_RECEIVER),
                                                        IN.c.receiver_psn_no == psn_no))).first()
     if received is not None:
         return _in_view(received)
@@ -179,7 +276,8 @@ async def list_transfers(view: ReadView, psn_no: str, role: str) -> list[dict[st
         rows = await view.execute(sa.select(OUT).where(OUT.c.giver_psn_no == psn_no).order_by(OUT.c.accepted_at))
         return [_out_view(row) for row in rows]
     if role == "received":
-        rows = await view.execute(sa.select(IN).where(IN.c.receiver_psn_no == psn_no, IN.c.state == "CREDITED")
+        rows = await view.execute(sa.select(IN).where(IN.c.receiver_psn_no == psn_no,
+                                                      IN.c.state.in_(VISIBLE_TO_RECEIVER))
                                   .order_by(IN.c.accepted_at))
         return [_in_view(row) for row in rows]
     raise DomainError("VALIDATION_ERROR", "role must be sent or received")
