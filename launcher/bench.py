@@ -24,6 +24,7 @@ from rich.progress import Progress
 
 from launcher import supervisor
 from launcher.client import FederationClient, Session
+from launcher.loadgen import KeepAlivePool
 from launcher.people import Person, new_person
 from launcher.state import LaunchError, home_dir, load_or_create_secrets, repo_root, resolve_operator_token
 
@@ -136,21 +137,25 @@ async def _run(rate: float, duration_s: float, console: Console) -> dict[str, An
         accepted: dict[str, tuple[Giver, int]] = {}
         amount_fen = 10_000
 
+        pool = KeepAlivePool(client.node_url(giver_admdvs), size=64)
+
         async def one(index: int) -> None:
             giver = givers[index // max_per_day]
             started = time.perf_counter()
             try:
-                response = await client.call(giver.session, "POST", "/v1/transfers",
-                                             {"binding_id": giver.binding_id, "amount_fen": amount_fen},
-                                             idempotency_key=f"bench-{giver.person.id_no[-8:]}-{index}")
+                status, body = await pool.post_json(
+                    "/v1/transfers", {"binding_id": giver.binding_id, "amount_fen": amount_fen},
+                    {"authorization": f"Bearer {giver.session.token}",
+                     "idempotency-key": f"bench-{giver.person.id_no[-8:]}-{index}"})
             except Exception as exc:
                 errors[type(exc).__name__] += 1
                 return
             accept_ms.append((time.perf_counter() - started) * 1000)
-            if response.status_code == 202:
-                accepted[response.json()["transfer_id"]] = (giver, amount_fen)
+            if status == 202 and isinstance(body, dict):
+                accepted[body["transfer_id"]] = (giver, amount_fen)
             else:
-                errors[response.json().get("error", {}).get("code", str(response.status_code))] += 1
+                code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+                errors[code or str(status)] += 1
 
         tasks: list[asyncio.Task[None]] = []
         t0 = time.perf_counter()
@@ -164,6 +169,7 @@ async def _run(rate: float, duration_s: float, console: Console) -> dict[str, An
                 progress.advance(bar)
             await asyncio.gather(*tasks)
         send_elapsed_s = time.perf_counter() - t0
+        await pool.close()
 
         finals = await _collect_finals(client, givers, set(accepted))
         e2e_ms = sorted(
