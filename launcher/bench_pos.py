@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from launcher import supervisor
 from launcher.bench import percentile
 from launcher.client import FederationClient
+from launcher.loadgen import KeepAlivePool
 from launcher.people import new_person
-from launcher.pos_client import DEMO_CATALOGUE, Item, Payer, PosClient, PosFailed, ok
+from launcher.pos_client import CALL_SERVICE_PATH, DEMO_CATALOGUE, Item, Payer, PosClient, PosFailed, dumps, ok
 from launcher.state import LaunchError, home_dir, repo_root, resolve_operator_token
 from shared.money import yuan_to_fen
 
@@ -39,16 +41,19 @@ BASKET = [Item("XC08CAA001A001", 1, "10.00")]  # 10 yuan of blood-pressure table
 PAYER_BALANCE_FEN = 100_000_000  # a million yuan each: never what limits a settle
 PAYERS_PER_PROVINCE = 20
 CAPACITY_TILLS = 8
+MAX_IN_FLIGHT = 200  # connections of the lean client: no message ever waits for one
 CAPACITY_DURATION_S = 10.0
 
 
 @dataclass
 class LoadResult:
     sent: int = 0
+    shed: int = 0  # open loop: not sent because MAX_IN_FLIGHT answers were outstanding
     elapsed_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     refusals: Counter[str] = field(default_factory=Counter)
     acct_paid_fen: dict[str, int] = field(default_factory=dict)  # psn_no -> what the answers say accounts paid
+    in_doubt: list[tuple[str, str]] = field(default_factory=list)  # (msgid, psn_no) answered "outcome unknown"
 
     @property
     def settled(self) -> int:
@@ -56,7 +61,8 @@ class LoadResult:
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies_ms)
-        return {"sent": self.sent, "settled": self.settled, "refused": dict(self.refusals),
+        return {"sent": self.sent, "not_sent_saturated": self.shed, "settled": self.settled,
+                "refused": dict(self.refusals),
                 "achieved_rate_per_s": round(self.settled / self.elapsed_s, 1) if self.elapsed_s else 0.0,
                 "latency_ms": {name: round(percentile(ordered, q), 2) for name, q in
                                (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999))}
@@ -87,18 +93,43 @@ async def prepare_till(client: FederationClient, gateway_url: str, provinces: li
     return till, payers, ids
 
 
-async def _settle_once(till: PosClient, payer: Payer, result: LoadResult) -> None:
-    envelope = till.envelope("2102", till.purchase(payer, BASKET))
+class LeanTill:
+    """The hot loop's transport: the till's own envelopes and x-tif signatures, sent through the lean
+    keep-alive client (launcher/loadgen.py), so the bench measures the federation rather than httpx."""
+
+    def __init__(self, till: PosClient, connections: int) -> None:
+        self.till = till
+        self.pool = KeepAlivePool(till.gateway_url, size=connections)
+
+    async def send(self, envelope: dict[str, Any]) -> tuple[int, Any]:
+        headers = {name: value for name, value in self.till.signed_headers().items() if name != "content-type"}
+        # The envelope's Decimals become the JSON numbers pharmacy software sends (see pos_client.dumps).
+        return await self.pool.post_json(CALL_SERVICE_PATH, orjson.loads(dumps(envelope)), headers)
+
+    async def __aenter__(self) -> LeanTill:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        # One pool per phase: between phases the gateway closes idle keep-alive connections.
+        await self.pool.close()
+
+
+async def _settle_once(lean: LeanTill, payer: Payer, result: LoadResult) -> None:
+    envelope = lean.till.envelope("2102", lean.till.purchase(payer, BASKET))
     started = time.perf_counter()
     try:
-        status, answer = await till.send(envelope)
+        status, answer = await lean.send(envelope)
     except Exception as exc:  # the till's view: no answer at all
         result.latencies_ms.append((time.perf_counter() - started) * 1000)
         result.refusals[type(exc).__name__] += 1
+        result.in_doubt.append((envelope["msgid"], payer.psn_no))
         return
     result.latencies_ms.append((time.perf_counter() - started) * 1000)
     if status != 200 or answer.get("infcode") != 0:
-        result.refusals[str(answer.get("err_msg", status))[:80]] += 1
+        err_msg = str(answer.get("err_msg", status))
+        result.refusals["outcome unknown (timeout)" if "outcome is unknown" in err_msg else err_msg[:80]] += 1
+        if "outcome is unknown" in err_msg:
+            result.in_doubt.append((envelope["msgid"], payer.psn_no))
         return
     info = answer["output"]["setlinfo"]
     paid_fen = yuan_to_fen(info["acct_pay"]) + yuan_to_fen(info["acct_mulaid_pay"])
@@ -110,28 +141,43 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=True)
 
 
-async def run_load(till: PosClient, payers: list[Payer], rate: float, duration_s: float, console: Console,
+async def run_load(lean: LeanTill, payers: list[Payer], rate: float, duration_s: float, console: Console,
                    label: str = "2102 settles") -> LoadResult:
     """Open loop: message i leaves at t0 + i/rate whether or not earlier ones have been answered, so a slow
     gateway shows up as latency, not as a politely lower rate."""
-    result = LoadResult(sent=max(1, round(rate * duration_s)))
+    scheduled = max(1, round(rate * duration_s))
+    result = LoadResult()
     tasks: list[asyncio.Task[None]] = []
+    in_flight = [0]
+
+    def answered(_: asyncio.Task[None]) -> None:
+        in_flight[0] -= 1
+        progress.advance(bar)
+
     t0 = time.perf_counter()
     with _progress(console) as progress:
-        bar = progress.add_task(label, total=result.sent)
-        for index in range(result.sent):
+        bar = progress.add_task(label, total=scheduled)
+        for index in range(scheduled):
             delay_s = t0 + index / rate - time.perf_counter()
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
-            task = asyncio.create_task(_settle_once(till, payers[index % len(payers)], result))
-            task.add_done_callback(lambda _: progress.advance(bar))
+            if in_flight[0] >= MAX_IN_FLIGHT:
+                # Saturated: a till would not queue hundreds of unanswered messages (their signatures would go
+                # stale); this one is counted as not sent, and the rate reached says what the federation did.
+                result.shed += 1
+                progress.advance(bar)
+                continue
+            in_flight[0] += 1
+            result.sent += 1
+            task = asyncio.create_task(_settle_once(lean, payers[index % len(payers)], result))
+            task.add_done_callback(answered)
             tasks.append(task)
         await asyncio.gather(*tasks)
     result.elapsed_s = time.perf_counter() - t0
     return result
 
 
-async def run_capacity(till: PosClient, payers: list[Payer], tills: int, duration_s: float,
+async def run_capacity(lean: LeanTill, payers: list[Payer], tills: int, duration_s: float,
                        console: Console) -> LoadResult:
     """Closed loop: `tills` tills each send their next 2102 as soon as the last is answered, for `duration_s`.
     What they settle per second is what this machine can do at all, whatever the target."""
@@ -142,7 +188,7 @@ async def run_capacity(till: PosClient, payers: list[Payer], tills: int, duratio
         index = offset
         while time.perf_counter() < deadline:
             result.sent += 1
-            await _settle_once(till, payers[index % len(payers)], result)
+            await _settle_once(lean, payers[index % len(payers)], result)
             index += tills
 
     t0 = time.perf_counter()
@@ -151,6 +197,15 @@ async def run_capacity(till: PosClient, payers: list[Payer], tills: int, duratio
         await asyncio.gather(*(till_loop(offset) for offset in range(tills)))
     result.elapsed_s = time.perf_counter() - t0
     return result
+
+
+async def reverse_in_doubt(till: PosClient, result: LoadResult) -> int:
+    """What a till does after "outcome unknown": 2601 for each such settle, so that the node and the gateway
+    agree (nothing charged) whatever had happened. Returns how many reversals actually gave money back."""
+    undone = 0
+    for msgid, psn_no in result.in_doubt:
+        undone += bool(ok(await till.reverse(msgid, "2102", psn_no))["undone"])
+    return undone
 
 
 async def account_balances_fen(till: PosClient, payers: list[Payer]) -> dict[str, int]:
@@ -177,12 +232,17 @@ async def _bench(rate: float, duration_s: float, console: Console) -> dict[str, 
     till: PosClient | None = None
     try:
         till, payers, _ = await prepare_till(client, client.gateway_url(), provinces, PAYERS_PER_PROVINCE, console)
-        await run_load(till, payers, min(rate, 50.0), 2.0, console, "warm-up")  # connections and caches
+        async with LeanTill(till, MAX_IN_FLIGHT) as lean:
+            await run_load(lean, payers, min(rate, 50.0), 2.0, console, "warm-up")  # connections and caches
         before = await account_balances_fen(till, payers)
-        result = await run_load(till, payers, rate, duration_s, console)
+        async with LeanTill(till, MAX_IN_FLIGHT) as lean:
+            result = await run_load(lean, payers, rate, duration_s, console)
+        # No need to wait for late answers: a reversal at the node also stops an original still on its way.
+        undone_by_reversal = await reverse_in_doubt(till, result)
         consistent = accounts_match(before, await account_balances_fen(till, payers), result)
         await asyncio.sleep(2.0)  # let a saturated federation drain before measuring what it can do
-        capacity = await run_capacity(till, payers, CAPACITY_TILLS, CAPACITY_DURATION_S, console)
+        async with LeanTill(till, CAPACITY_TILLS) as lean:
+            capacity = await run_capacity(lean, payers, CAPACITY_TILLS, CAPACITY_DURATION_S, console)
     finally:
         if till is not None:
             await till.aclose()
@@ -200,6 +260,7 @@ async def _bench(rate: float, duration_s: float, console: Console) -> dict[str, 
         "duration_s": duration_s,
         "payers": len(payers),
         **summary,
+        "in_doubt_reversed": {"outcome_unknown": len(result.in_doubt), "reversal_gave_money_back": undone_by_reversal},
         "balances_match_answers": consistent,
         "capacity": {"what": f"closed loop: {CAPACITY_TILLS} tills each sending the next 2102 when the last is "
                              f"answered, {CAPACITY_DURATION_S:g} s", **capacity.summary()},
@@ -216,7 +277,7 @@ def _machine() -> dict[str, Any]:
 def print_load(console: Console, summary: dict[str, Any]) -> None:
     latency = summary["latency_ms"]
     console.print(f"  sent {summary['sent']}, settled {summary['settled']} at {summary['achieved_rate_per_s']}/s; "
-                  f"refused {summary['refused'] or 'none'}")
+                  f"refused {summary['refused'] or 'none'}; not sent (saturated) {summary['not_sent_saturated']}")
     console.print(f"  latency ms p50 {latency['p50']:.1f}  p90 {latency['p90']:.1f}  p99 {latency['p99']:.1f}  "
                   f"p99.9 {latency['p999']:.1f}  max {latency['max']:.1f}")
 
@@ -238,7 +299,10 @@ def bench_pos(rate: float, duration_s: float, json_out: bool) -> int:
     console.print(f"[bold]bench pos[/bold]: 2102 at {report['requested_rate_per_s']}/s for {report['duration_s']} s, "
                   f"{report['payers']} payers, {report['machine']['cpus']} CPUs")
     print_load(console, report)
-    console.print(f"  balances match the answers: {report['balances_match_answers']}")
+    doubt = report["in_doubt_reversed"]
+    console.print(f"  outcome unknown: {doubt['outcome_unknown']}, each reversed by 2601 "
+                  f"({doubt['reversal_gave_money_back']} had been charged and were refunded)")
+    console.print(f"  personal accounts moved exactly as the answers said: {report['balances_match_answers']}")
     console.print(f"  capacity ({report['capacity']['what']}):")
     print_load(console, report["capacity"])
     met = report["target"]["met"]

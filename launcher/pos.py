@@ -215,7 +215,8 @@ async def cmd_load(client: FederationClient, args: argparse.Namespace) -> int:
         raise LaunchError("no federation is running: run `yibao up` first")
     till, payers, _ = await bench_pos.prepare_till(client, client.gateway_url(), provinces, args.payers, _err)
     try:
-        result = await bench_pos.run_load(till, payers, args.rate, args.duration, _err)
+        async with bench_pos.LeanTill(till, bench_pos.MAX_IN_FLIGHT) as lean:
+            result = await bench_pos.run_load(lean, payers, args.rate, args.duration, _err)
     finally:
         await till.aclose()
     _out.print(f"[bold]load[/bold]: 2102 at {args.rate:g}/s for {args.duration:g} s, {len(payers)} payers")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from shared.migrations import upgrade_on_connection
 from shared.settings import ServiceSettings
 
+log = logging.getLogger("yibao.db")
 _SCHEMA_SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -191,12 +193,14 @@ class _GroupCommit:
     waits for its group's commit. Under load this turns N fsyncs into one; alone, a unit commits at once."""
 
     MAX_GROUP = 256
+    FLUSH_DELAY_S = 0.0  # one turn of the event loop
 
     def __init__(self, sync_engine: sa.Engine) -> None:
         self._engine = sync_engine
         self.session: sa.Connection | None = None
         self.members: list[asyncio.Future[None]] = []
         self.wanting_lock = 0  # units of work waiting for or holding the write lock
+        self._flush: asyncio.Task[None] | None = None
 
     def open(self) -> sa.Connection:
         if self.session is None:
@@ -208,8 +212,23 @@ class _GroupCommit:
         self.members.append(done)
         return done
 
-    def should_commit_now(self) -> bool:
-        return bool(self.members) and (self.wanting_lock == 0 or len(self.members) >= self.MAX_GROUP)
+    def after_member(self, write_lock: asyncio.Lock) -> None:
+        """Called with the write lock held, as a unit of work leaves. A full group commits at once; otherwise,
+        when nobody else is queued for the lock, a flush is scheduled a moment later rather than now, so
+        that requests already on their way join this group and share its fsync."""
+        if len(self.members) >= self.MAX_GROUP:
+            self.commit()
+        elif self.members and self.wanting_lock == 0 and self._flush is None:
+            self._flush = asyncio.get_running_loop().create_task(self._flush_soon(write_lock))
+
+    async def _flush_soon(self, write_lock: asyncio.Lock) -> None:
+        await asyncio.sleep(self.FLUSH_DELAY_S)
+        async with write_lock:
+            self._flush = None
+            try:
+                self.commit()
+            except Exception:
+                log.exception("group commit failed; its members were told")
 
     def commit(self) -> None:
         """Called with the write lock held. (Committing from a worker thread, so that requests could queue up
@@ -277,8 +296,7 @@ class UnitOfWork(_Session):
             try:
                 if group is not None:
                     group.wanting_lock -= 1
-                    if group.should_commit_now():
-                        group.commit()
+                    group.after_member(self._db.write_lock)
             finally:
                 self._db.write_lock.release()
         if self._durable is not None:

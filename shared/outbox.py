@@ -21,14 +21,12 @@ from shared.messaging_tables import OutboxMessage
 
 log = logging.getLogger("yibao.outbox")
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_NEW_MESSAGE = sa.insert(_OUTBOX)  # built once: reused compiled form on the hot path
 
 
 async def add_to_outbox(uow: UnitOfWork, topic: str, key: str, envelope: Envelope) -> None:
-    await uow.execute(
-        sa.insert(_OUTBOX).values(
-            message_id=envelope.id, topic=topic, key=key, payload=envelope.to_bytes(), created_at=envelope.time
-        )
-    )
+    await uow.execute(_NEW_MESSAGE, {"message_id": envelope.id, "topic": topic, "key": key,
+                                     "payload": envelope.to_bytes(), "created_at": envelope.time})
     uow.wrote_outbox = True
 
 

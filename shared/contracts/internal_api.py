@@ -130,6 +130,9 @@ class PosPaymentRequest(InternalModel):
     medfee_fen: int = Field(gt=0)
     eligible_fen: int = Field(ge=0)
     use_accounts: bool
+    # When the gateway stops waiting: a settle that reaches the node's ledger later is refused unapplied, so an
+    # overloaded node drops work nobody waits for instead of charging people the till was told "unknown".
+    answer_by: datetime | None = None
 
     @model_validator(mode="after")
     def _eligible_within_bill(self) -> PosPaymentRequest:
@@ -145,6 +148,7 @@ class PosCancelRequest(InternalModel):
     setl_id: str = Field(max_length=40)
     psn_no: str = Field(max_length=32)
     fixmedins_code: str = Field(max_length=12)
+    answer_by: datetime | None = None  # as for PosPaymentRequest
 
 
 class PosReverseRequest(InternalModel):

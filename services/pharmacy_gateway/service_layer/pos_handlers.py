@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -109,6 +110,11 @@ def _node_refusal(payer_admdvs: str, exc: Exception, *, moves_money: bool) -> st
 
 
 _NODE_ERRORS = (remote.Refused, remote.Unreachable, remote.OutcomeUnknown)
+
+
+def _answer_by(exchange: Exchange) -> datetime:
+    """Until when the gateway waits for the payer's node (the node applies nothing that arrives later)."""
+    return exchange.ctx.clock.now() + timedelta(seconds=exchange.ctx.settings.province_call_timeout_s)
 
 
 def _balc(balances: PosBalances) -> dict[str, float]:
@@ -219,7 +225,8 @@ async def _purchase(exchange: Exchange) -> Purchase:
         raise Refused(f"insuplc_admdvs {claimed} is not the payer's insured province {payer.admdvs} (see 1101)")
     request = PosPaymentRequest(msgid=exchange.msgid, psn_no=psn_no, insutype=insutype,
                                 fixmedins_code=exchange.institution.fixmedins_code, medfee_fen=bill.medfee_fen,
-                                eligible_fen=bill.eligible_fen, use_accounts=acct_used_flag == "1")
+                                eligible_fen=bill.eligible_fen, use_accounts=acct_used_flag == "1",
+                                answer_by=_answer_by(exchange))
     return Purchase(payer, bill, request, cert_type, med_type)
 
 
@@ -340,7 +347,7 @@ async def cancel(exchange: Exchange) -> dict[str, Any]:
     if instead is not None:
         return instead
     request = PosCancelRequest(msgid=exchange.msgid, setl_id=setl_id, psn_no=psn_no,
-                               fixmedins_code=exchange.institution.fixmedins_code)
+                               fixmedins_code=exchange.institution.fixmedins_code, answer_by=_answer_by(exchange))
     try:
         result = await ctx.nodes.cancel(admdvs, request)
     except _NODE_ERRORS as exc:

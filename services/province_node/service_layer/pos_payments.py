@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -128,7 +129,9 @@ async def preview(ctx: NodeContext, view: ReadView, request: PosPaymentRequest) 
 
 
 def _request_hash(request: BaseModel) -> str:
-    return hashlib.sha256(orjson.dumps(request.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+    """The message's identity for "same msgid, same request": its content, without the gateway's deadline."""
+    content = request.model_dump(mode="json", exclude={"answer_by"})
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 async def _stored_answer(uow: UnitOfWork, msgid: str, kind: str, request_hash: str) -> PosPaymentResult | None:
@@ -187,12 +190,19 @@ async def _result(ctx: NodeContext, uow: UnitOfWork, effect: Effect, row: Any | 
                             balances_after=balances)
 
 
+def _check_still_awaited(ctx: NodeContext, answer_by: datetime | None) -> None:
+    if answer_by is not None and ctx.clock.now() > answer_by:
+        raise Conflict("TOO_LATE", "the gateway stopped waiting for this message before it could be applied; "
+                                   "nothing was done")
+
+
 async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) -> PosPaymentResult:
     """2102, once per msgid."""
     request_hash = _request_hash(request)
     stored = await _stored_answer(uow, request.msgid, "SETTLE", request_hash)
     if stored is not None:
         return stored
+    _check_still_awaited(ctx, request.answer_by)
     await _payable_person(uow, request)
     funds, balances = await _funds(ctx, uow, request.psn_no)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
@@ -227,6 +237,7 @@ async def cancel(ctx: NodeContext, uow: UnitOfWork, request: PosCancelRequest) -
     stored = await _stored_answer(uow, request.msgid, "CANCEL", request_hash)
     if stored is not None:
         return stored
+    _check_still_awaited(ctx, request.answer_by)
     row = await _own_payment(uow, request.setl_id, request.psn_no, request.fixmedins_code)
     if row.state == "REVERSED":
         raise DomainError("SETTLEMENT_REVERSED", f"settlement {request.setl_id} was reversed; nothing to cancel")
