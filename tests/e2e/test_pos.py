@@ -12,7 +12,7 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from shared.clock import SHANGHAI
 from shared.db import ReadView, open_database
 from shared.settings import ServiceSettings
 from tests.conftest import Federation
-from tests.e2e.flows import enrol, face_login, me, money_totals, wait_binding_state, wait_transfer
+from tests.e2e.flows import bound_pair, enrol, face_login, me, money_totals, send, wait_binding_state, wait_transfer
 
 pytestmark = pytest.mark.federation
 
@@ -236,6 +236,54 @@ async def test_split_personal_account_then_wallet_then_cash_and_daily_goods_to_c
     cash = ok(await tills.chengdu.settle(payer, [Item(DRUG, 1, "25.00")], acct_used=False))["setlinfo"]
     assert (cash["acct_pay"], cash["acct_mulaid_pay"], cash["psn_cash_pay"]) == (0.0, 0.0, 25.0)
     assert await _balances(client, session) == (0, 0)
+
+
+async def test_wallet_before_quota_and_cancel_gives_the_quota_back(
+        federation: Federation, client: FederationClient, tills: Tills) -> None:
+    """A mother in Gansu (resident: no personal account) holds 50 yuan in her wallet and a 300-yuan quota from
+    her son in Ningxia; at a Chengdu pharmacy the wallet pays first, then the quota, tissues in cash."""
+    pair = await bound_pair(client, "640100", "620100", relation="parent")
+    sent = await send(client, pair, 5_000)
+    assert (await wait_transfer(client, pair.giver_session, sent["transfer_id"]))["state"] == "CREDITED"
+    quota = await client.call(pair.giver_session, "PUT", f"/v1/bindings/{pair.binding_id}/quota",
+                              {"annual_quota_fen": 30_000}, idempotency_key=uuid.uuid4().hex)
+    assert quota.status_code == 200, quota.text
+
+    async def received() -> list[dict[str, Any]]:
+        return list((await me(client, pair.relative_session))["quotas_received"])
+
+    await _eventually(lambda: _quota_used_is(received, annual_fen=30_000, used_fen=0), "the mirror arrives")
+    payer = await tills.chengdu.payer("02", pair.relative.id_no)
+    assert ok(await tills.chengdu.person("02", pair.relative.id_no))["mulaidinfo"] == {"wallet_balc": 50.0,
+                                                                                      "quota_balc": 300.0}
+    basket = [Item(DRUG, 4, "25.00"), Item(TISSUES, 1, "3.00")]
+    preview = ok(await tills.chengdu.presettle(payer, basket))["setlinfo"]
+    info = ok(await tills.chengdu.settle(payer, basket))["setlinfo"]
+    for split in (preview, info):
+        assert (split["acct_pay"], split["wallet_pay"], split["quota_pay"], split["acct_mulaid_pay"],
+                split["psn_cash_pay"]) == (0.0, 50.0, 50.0, 100.0, 3.0)
+    assert (info["wallet_balc"], info["quota_balc"]) == (0.0, 250.0)
+    assert await _quota_used_is(received, annual_fen=30_000, used_fen=5_000)
+    assert await _obligations(federation, info["setl_id"]) == [("POS", "620000", "510000", 10_000)]
+
+    ok(await tills.chengdu.cancel(info["setl_id"], info["mdtrt_id"], payer.psn_no))
+    assert await _quota_used_is(received, annual_fen=30_000, used_fen=0)
+    assert (await me(client, pair.relative_session))["wallet"]["balance_fen"] == 5_000
+
+
+async def _quota_used_is(received: Callable[[], Awaitable[list[dict[str, Any]]]], *, annual_fen: int,
+                         used_fen: int) -> bool:
+    quotas = await received()
+    return len(quotas) == 1 and (quotas[0]["annual_quota_fen"], quotas[0]["used_fen"]) == (annual_fen, used_fen)
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
 
 
 async def test_resident_pays_by_ec_token_and_by_social_security_card(

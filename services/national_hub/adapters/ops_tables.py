@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 
@@ -11,6 +12,8 @@ class AidFact(SQLModel, table=True):
     """One use of mutual aid (人次) as NHSA counts them: by month, province pair and use."""
 
     __tablename__ = "aid_facts"
+    # The rapid-transfers rule counts one receiver's recent transfers on every credit.
+    __table_args__ = (sa.Index("ix_aid_facts_person_use_at", "person_key", "use", "at"),)
 
     ref: str = Field(primary_key=True, max_length=80)
     month: str = Field(index=True, max_length=7)  # YYYY-MM, Asia/Shanghai

@@ -33,8 +33,11 @@ OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 
 
+_NEW_HOP = sa.insert(HOPS)  # built once: reused compiled form on the hot path
+
+
 async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: Any) -> None:
-    await uow.execute(sa.insert(HOPS).values(transfer_id=transfer_id, hop=hop, service=service, at=at))
+    await uow.execute(_NEW_HOP, {"transfer_id": transfer_id, "hop": hop, "service": service, "at": at})
 
 
 async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferRequested) -> None:

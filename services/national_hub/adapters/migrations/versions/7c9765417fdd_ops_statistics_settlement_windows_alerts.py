@@ -1,6 +1,6 @@
 """ops: statistics, settlement windows, alerts
 
-Revision ID: fddc5340c3aa
+Revision ID: 7c9765417fdd
 Revises: dc163c265e0f
 """
 from alembic import op
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import sqlmodel  # noqa: F401  (column types)
 
 
-revision = 'fddc5340c3aa'
+revision = '7c9765417fdd'
 down_revision = 'dc163c265e0f'
 branch_labels = None
 depends_on = None
@@ -29,6 +29,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('aid_facts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_aid_facts_month'), ['month'], unique=False)
+        batch_op.create_index('ix_aid_facts_person_use_at', ['person_key', 'use', 'at'], unique=False)
 
     op.create_table('risk_alerts',
     sa.Column('alert_id', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
@@ -67,6 +68,7 @@ def downgrade() -> None:
 
     op.drop_table('risk_alerts')
     with op.batch_alter_table('aid_facts', schema=None) as batch_op:
+        batch_op.drop_index('ix_aid_facts_person_use_at')
         batch_op.drop_index(batch_op.f('ix_aid_facts_month'))
 
     op.drop_table('aid_facts')
