@@ -20,7 +20,7 @@ class AidFact(SQLModel, table=True):
     from_admdvs: str = Field(max_length=6)  # whose money (the giver's province)
     to_admdvs: str = Field(max_length=6)  # where it was used (the relative's or the pharmacy's province)
     use: str = Field(max_length=10)  # transfer | pharmacy | premium
-    person_key: str = Field(max_length=32)
+    person_key: str = Field(max_length=64)  # a psn_no, or a binding id for quota spends
     amount_fen: int
     at: datetime
 

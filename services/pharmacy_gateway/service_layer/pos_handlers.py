@@ -112,9 +112,10 @@ def _node_refusal(payer_admdvs: str, exc: Exception, *, moves_money: bool) -> st
 _NODE_ERRORS = (remote.Refused, remote.Unreachable, remote.OutcomeUnknown)
 
 
-def _answer_by(exchange: Exchange) -> datetime:
-    """Until when the gateway waits for the payer's node (the node applies nothing that arrives later)."""
-    return exchange.ctx.clock.now() + timedelta(seconds=exchange.ctx.settings.province_call_timeout_s)
+def _answer_by(ctx: GatewayContext) -> datetime:
+    """Until when the gateway waits for the payer's node, from now (just before the call): the node applies
+    nothing that reaches its ledger later."""
+    return ctx.clock.now() + timedelta(seconds=ctx.settings.province_call_timeout_s)
 
 
 def _balc(balances: PosBalances) -> dict[str, float]:
@@ -225,8 +226,7 @@ async def _purchase(exchange: Exchange) -> Purchase:
         raise Refused(f"insuplc_admdvs {claimed} is not the payer's insured province {payer.admdvs} (see 1101)")
     request = PosPaymentRequest(msgid=exchange.msgid, psn_no=psn_no, insutype=insutype,
                                 fixmedins_code=exchange.institution.fixmedins_code, medfee_fen=bill.medfee_fen,
-                                eligible_fen=bill.eligible_fen, use_accounts=acct_used_flag == "1",
-                                answer_by=_answer_by(exchange))
+                                eligible_fen=bill.eligible_fen, use_accounts=acct_used_flag == "1")
     return Purchase(payer, bill, request, cert_type, med_type)
 
 
@@ -286,7 +286,7 @@ async def settle(exchange: Exchange) -> dict[str, Any]:
     if instead is not None:
         return instead
     try:
-        result = await ctx.nodes.settle(admdvs, purchase.request)
+        result = await ctx.nodes.settle(admdvs, purchase.request.model_copy(update={"answer_by": _answer_by(ctx)}))
     except _NODE_ERRORS as exc:
         return await exchange.finish_with(exchange.refuse(_node_refusal(admdvs, exc, moves_money=True)))
     payment = result.payment
@@ -347,7 +347,7 @@ async def cancel(exchange: Exchange) -> dict[str, Any]:
     if instead is not None:
         return instead
     request = PosCancelRequest(msgid=exchange.msgid, setl_id=setl_id, psn_no=psn_no,
-                               fixmedins_code=exchange.institution.fixmedins_code, answer_by=_answer_by(exchange))
+                               fixmedins_code=exchange.institution.fixmedins_code, answer_by=_answer_by(ctx))
     try:
         result = await ctx.nodes.cancel(admdvs, request)
     except _NODE_ERRORS as exc:

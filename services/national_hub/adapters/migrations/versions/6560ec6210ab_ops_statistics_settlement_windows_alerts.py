@@ -1,6 +1,6 @@
 """ops: statistics, settlement windows, alerts
 
-Revision ID: 7c9765417fdd
+Revision ID: 6560ec6210ab
 Revises: dc163c265e0f
 """
 from alembic import op
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import sqlmodel  # noqa: F401  (column types)
 
 
-revision = '7c9765417fdd'
+revision = '6560ec6210ab'
 down_revision = 'dc163c265e0f'
 branch_labels = None
 depends_on = None
@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('from_admdvs', sqlmodel.sql.sqltypes.AutoString(length=6), nullable=False),
     sa.Column('to_admdvs', sqlmodel.sql.sqltypes.AutoString(length=6), nullable=False),
     sa.Column('use', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-    sa.Column('person_key', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('person_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('amount_fen', sa.Integer(), nullable=False),
     sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('ref')
