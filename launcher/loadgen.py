@@ -50,6 +50,9 @@ class KeepAlivePool:
     async def _take(self) -> _Connection:
         if not self._idle.empty():
             return self._idle.get_nowait()
+        return await self._take_new()
+
+    async def _take_new(self) -> _Connection:
         reader, writer = await asyncio.open_connection(self.host, self.port)
         return _Connection(reader, writer)
 
@@ -59,8 +62,17 @@ class KeepAlivePool:
         raw = (f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\ncontent-type: application/json\r\n"
                f"content-length: {len(payload)}\r\n{head}\r\n").encode() + payload
         async with self._gate:
+            reused = not self._idle.empty()
             connection = await self._take()
             try:
+                status, answer = await connection.request(raw)
+            except (HttpError, ConnectionError, asyncio.IncompleteReadError):
+                connection.writer.close()
+                if not reused:
+                    raise
+                # The server closed an idle keep-alive connection before our request reached it: one retry
+                # on a fresh connection (the benches send an Idempotency-Key, so a retry cannot double).
+                connection = await self._take_new()
                 status, answer = await connection.request(raw)
             except BaseException:
                 connection.writer.close()
