@@ -53,7 +53,7 @@ class Runtime:
 
         self.tasks.append(asyncio.create_task(_guarded(), name=name))
 
-    def every(self, name: str, interval_s: float, work: Callable[[], Awaitable[None]]) -> None:
+    def every(self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> None:
         """A periodic job (timeouts, expiries, year end); a failed round is logged and the next one retries."""
 
         async def _loop() -> None:
@@ -121,3 +121,15 @@ def serve(app_factory: Callable[[], object], host: str, port: int) -> None:
 
     uvicorn.run(app_factory(), host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
                 loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5)
+
+
+def readiness_checks(state: dict[str, Runtime]) -> list[Callable[[], Awaitable[None]]]:
+    """/readyz of every service: its database and Kafka answer (the runtime is filled in by the lifespan)."""
+
+    async def database_reachable() -> None:
+        await state["runtime"].check_database()
+
+    async def kafka_reachable() -> None:
+        await state["runtime"].check_kafka()
+
+    return [database_reachable, kafka_reachable]

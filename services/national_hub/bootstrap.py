@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,11 +18,10 @@ from shared.contracts import topics
 from shared.contracts.envelope import Envelope
 from shared.db import UnitOfWork
 from shared.logs import configure_logging
-from shared.runtime import Runtime, start_runtime, stop_runtime
+from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
 from shared.web import create_app
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
-log = logging.getLogger("yibao.hub")
 
 
 def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -46,17 +43,12 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
         ctx = HubContext(settings=settings, db=runtime.db, clock=clock, nodes=nodes)
         ctx_holder.append(ctx)
 
-        async def timeouts() -> None:
-            while True:
-                await asyncio.sleep(settings.timeout_scan_interval_s)
-                try:
-                    async with UnitOfWork(ctx.db) as uow:
-                        if await transfers.cancel_overdue(ctx, uow):
-                            await uow.commit()
-                except Exception:
-                    log.exception("timeout scan failed; next scan retries")
+        async def cancel_overdue_transfers() -> None:
+            async with UnitOfWork(ctx.db) as uow:
+                if await transfers.cancel_overdue(ctx, uow):
+                    await uow.commit()
 
-        runtime.spawn("transfer-timeouts", timeouts)
+        runtime.every("transfer-timeouts", settings.timeout_scan_interval_s, cancel_overdue_transfers)
         state["runtime"] = runtime
         app.state.ctx = ctx
         try:
@@ -65,13 +57,7 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
             await stop_runtime(runtime)
             await nodes.close()
 
-    async def database_reachable() -> None:
-        await state["runtime"].check_database()
-
-    async def kafka_reachable() -> None:
-        await state["runtime"].check_kafka()
-
-    app, _ = create_app("Yibao national hub", lifespan, [database_reachable, kafka_reachable])
+    app, _ = create_app("Yibao national hub", lifespan, readiness_checks(state))
     app.include_router(api.public)
     app.include_router(api.admin)
     app.include_router(api.internal)

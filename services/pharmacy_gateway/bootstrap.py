@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,11 +15,10 @@ from services.pharmacy_gateway.service_layer.context import GatewayContext, Regi
 from services.pharmacy_gateway.service_layer.exchange import forget_old_nonces
 from shared.clock import Clock, SystemClock
 from shared.logs import configure_logging
-from shared.runtime import Runtime, start_runtime, stop_runtime
+from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
 from shared.web import create_app
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
-log = logging.getLogger("yibao.gateway")
 
 
 def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -45,15 +42,7 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
         ctx = GatewayContext(settings=settings, db=runtime.db, clock=clock, directory=directory, nodes=nodes,
                              registry=registry)
 
-        async def nonce_cleanup() -> None:
-            while True:
-                await asyncio.sleep(settings.nonce_cleanup_interval_s)
-                try:
-                    await forget_old_nonces(ctx)
-                except Exception:
-                    log.exception("forgetting old nonces failed; the next round retries")
-
-        runtime.spawn("nonce-cleanup", nonce_cleanup)
+        runtime.every("nonce-cleanup", settings.nonce_cleanup_interval_s, lambda: forget_old_nonces(ctx))
         state["runtime"] = runtime
         app.state.ctx = ctx
         try:
@@ -63,14 +52,8 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
             await nodes.close()
             await directory.close()
 
-    async def database_reachable() -> None:
-        await state["runtime"].check_database()
-
-    async def kafka_reachable() -> None:
-        await state["runtime"].check_kafka()
-
     app, _ = create_app("Yibao pharmacy gateway (national 两定机构 interface)", lifespan,
-                        [database_reachable, kafka_reachable])
+                        readiness_checks(state))
     app.include_router(pos_api.router)
     app.include_router(admin_api.router)
     return app

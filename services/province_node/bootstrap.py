@@ -18,7 +18,7 @@ from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.db import UnitOfWork
 from shared.logs import configure_logging
-from shared.runtime import Runtime, start_runtime, stop_runtime
+from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
 from shared.web import create_app
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
@@ -59,14 +59,8 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
             await stop_runtime(runtime)
             await hub.close()
 
-    async def database_reachable() -> None:
-        await state["runtime"].check_database()
-
-    async def kafka_reachable() -> None:
-        await state["runtime"].check_kafka()
-
     app, _ = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
-                        [database_reachable, kafka_reachable])
+                        readiness_checks(state))
     app.include_router(citizen_api.router)
     app.include_router(ec_token_api.router)
     app.include_router(admin_api.router)

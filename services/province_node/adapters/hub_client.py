@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import (
     BindingActionRequest,
@@ -17,31 +15,19 @@ from shared.contracts.internal_api import (
     PremiumReservation,
     PremiumReservationRequest,
 )
-from shared.web import ApiError
+from shared.internal_http import InternalClient
 
 
 class HubClient:
     def __init__(self, base_url: str, internal_token: str, timeout_s: float) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_s),
-            headers={"authorization": f"Bearer {internal_token}"},
-        )
+        self._http = InternalClient(internal_token, timeout_s, base_url=base_url, unavailable_code="HUB_UNAVAILABLE",
+                                    peer="the national hub")
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise ApiError(503, "HUB_UNAVAILABLE", f"the national hub did not answer: {type(exc).__name__}") from exc
-        payload: dict[str, Any] = response.json() if response.content else {}
-        if response.status_code >= 400:
-            error = payload.get("error", {}) if isinstance(payload, dict) else {}
-            status = response.status_code if response.status_code < 500 else 503
-            raise ApiError(status, str(error.get("code", "HUB_ERROR")), str(error.get("message", "hub refused")))
-        return payload
+        return await self._http.post(path, body)
 
     async def register_persons(self, batch: DirectoryRegistrationBatch) -> None:
         await self._post("/internal/v1/directory/persons", batch.model_dump(mode="json"))
