@@ -186,7 +186,7 @@ def bench_pos(
     raise typer.Exit(int(run(rate=rate, duration_s=duration, json_out=as_json)))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def pos(ctx: typer.Context) -> None:
     """The POS simulator; arguments go to launcher.pos.main unchanged."""
     _setup_logging(False)

@@ -179,34 +179,31 @@ async def cmd_buy(client: FederationClient, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_cancel(client: FederationClient, args: argparse.Namespace) -> int:
-    till = await _signed_in(client, args.code)
+async def _one_message(client: FederationClient, code: str, title: str,
+                       send: Callable[[PosClient], Awaitable[dict[str, Any]]]) -> int:
+    """Sign in as the institution, send one message, show the answer; exit 1 on infcode -1."""
+    till = await _signed_in(client, code)
     try:
-        response = await till.cancel(args.setl_id, args.mdtrt_id, args.psn_no)
+        response = await send(till)
     finally:
         await till.aclose()
-    _show("2103 cancel", response)
+    _show(title, response)
     return 0 if response["infcode"] == 0 else 1
+
+
+async def cmd_cancel(client: FederationClient, args: argparse.Namespace) -> int:
+    return await _one_message(client, args.code, "2103 cancel",
+                              lambda till: till.cancel(args.setl_id, args.mdtrt_id, args.psn_no))
 
 
 async def cmd_reverse(client: FederationClient, args: argparse.Namespace) -> int:
-    till = await _signed_in(client, args.code)
-    try:
-        response = await till.reverse(args.omsgid, args.oinfno, args.psn_no)
-    finally:
-        await till.aclose()
-    _show("2601 reversal", response)
-    return 0 if response["infcode"] == 0 else 1
+    return await _one_message(client, args.code, "2601 reversal",
+                              lambda till: till.reverse(args.omsgid, args.oinfno, args.psn_no))
 
 
 async def cmd_reconcile(client: FederationClient, args: argparse.Namespace) -> int:
-    till = await _signed_in(client, args.code)
-    try:
-        response = await till.reconcile(args.first_day, args.last_day)
-    finally:
-        await till.aclose()
-    _show("3201 reconciliation", response)
-    return 0 if response["infcode"] == 0 else 1
+    return await _one_message(client, args.code, "3201 reconciliation",
+                              lambda till: till.reconcile(args.first_day, args.last_day))
 
 
 async def cmd_load(client: FederationClient, args: argparse.Namespace) -> int:
