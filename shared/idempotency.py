@@ -20,6 +20,8 @@ from shared.messaging_tables import IdempotencyRecord
 from shared.web import ApiError
 
 _RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_STORED = sa.select(_RECORDS).where(_RECORDS.c.scope == sa.bindparam("scope"), _RECORDS.c.key == sa.bindparam("key"))
+_NEW_RECORD = sa.insert(_RECORDS)
 
 # use_case(uow) -> (status, body); with `prepare`, use_case(uow, prepared).
 UseCase = Callable[..., Awaitable[tuple[int, Any]]]
@@ -32,9 +34,7 @@ def _json(status: int, body: bytes) -> Response:
 
 async def _stored(db: Database, scope: str, key: str) -> Any:
     async with ReadView(db) as view:
-        return (
-            await view.execute(sa.select(_RECORDS).where(_RECORDS.c.scope == scope, _RECORDS.c.key == key))
-        ).first()
+        return (await view.execute(_STORED, {"scope": scope, "key": key})).first()
 
 
 async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase,
@@ -90,7 +90,5 @@ def _replay(previous: Any, request_hash: str) -> Response:
 
 
 async def _remember(uow: UnitOfWork, scope: str, key: str, request_hash: str, status: int, body: bytes) -> None:
-    await uow.execute(
-        sa.insert(_RECORDS).values(scope=scope, key=key, request_hash=request_hash, status_code=status, body=body,
-                                   created_at=datetime.now(UTC))
-    )
+    await uow.execute(_NEW_RECORD, {"scope": scope, "key": key, "request_hash": request_hash, "status_code": status,
+                                    "body": body, "created_at": datetime.now(UTC)})

@@ -20,6 +20,8 @@ from shared.settings import ServiceSettings
 
 log = logging.getLogger("yibao.kafka")
 _INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
+_SEEN = sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(sa.bindparam("ids", expanding=True)))
+_NEW_INBOX = sa.insert(_INBOX)
 
 BatchHandler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
 
@@ -57,7 +59,7 @@ async def filter_new(uow: UnitOfWork, envelopes: list[Envelope]) -> list[Envelop
     if not envelopes:
         return []
     ids = list({env.id for env in envelopes})
-    seen = set((await uow.execute(sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))).scalars())
+    seen = set((await uow.execute(_SEEN, {"ids": ids})).scalars())
     fresh: list[Envelope] = []
     for env in envelopes:
         if env.id in seen:
@@ -66,9 +68,8 @@ async def filter_new(uow: UnitOfWork, envelopes: list[Envelope]) -> list[Envelop
         fresh.append(env)
     if fresh:
         now = datetime.now(UTC)
-        await uow.execute(
-            sa.insert(_INBOX), [{"message_id": e.id, "message_type": e.type, "received_at": now} for e in fresh]
-        )
+        await uow.execute(_NEW_INBOX, [{"message_id": e.id, "message_type": e.type, "received_at": now}
+                                       for e in fresh])
     return fresh
 
 

@@ -25,6 +25,12 @@ WINDOWS = SettlementWindow.__table__  # type: ignore[attr-defined]
 ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
 OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+# Statements run for every credited transfer, built once (their compiled forms are reused).
+_FACT_SEEN = sa.select(FACTS.c.ref).where(FACTS.c.ref == sa.bindparam("ref"))
+_NEW_FACT = sa.insert(FACTS)
+_BINDING_CREATED = sa.select(BINDINGS.c.created_at).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
+_RECENT_TRANSFERS_TO = sa.select(sa.func.count()).select_from(FACTS).where(
+    FACTS.c.use == "transfer", FACTS.c.person_key == sa.bindparam("person"), FACTS.c.at >= sa.bindparam("since"))
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 POLICY = risk_rules.RiskPolicy()
 
@@ -36,11 +42,11 @@ def month_of(at: datetime) -> str:
 async def record_use(uow: UnitOfWork, *, ref: str, from_admdvs: str, to_admdvs: str, use: str, person_key: str,
                      amount_fen: int, at: datetime) -> None:
     """One use of mutual aid; `ref` makes a redelivered event count once."""
-    if (await uow.execute(sa.select(FACTS.c.ref).where(FACTS.c.ref == ref))).first():
+    if (await uow.execute(_FACT_SEEN, {"ref": ref})).first():
         return
-    await uow.execute(sa.insert(FACTS).values(ref=ref, month=month_of(at), from_admdvs=from_admdvs,
-                                              to_admdvs=to_admdvs, use=use, person_key=person_key,
-                                              amount_fen=amount_fen, at=at))
+    await uow.execute(_NEW_FACT, {"ref": ref, "month": month_of(at), "from_admdvs": from_admdvs,
+                                  "to_admdvs": to_admdvs, "use": use, "person_key": person_key,
+                                  "amount_fen": amount_fen, "at": at})
 
 
 async def stats(view: ReadView, from_month: str, to_month: str) -> dict[str, Any]:
@@ -116,8 +122,7 @@ async def on_transfer_credited(ctx: HubContext, uow: UnitOfWork, transfer: Any, 
     await record_use(uow, ref=f"TRANSFER:{transfer.transfer_id}", from_admdvs=transfer.giver_admdvs,
                      to_admdvs=transfer.receiver_admdvs, use="transfer", person_key=transfer.receiver_psn_no,
                      amount_fen=transfer.amount_fen, at=credited_at)
-    binding = (await uow.execute(sa.select(BINDINGS.c.created_at).where(
-        BINDINGS.c.binding_id == transfer.binding_id))).first()
+    binding = (await uow.execute(_BINDING_CREATED, {"binding_id": transfer.binding_id})).first()
     await check_credited_transfer(ctx, uow, transfer, binding.created_at if binding else None)
 
 
@@ -125,9 +130,8 @@ async def check_credited_transfer(ctx: HubContext, uow: UnitOfWork, transfer: An
                                   binding_created_at: datetime | None) -> None:
     now = ctx.clock.now()
     since = now.timestamp() - POLICY.rapid_transfers_window_s
-    recent = (await uow.execute(sa.select(sa.func.count()).select_from(FACTS).where(
-        FACTS.c.use == "transfer", FACTS.c.person_key == transfer.receiver_psn_no,
-        FACTS.c.at >= datetime.fromtimestamp(since, tz=now.tzinfo)))).scalar_one()
+    recent = (await uow.execute(_RECENT_TRANSFERS_TO, {
+        "person": transfer.receiver_psn_no, "since": datetime.fromtimestamp(since, tz=now.tzinfo)})).scalar_one()
     if risk_rules.rapid_transfers(POLICY, int(recent)):
         await raise_alert(ctx, uow, rule="RAPID_TRANSFERS", subject=transfer.receiver_psn_no,
                           ref=f"RAPID:{transfer.transfer_id}",

@@ -33,7 +33,12 @@ OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 
 
-_NEW_HOP = sa.insert(HOPS)  # built once: reused compiled form on the hot path
+# Hot-path statements, built once: their compiled forms are reused for every transfer.
+_NEW_HOP = sa.insert(HOPS)
+_NEW_TRANSFER = sa.insert(TRANSFERS)
+_STATE_BY_ID = sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
+_TRANSFER_BY_ID = sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
+_BINDING_BY_ID = sa.select(BINDINGS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 
 
 async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: Any) -> None:
@@ -41,12 +46,12 @@ async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: An
 
 
 async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferRequested) -> None:
-    if (await uow.execute(sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == msg.transfer_id))).first():
+    if (await uow.execute(_STATE_BY_ID, {"transfer_id": msg.transfer_id})).first():
         return
     now = ctx.clock.now()
     await _hop(uow, msg.transfer_id, "ACCEPTED", env.source, msg.accepted_at)
     await _hop(uow, msg.transfer_id, "ROUTING", ctx.source, now)
-    binding = (await uow.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == msg.binding_id))).first()
+    binding = (await uow.execute(_BINDING_BY_ID, {"binding_id": msg.binding_id})).first()
     refusal = None
     if binding is None or binding.state != "ACTIVE":
         refusal = "BINDING_NOT_ACTIVE"
@@ -60,7 +65,7 @@ async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Tra
                                                       decided_at=now, **row))
         await _settle(ctx, uow, env, msg.transfer_id, msg.giver_admdvs, "REFUNDED", refusal, None)
         return
-    await uow.execute(sa.insert(TRANSFERS).values(state=transfer_state.ROUTED, **row))
+    await uow.execute(_NEW_TRANSFER, {"state": transfer_state.ROUTED, **row})
     await emit(uow, topics.province_inbound(msg.receiver_admdvs), msg.transfer_id, TransferCredit(
         transfer_id=msg.transfer_id, binding_id=msg.binding_id, giver_psn_no=msg.giver_psn_no,
         giver_admdvs=msg.giver_admdvs, receiver_psn_no=msg.receiver_psn_no, receiver_admdvs=msg.receiver_admdvs,
@@ -69,7 +74,7 @@ async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Tra
 
 
 async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferCreditResult) -> None:
-    row = (await uow.execute(sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id))).first()
+    row = (await uow.execute(_TRANSFER_BY_ID, {"transfer_id": msg.transfer_id})).first()
     if row is None:
         return
     now = ctx.clock.now()

@@ -36,8 +36,11 @@ async def open_account(uow: UnitOfWork, account_id: str, kind: str, owner_psn_no
     return True
 
 
+_BALANCE = sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
+
+
 async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
-    row = (await view.execute(sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == account_id))).first()
+    row = (await view.execute(_BALANCE, {"account": account_id})).first()
     return None if row is None else int(row.balance_fen)
 
 

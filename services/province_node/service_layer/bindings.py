@@ -147,8 +147,11 @@ async def list_bindings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
     return [view_of(row) for row in rows]
 
 
+_BINDING_BY_ID = sa.select(BINDINGS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
+
+
 async def binding_for_giver(view: UnitOfWork | ReadView, binding_id: str, giver_psn_no: str) -> Any:
-    row = (await view.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == binding_id))).first()
+    row = (await view.execute(_BINDING_BY_ID, {"binding_id": binding_id})).first()
     if row is None or giver_psn_no not in (row.giver_psn_no, row.relative_psn_no):
         raise NotFound("BINDING_NOT_FOUND", "no such binding for this person")
     if row.giver_psn_no != giver_psn_no:

@@ -52,6 +52,17 @@ def parse_amount_fen(value: Any) -> int:
     return value
 
 
+# The accept path's statements, built once (their compiled forms are reused on every transfer).
+_INSURED = sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("psn_no"))
+_SENT_TODAY = sa.select(sa.func.count()).select_from(OUT).where(
+    OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day"))
+_NEW_OUT = sa.insert(OUT)
+_OUT_BY_ID = sa.select(OUT).where(OUT.c.transfer_id == sa.bindparam("transfer_id"))
+_IN_STATE = sa.select(IN.c.state).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
+_NEW_IN = sa.insert(IN)
+_BINDING_STATE = sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
+
+
 async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: Any,
                         amount: Any) -> tuple[int, Any]:
     if not isinstance(binding_id, str) or not binding_id:
@@ -63,22 +74,21 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     binding = await binding_for_giver(uow, binding_id, claims.psn_no)
     if binding.state != "ACTIVE":
         raise DomainError("BINDING_NOT_ACTIVE", f"the binding is {binding.state}")
-    insured = (await uow.execute(sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == claims.psn_no))).scalar()
+    insured = (await uow.execute(_INSURED, {"psn_no": claims.psn_no})).scalar()
     if not insured:
         # Bindings end with the insurance (person_status.py): refused at once, before the hub's BindingChanged.
         raise DomainError("BINDING_NOT_ACTIVE", "the giver's insurance has ended, and every binding with it")
     day = shanghai_day(now)
-    sent_today = (await uow.execute(sa.select(sa.func.count()).select_from(OUT).where(
-        OUT.c.giver_psn_no == claims.psn_no, OUT.c.accepted_day == day))).scalar_one()
+    sent_today = (await uow.execute(_SENT_TODAY, {"giver": claims.psn_no, "day": day})).scalar_one()
     pa = ledger.personal_account(claims.psn_no)
     check_transfer(ctx.policy, amount_fen=amount_fen, now=now, sent_today=int(sent_today),
                    balance_fen=await ledger_repo.balance(uow, pa) or 0)
     transfer_id = "T" + uuid.uuid4().hex
     await ledger_repo.post(uow, ledger.move("TRANSFER_HOLD", transfer_id, pa, ledger.IN_FLIGHT, amount_fen), now)
-    await uow.execute(sa.insert(OUT).values(
-        transfer_id=transfer_id, binding_id=binding_id, giver_psn_no=claims.psn_no,
-        receiver_psn_no=binding.relative_psn_no, receiver_admdvs=binding.relative_admdvs, amount_fen=amount_fen,
-        state="ACCEPTED", accepted_day=day, accepted_at=now))
+    await uow.execute(_NEW_OUT, {
+        "transfer_id": transfer_id, "binding_id": binding_id, "giver_psn_no": claims.psn_no,
+        "receiver_psn_no": binding.relative_psn_no, "receiver_admdvs": binding.relative_admdvs,
+        "amount_fen": amount_fen, "state": "ACCEPTED", "accepted_day": day, "accepted_at": now})
     await emit(uow, topics.HUB_INBOUND, transfer_id, TransferRequested(
         transfer_id=transfer_id, binding_id=binding_id, giver_psn_no=claims.psn_no, giver_admdvs=ctx.admdvs,
         receiver_psn_no=binding.relative_psn_no, receiver_admdvs=binding.relative_admdvs, amount_fen=amount_fen,
@@ -88,7 +98,7 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
 
 
 async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: TransferCredit) -> None:
-    if (await uow.execute(sa.select(IN.c.state).where(IN.c.transfer_id == msg.transfer_id))).first():
+    if (await uow.execute(_IN_STATE, {"transfer_id": msg.transfer_id})).first():
         return  # already decided (credited, rejected or cancelled): the first decision stands
     now = ctx.clock.now()
     reason = await _credit_refusal(ctx, uow, msg, now)
@@ -96,7 +106,7 @@ async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
            "giver_admdvs": msg.giver_admdvs, "receiver_psn_no": msg.receiver_psn_no, "amount_fen": msg.amount_fen,
            "accepted_at": msg.accepted_at}
     if reason:
-        await uow.execute(sa.insert(IN).values(state="REJECTED", reason=reason, **row))
+        await uow.execute(_NEW_IN, {"state": "REJECTED", "reason": reason, **row})
         await _answer(ctx, uow, TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=reason),
                       env.trace_id)
     elif ctx.settings.receivers_must_accept:
@@ -107,7 +117,7 @@ async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
                    TransferAwaitingAcceptance(transfer_id=msg.transfer_id, accept_by=deadline),
                    source=ctx.source, trace_id=env.trace_id)
     else:
-        await uow.execute(sa.insert(IN).values(state="CREDITED", credited_at=now, **row))
+        await uow.execute(_NEW_IN, {"state": "CREDITED", "credited_at": now, **row})
         await _credit(ctx, uow, msg.transfer_id, msg.receiver_psn_no, msg.amount_fen, now, env.trace_id)
 
 
@@ -129,14 +139,14 @@ async def _answer(ctx: NodeContext, uow: UnitOfWork, result: TransferCreditResul
 async def _binding_ended(uow: UnitOfWork, binding_id: str) -> bool:
     """This node already knows the binding ended: a transfer on it is refused, not credited (the hub's cancel
     for it is on its way, and ending a binding refunds what is in flight on it)."""
-    state = (await uow.execute(sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == binding_id))).scalar()
+    state = (await uow.execute(_BINDING_STATE, {"binding_id": binding_id})).scalar()
     return bool(state == "ENDED")
 
 
 async def _credit_refusal(ctx: NodeContext, uow: UnitOfWork, msg: TransferCredit, now: Any) -> str | None:
     if now > msg.credit_by:
         return "EXPIRED"
-    person = (await uow.execute(sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == msg.receiver_psn_no))).first()
+    person = (await uow.execute(_INSURED, {"psn_no": msg.receiver_psn_no})).first()
     if person is None:
         return "RECEIVER_UNKNOWN"
     if not person.insured:
@@ -214,7 +224,7 @@ async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
 
 
 async def on_settled(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) -> None:
-    row = (await uow.execute(sa.select(OUT).where(OUT.c.transfer_id == msg.transfer_id))).first()
+    row = (await uow.execute(_OUT_BY_ID, {"transfer_id": msg.transfer_id})).first()
     if row is None or row.state != "ACCEPTED":
         return  # unknown or already final: settling twice must not move money twice
     now = ctx.clock.now()
