@@ -21,7 +21,11 @@ from shared.messaging_tables import OutboxMessage
 
 log = logging.getLogger("yibao.outbox")
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_NEW_MESSAGE = sa.insert(_OUTBOX)  # built once: reused compiled form on the hot path
+# Built once: the relay and every use case run these, and their compiled forms are reused.
+_NEW_MESSAGE = sa.insert(_OUTBOX)
+_PENDING = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
+            .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
+_PUBLISHED = sa.delete(_OUTBOX).where(_OUTBOX.c.seq <= sa.bindparam("last_seq", type_=sa.Integer))
 
 
 async def add_to_outbox(uow: UnitOfWork, topic: str, key: str, envelope: Envelope) -> None:
@@ -68,13 +72,7 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         async with ReadView(self._db) as view:
-            rows = (
-                await view.execute(
-                    sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
-                    .order_by(_OUTBOX.c.seq)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = (await view.execute(_PENDING, {"batch": self._batch_size})).all()
         if not rows:
             return 0
         # send() only enqueues; awaiting the futures waits for acks=all from the broker.
@@ -84,7 +82,7 @@ class OutboxRelay:
         await asyncio.gather(*futures)
         last_seq = rows[-1].seq
         async with UnitOfWork(self._db) as uow:
-            await uow.execute(sa.delete(_OUTBOX).where(_OUTBOX.c.seq <= last_seq))
+            await uow.execute(_PUBLISHED, {"last_seq": last_seq})
             await uow.commit()
         self.published_total += len(rows)
         return len(rows)

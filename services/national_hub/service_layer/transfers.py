@@ -39,6 +39,9 @@ _NEW_TRANSFER = sa.insert(TRANSFERS)
 _STATE_BY_ID = sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
 _TRANSFER_BY_ID = sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
 _BINDING_BY_ID = sa.select(BINDINGS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
+_DECIDE = sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("b_transfer_id")).values(
+    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), decided_at=sa.bindparam("b_decided_at"))
+_NEW_OBLIGATION = sa.insert(OBLIGATIONS)
 
 
 async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: Any) -> None:
@@ -82,12 +85,12 @@ async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Transf
     next_state = transfer_state.after_result(row.state, msg.outcome)
     if next_state is None:
         return  # already decided; a late or repeated answer changes nothing
-    await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id).values(
-        state=next_state, reason=msg.reason, decided_at=now))
+    await uow.execute(_DECIDE, {"b_transfer_id": msg.transfer_id, "b_state": next_state, "b_reason": msg.reason,
+                                "b_decided_at": now})
     if next_state == transfer_state.CREDITED and row.giver_admdvs != row.receiver_admdvs:
-        await uow.execute(sa.insert(OBLIGATIONS).values(
-            kind="TRANSFER", ref=msg.transfer_id, debtor_admdvs=row.giver_admdvs,
-            creditor_admdvs=row.receiver_admdvs, amount_fen=row.amount_fen, created_at=now))
+        await uow.execute(_NEW_OBLIGATION, {
+            "kind": "TRANSFER", "ref": msg.transfer_id, "debtor_admdvs": row.giver_admdvs,
+            "creditor_admdvs": row.receiver_admdvs, "amount_fen": row.amount_fen, "created_at": now})
     if next_state == transfer_state.CREDITED:
         await ops.on_transfer_credited(ctx, uow, row, msg.credited_at or now)
     outcome = "CREDITED" if next_state == transfer_state.CREDITED else "REFUNDED"

@@ -12,6 +12,7 @@ from services.province_node.adapters.tables import Notification
 from shared.db import UnitOfWork
 
 NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+_NEW_NOTICE = sa.insert(NOTIFICATIONS)  # built once: every credit sends a notice
 
 
 class SmsPort(Protocol):
@@ -23,4 +24,4 @@ class RecordingSms:
     only ever 'sent' for a change that was committed."""
 
     async def send(self, uow: UnitOfWork, psn_no: str, text: str, at: datetime) -> None:
-        await uow.execute(sa.insert(NOTIFICATIONS).values(psn_no=psn_no, time=at, text=text))
+        await uow.execute(_NEW_NOTICE, {"psn_no": psn_no, "time": at, "text": text})
