@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
+import orjson
 from pydantic import BaseModel
 
+from shared import http1
 from shared.contracts.internal_api import (
     DirectoryLookup,
     DirectoryLookupResult,
@@ -51,48 +52,43 @@ class Refused(Exception):
         self.message = message
 
 
-# Errors raised before any byte of the request was written: the other side cannot have acted on it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class InternalHttp:
-    """One base URL, the internal token, a total deadline per call, and a bounded connection pool."""
+    """One base URL, the internal token, a total deadline per call, and a bounded keep-alive pool
+    (shared/http1.py: the till's path is hot, and a general-purpose client cost the gateway more CPU than
+    everything else it does for a settle)."""
 
     def __init__(self, base_url: str, internal_token: str, timeout_s: float, max_connections: int) -> None:
         self.timeout_s = timeout_s
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"authorization": f"Bearer {internal_token}"},
-        )
+        self._pool = http1.KeepAlivePool(base_url, max_connections,
+                                         headers={"authorization": f"Bearer {internal_token}"})
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._pool.close()
 
     async def post(self, path: str, body: BaseModel, answer: type[Model]) -> Model:
         try:
-            # httpx's timeouts are per phase; this is the till's whole wait.
+            # The till's whole wait, connection included.
             async with asyncio.timeout(self.timeout_s):
-                response = await self._http.post(path, content=body.model_dump_json(),
-                                                 headers={"content-type": "application/json"})
-        except _NOT_SENT as exc:
-            raise Unreachable(type(exc).__name__) from exc
-        except (httpx.TimeoutException, TimeoutError) as exc:
+                status, content = await self._pool.post(path, body.model_dump_json().encode())
+        except http1.NotSent as exc:
+            raise Unreachable(str(exc)) from exc
+        except TimeoutError as exc:
             raise OutcomeUnknown(f"no answer within {self.timeout_s:g} s", timed_out=True) from exc
-        except httpx.HTTPError as exc:
-            raise OutcomeUnknown(f"the connection broke ({type(exc).__name__})", timed_out=False) from exc
-        if response.status_code >= 500:
-            raise OutcomeUnknown(f"it failed (HTTP {response.status_code})", timed_out=False)
-        if response.status_code >= 400:
-            error = _error_of(response)
-            raise Refused(response.status_code, str(error.get("code", "REFUSED")), str(error.get("message", "")))
-        return answer.model_validate_json(response.content)
+        except http1.BrokenExchange as exc:
+            raise OutcomeUnknown(f"the connection broke ({exc})", timed_out=False) from exc
+        if status >= 500:
+            raise OutcomeUnknown(f"it failed (HTTP {status})", timed_out=False)
+        if status >= 400:
+            error = _error_of(content)
+            raise Refused(status, str(error.get("code", "REFUSED")), str(error.get("message", "")))
+        return answer.model_validate_json(content)
 
 
-def _error_of(response: httpx.Response) -> dict[str, Any]:
+def _error_of(content: bytes) -> dict[str, Any]:
     try:
-        payload = response.json()
+        payload = orjson.loads(content)
     except ValueError:
         return {}
     error = payload.get("error") if isinstance(payload, dict) else None
