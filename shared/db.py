@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,6 +25,7 @@ from shared.migrations import upgrade_on_connection
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("yibao.db")
+T = TypeVar("T")
 _SCHEMA_SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -312,6 +313,14 @@ class UnitOfWork(_Session):
         else:
             await self._finish(commit=True)
         self._committed = self._finished = True
+
+
+async def in_unit_of_work(db: Database, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run `work` in one unit of work and commit it: everything it did lands together or not at all."""
+    async with UnitOfWork(db) as uow:
+        result = await work(uow)
+        await uow.commit()
+    return result
 
 
 class ReadView(_Session):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,16 @@ async def bind(client: FederationClient, giver: Person, giver_session: Session, 
     assert confirmed.json()["state"] == "ACTIVE"
     await wait_binding_state(client, giver_session, binding_id, "ACTIVE")
     return Pair(giver, relative, giver_session, relative_session, binding_id)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15) -> None:
+    """Poll until `check` holds: the federation is eventually consistent across provinces."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
 
 
 async def wait_binding_state(client: FederationClient, session: Session, binding_id: str, state: str,

@@ -31,7 +31,17 @@ from shared.clock import SHANGHAI
 from shared.db import ReadView, open_database
 from shared.settings import ServiceSettings
 from tests.conftest import Federation
-from tests.e2e.flows import bound_pair, enrol, face_login, me, money_totals, send, wait_binding_state, wait_transfer
+from tests.e2e.flows import (
+    bound_pair,
+    enrol,
+    eventually,
+    face_login,
+    me,
+    money_totals,
+    send,
+    wait_binding_state,
+    wait_transfer,
+)
 
 pytestmark = pytest.mark.federation
 
@@ -252,7 +262,7 @@ async def test_wallet_before_quota_and_cancel_gives_the_quota_back(
     async def received() -> list[dict[str, Any]]:
         return list((await me(client, pair.relative_session))["quotas_received"])
 
-    await _eventually(lambda: _quota_used_is(received, annual_fen=30_000, used_fen=0), "the mirror arrives")
+    await eventually(lambda: _quota_used_is(received, annual_fen=30_000, used_fen=0), "the mirror arrives")
     payer = await tills.chengdu.payer("02", pair.relative.id_no)
     assert ok(await tills.chengdu.person("02", pair.relative.id_no))["mulaidinfo"] == {"wallet_balc": 50.0,
                                                                                       "quota_balc": 300.0}
@@ -276,14 +286,6 @@ async def _quota_used_is(received: Callable[[], Awaitable[list[dict[str, Any]]]]
     quotas = await received()
     return len(quotas) == 1 and (quotas[0]["annual_quota_fen"], quotas[0]["used_fen"]) == (annual_fen, used_fen)
 
-
-async def _eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_resident_pays_by_ec_token_and_by_social_security_card(

@@ -3,10 +3,7 @@ in Lanzhou pays her resident premium; lowering and unbinding release only the un
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -14,20 +11,12 @@ import pytest
 
 from launcher.client import FederationClient
 from tests.conftest import Federation
-from tests.e2e.flows import bound_pair, me, money_totals, send, wait_transfer
+from tests.e2e.flows import bound_pair, eventually, me, money_totals, send, wait_transfer
 
 pytestmark = pytest.mark.federation
 
 YEAR = datetime.now().year
 
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 def code_of(response: Any) -> str:

@@ -21,7 +21,7 @@ from shared.contracts.internal_api import (
     PremiumReservation,
     PremiumReservationRequest,
 )
-from shared.db import ReadView, UnitOfWork
+from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
 from shared.web import require_static_token
 
@@ -75,29 +75,23 @@ async def lookup_person(request: Request, body: DirectoryLookup) -> DirectoryLoo
         return await directory.lookup(view, body)
 
 
-async def _in_uow(ctx: HubContext, work: Any) -> dict[str, Any]:
-    async with UnitOfWork(ctx.db) as uow:
-        result: dict[str, Any] = await work(uow)
-        await uow.commit()
-    return result
-
 
 @internal.post("/bindings", dependencies=[Depends(internal_only)])
 async def create_binding(request: Request, body: BindingCreateRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: bindings.create(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: bindings.create(ctx, uow, body))
 
 
 @internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(internal_only)])
 async def confirm_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
+    return await in_unit_of_work(ctx.db, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
 
 
 @internal.post("/bindings/{binding_id}:end", dependencies=[Depends(internal_only)])
 async def end_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: bindings.end(ctx, uow, binding_id, body))
+    return await in_unit_of_work(ctx.db, lambda uow: bindings.end(ctx, uow, binding_id, body))
 
 
 async def _forward_premium(request: Request, action: str, body: PremiumReservationRequest) -> dict[str, Any]:

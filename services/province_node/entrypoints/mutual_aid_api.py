@@ -13,7 +13,7 @@ from services.province_node.service_layer import premiums, quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.premiums import PremiumRequest
 from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservationRequest
-from shared.db import UnitOfWork
+from shared.db import in_unit_of_work
 from shared.idempotency import run_idempotent
 from shared.tokens import Claims
 
@@ -43,26 +43,20 @@ async def pay_premium(request: Request, body: PremiumRequest, claims: Claims = D
         prepare=lambda: premiums.prepare(ctx, claims, body, request.headers.get("idempotency-key")))
 
 
-async def _in_uow(ctx: NodeContext, work: Any) -> dict[str, Any]:
-    async with UnitOfWork(ctx.db) as uow:
-        result: dict[str, Any] = await work(uow)
-        await uow.commit()
-    return result
-
 
 @internal_router.post("/premiums:reserve")
 async def reserve_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: premiums.reserve(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: premiums.reserve(ctx, uow, body))
 
 
 @internal_router.post("/premiums:release")
 async def release_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: premiums.release(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: premiums.release(ctx, uow, body))
 
 
 @internal_router.post("/premiums:pay-from-quota")
 async def premium_from_quota(request: Request, body: PremiumQuotaRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: premiums.pay_from_quota(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: premiums.pay_from_quota(ctx, uow, body))

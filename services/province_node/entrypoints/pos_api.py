@@ -4,8 +4,6 @@ which the gateway turns into infcode -1 with the message."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import APIRouter, Depends, Request
 
 from services.province_node.entrypoints.auth import internal
@@ -20,7 +18,7 @@ from shared.contracts.internal_api import (
     PosReverseRequest,
     PosSplitPreview,
 )
-from shared.db import ReadView, UnitOfWork
+from shared.db import ReadView, in_unit_of_work
 
 router = APIRouter(prefix="/internal/v1/pos", tags=["internal"], dependencies=[Depends(internal)])
 
@@ -29,13 +27,6 @@ def _ctx(request: Request) -> NodeContext:
     ctx: NodeContext = request.app.state.ctx
     return ctx
 
-
-async def _in_uow(ctx: NodeContext, work: Callable[[UnitOfWork], Awaitable[PosPaymentResult]]) -> PosPaymentResult:
-    # The stored answer, the postings and the state change commit together or not at all.
-    async with UnitOfWork(ctx.db) as uow:
-        result = await work(uow)
-        await uow.commit()
-    return result
 
 
 @router.post("/persons:lookup")
@@ -55,16 +46,16 @@ async def preview(request: Request, body: PosPaymentRequest) -> PosSplitPreview:
 @router.post("/payments:settle")
 async def settle(request: Request, body: PosPaymentRequest) -> PosPaymentResult:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: pos_payments.settle(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: pos_payments.settle(ctx, uow, body))
 
 
 @router.post("/payments:cancel")
 async def cancel(request: Request, body: PosCancelRequest) -> PosPaymentResult:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: pos_payments.cancel(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: pos_payments.cancel(ctx, uow, body))
 
 
 @router.post("/payments:reverse")
 async def reverse(request: Request, body: PosReverseRequest) -> PosPaymentResult:
     ctx = _ctx(request)
-    return await _in_uow(ctx, lambda uow: pos_payments.reverse(ctx, uow, body))
+    return await in_unit_of_work(ctx.db, lambda uow: pos_payments.reverse(ctx, uow, body))

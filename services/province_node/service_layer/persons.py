@@ -25,6 +25,7 @@ from shared.ids import (
     card_hash,
     gender_of,
     id_hash,
+    is_valid_id_no,
     is_valid_phone,
     mask_id_no,
     name_hash,
@@ -130,21 +131,13 @@ async def import_persons(ctx: NodeContext, uow: UnitOfWork, plan: ImportPlan) ->
 
 
 def _first_field_code(raw: Any) -> str:
-    if isinstance(raw, dict) and isinstance(raw.get("id_no"), str) and not _valid_id(raw["id_no"]):
+    if isinstance(raw, dict) and isinstance(raw.get("id_no"), str) and not is_valid_id_no(raw["id_no"]):
         return "INVALID_ID_NO"
     return "INVALID_PERSON"
 
 
-def _valid_id(id_no: str) -> bool:
-    try:
-        normalize_id_no(id_no)
-    except InvalidIdNo:
-        return False
-    return True
-
-
 def _person_refusal(ctx: NodeContext, person: PersonIn) -> str | None:
-    if not _valid_id(person.id_no):
+    if not is_valid_id_no(person.id_no):
         return "INVALID_ID_NO"
     if not is_valid_phone(person.phone):
         return "INVALID_PHONE"
