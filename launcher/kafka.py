@@ -49,8 +49,10 @@ LOCAL_BOOTSTRAP = f"{HOST}:{KAFKA_PORT}"
 READY_TIMEOUT_S = 60.0
 TOPICS_TIMEOUT_S = 30.0
 STOP_GRACE_S = 15.0
-# Small heap: one broker with a handful of low-volume topics; G1 keeps pauses short on a laptop.
-JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC")
+# A one-node broker on a small machine shared with the services: C1 only (C2's compiler threads took a core for
+# minutes after start, measured under `yibao bench pos`, while the broker's own work is light), and the serial
+# collector for a heap this small.
+JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto")
 _ADMIN_REQUEST_TIMEOUT_MS = 5000
 
 

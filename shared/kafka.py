@@ -1,11 +1,17 @@
 """Kafka producer and consumer set-up with every reliability setting explicit, and the consumer loop:
 poll a batch, apply it in ONE database transaction (with inbox dedupe), then commit offsets. Offsets are
-committed only after the database commit, so nothing is acknowledged before it is durably stored."""
+committed only after the database commit, so nothing is acknowledged before it is durably stored.
+
+Offsets are committed at most every `commit_interval_s` while messages keep coming, and at once when the
+stream pauses or the loop stops: a commit per batch was a broker round trip per message at low batch sizes.
+Offsets that lag behind only mean a restarted consumer reads again what it already applied, and the inbox
+drops those."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -86,12 +92,15 @@ def decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[Envelope]:
 
 class ConsumerLoop:
     def __init__(self, db: Database, consumer: AIOKafkaConsumer, handler: BatchHandler, *, poll_timeout_ms: int,
-                 max_records: int) -> None:
+                 max_records: int, commit_interval_s: float = 1.0) -> None:
         self._db = db
         self._consumer = consumer
         self._handler = handler
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
+        self._commit_interval_s = commit_interval_s
+        self._uncommitted = False  # applied in the database, offsets not yet told to Kafka
+        self._last_commit_s = 0.0
         self._stopping = False
         self.applied_total = 0
 
@@ -99,14 +108,31 @@ class ConsumerLoop:
         self._stopping = True
 
     async def run(self) -> None:
-        while not self._stopping:
-            batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_records)
-            records = [record for part in batches.values() for record in part]
-            if not records:
-                continue
-            envelopes = decode(records)
-            await self._apply_until_done(envelopes)
+        try:
+            while not self._stopping:
+                # Pending offsets make the poll short, so that a pause in the stream commits them promptly.
+                timeout_ms = min(self._poll_timeout_ms, 50) if self._uncommitted else self._poll_timeout_ms
+                batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+                records = [record for part in batches.values() for record in part]
+                if records:
+                    await self._apply_until_done(decode(records))
+                    self._uncommitted = True
+                if self._uncommitted and (not records
+                                          or time.monotonic() - self._last_commit_s >= self._commit_interval_s):
+                    await self._commit_offsets()
+        finally:
+            if self._uncommitted:
+                await self._commit_offsets()
+
+    async def _commit_offsets(self) -> None:
+        try:
             await self._consumer.commit()
+        except Exception:
+            # A rebalance took the partitions away: their next owner reads again from the last committed
+            # offsets, and the inbox drops what was applied here already.
+            log.warning("offset commit failed; the messages will be read again and deduplicated", exc_info=True)
+        self._uncommitted = False
+        self._last_commit_s = time.monotonic()
 
     async def _apply_until_done(self, envelopes: list[Envelope]) -> None:
         # A failure here is the database or a bug, never the message's fault (handlers turn bad messages into

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,6 +43,13 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 class ORJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+def model_response(model: BaseModel, status_code: int = 200) -> Response:
+    """A pydantic answer serialised once, straight to JSON: returning the model instead makes FastAPI validate
+    it against the response model again before serialising, which hot paths do not need (the route still
+    declares `response_model` for the OpenAPI schema)."""
+    return Response(model.model_dump_json().encode(), status_code=status_code, media_type="application/json")
 
 
 _HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",

@@ -35,11 +35,11 @@ def _ctx(request: Request) -> HubContext:
     return ctx
 
 
-def operator_only(request: Request) -> None:
+async def operator_only(request: Request) -> None:
     require_static_token(request, _ctx(request).settings.operator_token, "operator")
 
 
-def internal_only(request: Request) -> None:
+async def internal_only(request: Request) -> None:
     require_static_token(request, _ctx(request).settings.internal_token, "internal")
 
 

@@ -19,7 +19,7 @@ def _ctx(request: Request) -> GatewayContext:
     return ctx
 
 
-def operator(request: Request) -> None:
+async def operator(request: Request) -> None:
     require_static_token(request, _ctx(request).settings.operator_token, "operator")
 
 

@@ -28,13 +28,18 @@ SETTLEMENTS = Settlement.__table__  # type: ignore[attr-defined]
 
 IN_EFFECT = "SETTLED"
 
+# Built once: every settle runs these (`b_` names keep the key apart from the columns an UPDATE sets).
+_SETTLEMENT = sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id"))
+_NEW_SETTLEMENT = sa.insert(SETTLEMENTS)
+_NEWER_STATE = sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id"))
+
 
 def is_cross_province(institution: InstitutionView, payer_admdvs: str) -> bool:
     return province_of(institution.admdvs) != province_of(payer_admdvs)
 
 
 async def settlement(view: UnitOfWork | ReadView, setl_id: str) -> Any:
-    return (await view.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == setl_id))).first()
+    return (await view.execute(_SETTLEMENT, {"b_setl_id": setl_id})).first()
 
 
 async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, institution: InstitutionView,
@@ -46,17 +51,18 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
         return  # older news than what the gateway already holds
     was_in_effect = row is not None and row.state == IN_EFFECT
     if row is None:
-        await uow.execute(sa.insert(SETTLEMENTS).values(
-            setl_id=payment.setl_id, msgid=payment.msgid, mdtrt_id=payment.mdtrt_id,
-            fixmedins_code=payment.fixmedins_code, pharmacy_admdvs=institution.admdvs, psn_no=payment.psn_no,
-            payer_admdvs=payer_admdvs, insutype=payment.insutype, state=payment.state, version=payment.version,
-            medfee_fen=payment.medfee_fen, eligible_fen=payment.eligible_fen, acct_pay_fen=payment.acct_pay_fen,
-            mulaid_pay_fen=payment.mulaid_pay_fen, cash_pay_fen=payment.cash_pay_fen,
-            settle_day=payment.settled_at.astimezone(SHANGHAI).date().isoformat(), settled_at=payment.settled_at,
-            updated_at=now))
+        await uow.execute(_NEW_SETTLEMENT, {
+            "setl_id": payment.setl_id, "msgid": payment.msgid, "mdtrt_id": payment.mdtrt_id,
+            "fixmedins_code": payment.fixmedins_code, "pharmacy_admdvs": institution.admdvs,
+            "psn_no": payment.psn_no, "payer_admdvs": payer_admdvs, "insutype": payment.insutype,
+            "state": payment.state, "version": payment.version, "medfee_fen": payment.medfee_fen,
+            "eligible_fen": payment.eligible_fen, "acct_pay_fen": payment.acct_pay_fen,
+            "mulaid_pay_fen": payment.mulaid_pay_fen, "cash_pay_fen": payment.cash_pay_fen,
+            "settle_day": payment.settled_at.astimezone(SHANGHAI).date().isoformat(),
+            "settled_at": payment.settled_at, "updated_at": now})
     else:
-        await uow.execute(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == payment.setl_id).values(
-            state=payment.state, version=payment.version, updated_at=now))
+        await uow.execute(_NEWER_STATE, {"b_setl_id": payment.setl_id, "state": payment.state,
+                                         "version": payment.version, "updated_at": now})
     in_effect = payment.state == IN_EFFECT
     cleared_fen = payment.acct_pay_fen + payment.mulaid_pay_fen
     if was_in_effect == in_effect or cleared_fen == 0 or not is_cross_province(institution, payer_admdvs):

@@ -44,9 +44,12 @@ async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
     return None if row is None else int(row.balance_fen)
 
 
+_BALANCES = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(
+    ACCOUNTS.c.account_id.in_(sa.bindparam("accounts", expanding=True)))
+
+
 async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[str, int]:
-    rows = await view.execute(
-        sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id.in_(account_ids)))
+    rows = await view.execute(_BALANCES, {"accounts": list(account_ids)})
     return {row.account_id: int(row.balance_fen) for row in rows}
 
 

@@ -4,7 +4,7 @@ which the gateway turns into infcode -1 with the message."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from services.province_node.entrypoints.auth import internal
 from services.province_node.service_layer import pos_payments
@@ -19,6 +19,7 @@ from shared.contracts.internal_api import (
     PosSplitPreview,
 )
 from shared.db import ReadView, in_unit_of_work
+from shared.web import model_response
 
 router = APIRouter(prefix="/internal/v1/pos", tags=["internal"], dependencies=[Depends(internal)])
 
@@ -43,19 +44,19 @@ async def preview(request: Request, body: PosPaymentRequest) -> PosSplitPreview:
         return await pos_payments.preview(ctx, view, body)
 
 
-@router.post("/payments:settle")
-async def settle(request: Request, body: PosPaymentRequest) -> PosPaymentResult:
+@router.post("/payments:settle", response_model=PosPaymentResult)
+async def settle(request: Request, body: PosPaymentRequest) -> Response:
     ctx = _ctx(request)
-    return await in_unit_of_work(ctx.db, lambda uow: pos_payments.settle(ctx, uow, body))
+    return model_response(await in_unit_of_work(ctx.db, lambda uow: pos_payments.settle(ctx, uow, body)))
 
 
-@router.post("/payments:cancel")
-async def cancel(request: Request, body: PosCancelRequest) -> PosPaymentResult:
+@router.post("/payments:cancel", response_model=PosPaymentResult)
+async def cancel(request: Request, body: PosCancelRequest) -> Response:
     ctx = _ctx(request)
-    return await in_unit_of_work(ctx.db, lambda uow: pos_payments.cancel(ctx, uow, body))
+    return model_response(await in_unit_of_work(ctx.db, lambda uow: pos_payments.cancel(ctx, uow, body)))
 
 
-@router.post("/payments:reverse")
-async def reverse(request: Request, body: PosReverseRequest) -> PosPaymentResult:
+@router.post("/payments:reverse", response_model=PosPaymentResult)
+async def reverse(request: Request, body: PosReverseRequest) -> Response:
     ctx = _ctx(request)
-    return await in_unit_of_work(ctx.db, lambda uow: pos_payments.reverse(ctx, uow, body))
+    return model_response(await in_unit_of_work(ctx.db, lambda uow: pos_payments.reverse(ctx, uow, body)))

@@ -200,8 +200,11 @@ async def person_by_id_no(ctx: NodeContext, view: UnitOfWork | ReadView, id_no: 
     return row
 
 
+_PERSON_BY_PSN_NO = sa.select(PERSONS).where(PERSONS.c.psn_no == sa.bindparam("b_psn_no"))  # built once: hot path
+
+
 async def person_by_psn_no(view: UnitOfWork | ReadView, psn_no: str) -> Any:
-    row = (await view.execute(sa.select(PERSONS).where(PERSONS.c.psn_no == psn_no))).first()
+    row = (await view.execute(_PERSON_BY_PSN_NO, {"b_psn_no": psn_no})).first()
     if row is None:
         raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
     return row

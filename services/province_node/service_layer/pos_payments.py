@@ -43,6 +43,12 @@ from shared.db import ReadView, UnitOfWork
 PAYMENTS = PosPaymentRow.__table__  # type: ignore[attr-defined]
 OPERATIONS = PosOperation.__table__  # type: ignore[attr-defined]
 
+# Built once: every settle runs these, and their compiled forms are reused.
+_OPERATION = sa.select(OPERATIONS).where(OPERATIONS.c.msgid == sa.bindparam("b_msgid"))
+_NEW_OPERATION = sa.insert(OPERATIONS)
+_NEW_PAYMENT = sa.insert(PAYMENTS)
+_PAYMENT = sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == sa.bindparam("b_setl_id"))
+
 # What each kind of original message is called on the wire, for 2601's `oinfno`.
 _KIND_OF_INFNO = {"2102": "SETTLE", "2103": "CANCEL"}
 
@@ -137,7 +143,7 @@ def _request_hash(request: BaseModel) -> str:
 async def _stored_answer(uow: UnitOfWork, msgid: str, kind: str, request_hash: str) -> PosPaymentResult | None:
     """The answer already given to this msgid, or None if it is new. A msgid reversed before it arrived, or
     reused for another message, is refused."""
-    row = (await uow.execute(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == msgid))).first()
+    row = (await uow.execute(_OPERATION, {"b_msgid": msgid})).first()
     if row is None:
         return None
     if row.kind == "PREEMPTED":
@@ -150,9 +156,10 @@ async def _stored_answer(uow: UnitOfWork, msgid: str, kind: str, request_hash: s
 
 async def _remember(ctx: NodeContext, uow: UnitOfWork, msgid: str, kind: str, request_hash: str,
                     result: PosPaymentResult) -> PosPaymentResult:
-    await uow.execute(sa.insert(OPERATIONS).values(
-        msgid=msgid, kind=kind, setl_id=result.payment.setl_id if result.payment else None, effect=result.effect,
-        request_hash=request_hash, response=result.model_dump_json().encode(), created_at=ctx.clock.now()))
+    await uow.execute(_NEW_OPERATION, {
+        "msgid": msgid, "kind": kind, "setl_id": result.payment.setl_id if result.payment else None,
+        "effect": result.effect, "request_hash": request_hash, "response": result.model_dump_json().encode(),
+        "reversed_by": None, "created_at": ctx.clock.now()})
     return result
 
 
@@ -180,7 +187,7 @@ async def _move(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, *, refun
 async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: str) -> Any:
     await uow.execute(sa.update(PAYMENTS).where(PAYMENTS.c.setl_id == row.setl_id).values(
         state=state, version=row.version + 1, updated_at=ctx.clock.now()))
-    return (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == row.setl_id))).one()
+    return (await uow.execute(_PAYMENT, {"b_setl_id": row.setl_id})).one()
 
 
 async def _result(ctx: NodeContext, uow: UnitOfWork, effect: Effect, row: Any | None,
@@ -214,7 +221,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
         wallet_pay_fen=split.wallet_pay_fen, quota_pay_fen=split.quota_pay_fen,
         quota_parts=orjson.dumps(split.quota_parts).decode(), cash_pay_fen=split.cash_pay_fen, settled_at=now,
         updated_at=now)
-    await uow.execute(sa.insert(PAYMENTS).values(**vars(row)))
+    await uow.execute(_NEW_PAYMENT, vars(row))
     await _move(ctx, uow, row, "POS_SETTLE", refund=False)
     # The balances read above, less this split: the same rows, under the same write lock (the hot path
     # saves reading them again).
@@ -223,7 +230,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
 
 
 async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str) -> Any:
-    row = (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == setl_id))).first()
+    row = (await uow.execute(_PAYMENT, {"b_setl_id": setl_id})).first()
     if row is None:
         raise NotFound("SETTLEMENT_NOT_FOUND", f"no settlement {setl_id} in this province")
     if row.psn_no != psn_no or row.fixmedins_code != fixmedins_code:
@@ -257,7 +264,7 @@ async def reverse(ctx: NodeContext, uow: UnitOfWork, request: PosReverseRequest)
     stored = await _stored_answer(uow, request.msgid, "REVERSE", request_hash)
     if stored is not None:
         return stored
-    original = (await uow.execute(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == request.omsgid))).first()
+    original = (await uow.execute(_OPERATION, {"b_msgid": request.omsgid})).first()
     if original is None:
         await uow.execute(sa.insert(OPERATIONS).values(
             msgid=request.omsgid, kind="PREEMPTED", effect="NONE", request_hash="", response=b"",

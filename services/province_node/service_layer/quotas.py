@@ -175,11 +175,15 @@ async def close_mirrors_of_binding(ctx: NodeContext, uow: UnitOfWork, snapshot: 
         await _report(ctx, uow, mirror.binding_id, mirror.year)
 
 
+# Built once: every pharmacy payment and preview reads it.
+_OPEN_MIRRORS_OF = sa.select(MIRRORS).where(
+    MIRRORS.c.receiver_psn_no == sa.bindparam("b_receiver"), MIRRORS.c.year == sa.bindparam("b_year"),
+    MIRRORS.c.closed.is_(False)).order_by(MIRRORS.c.updated_at, MIRRORS.c.binding_id)
+
+
 async def spendable_quotas(view: UnitOfWork | ReadView, receiver_psn_no: str, year: int) -> list[SpendableQuota]:
     """Quotas received by this person for `year`, oldest binding first, with what is left to spend."""
-    rows = await view.execute(sa.select(MIRRORS).where(
-        MIRRORS.c.receiver_psn_no == receiver_psn_no, MIRRORS.c.year == year, MIRRORS.c.closed.is_(False),
-    ).order_by(MIRRORS.c.updated_at, MIRRORS.c.binding_id))
+    rows = await view.execute(_OPEN_MIRRORS_OF, {"b_receiver": receiver_psn_no, "b_year": year})
     return [SpendableQuota(row.binding_id, row.annual_quota_fen - row.used_fen) for row in rows
             if row.annual_quota_fen > row.used_fen]
 
