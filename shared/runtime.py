@@ -120,7 +120,9 @@ def serve(app_factory: Callable[[], object], host: str, port: int) -> None:
     import uvicorn
 
     uvicorn.run(app_factory(), host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
-                loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5)
+                loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5,
+                # Clients connect directly over loopback: there is no proxy whose headers to trust.
+                proxy_headers=False)
 
 
 def readiness_checks(state: dict[str, Runtime]) -> list[Callable[[], Awaitable[None]]]:
