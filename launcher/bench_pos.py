@@ -109,7 +109,8 @@ class LeanTill:
     async def send(self, envelope: dict[str, Any]) -> tuple[int, Any]:
         headers = {name: value for name, value in self.till.signed_headers().items() if name != "content-type"}
         # The envelope's Decimals become the JSON numbers pharmacy software sends (see pos_client.dumps).
-        return await self.pool.post_json(CALL_SERVICE_PATH, orjson.loads(dumps(envelope)), headers)
+        status, answer = await self.pool.post(CALL_SERVICE_PATH, dumps(envelope), headers)
+        return status, orjson.loads(answer) if answer else None
 
     async def __aenter__(self) -> LeanTill:
         return self

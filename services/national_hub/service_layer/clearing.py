@@ -19,15 +19,20 @@ OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 
 POS_KINDS = {"CHARGE": "POS", "REFUND": "POS_REFUND"}
 
+# Built once: one of each per cross-province pharmacy payment.
+_RECORDED = sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == sa.bindparam("b_ref"))
+_NEW_OBLIGATION = sa.insert(OBLIGATIONS)
+
 
 async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlementRecorded) -> None:
     ref = f"POS:{msg.ref}"
-    if (await uow.execute(sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == ref))).first():
+    if (await uow.execute(_RECORDED, {"b_ref": ref})).first():
         return
     amount_fen = msg.amount_fen if msg.effect == "CHARGE" else -msg.amount_fen
-    await uow.execute(sa.insert(OBLIGATIONS).values(
-        kind=POS_KINDS[msg.effect], ref=ref, debtor_admdvs=province_of(msg.payer_admdvs),
-        creditor_admdvs=province_of(msg.pharmacy_admdvs), amount_fen=amount_fen, created_at=ctx.clock.now()))
+    await uow.execute(_NEW_OBLIGATION, {
+        "kind": POS_KINDS[msg.effect], "ref": ref, "debtor_admdvs": province_of(msg.payer_admdvs),
+        "creditor_admdvs": province_of(msg.pharmacy_admdvs), "amount_fen": amount_fen,
+        "created_at": ctx.clock.now()})
     if msg.mulaid_pay_fen:
         # Wallet and quota money used at a pharmacy is mutual aid too (个人账户共济支付).
         sign = 1 if msg.effect == "CHARGE" else -1
