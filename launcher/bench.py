@@ -237,6 +237,17 @@ async def _collect_finals(client: FederationClient, givers: list[Giver], transfe
     return finals
 
 
+def save_report(report: dict[str, Any], file_name: str, *, json_out: bool) -> Path:
+    """Every bench's report: reports/<file_name> in the repository, and on stdout too with --json."""
+    reports = repo_root() / "reports"
+    reports.mkdir(exist_ok=True)
+    path = reports / file_name
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if json_out:
+        print(json.dumps(report, ensure_ascii=False))
+    return path
+
+
 def bench_transfers(rate: float, duration_s: float, json_out: bool) -> int:
     console = Console(stderr=json_out)
     try:
@@ -244,13 +255,8 @@ def bench_transfers(rate: float, duration_s: float, json_out: bool) -> int:
     except LaunchError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
-    reports = repo_root() / "reports"
-    reports.mkdir(exist_ok=True)
-    path = Path(reports / "bench-transfers.json")
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    if json_out:
-        print(json.dumps(report, ensure_ascii=False))
-    else:
+    path = save_report(report, "bench-transfers.json", json_out=json_out)
+    if not json_out:
         _print(console, report, path)
     return 0
 

@@ -13,14 +13,12 @@ The report goes to reports/bench-pos.json and stdout. The POS simulator's `load`
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import platform
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,12 +26,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from launcher import supervisor
-from launcher.bench import percentile
+from launcher.bench import percentile, save_report
 from launcher.client import FederationClient
 from launcher.loadgen import KeepAlivePool
 from launcher.people import new_person
 from launcher.pos_client import CALL_SERVICE_PATH, DEMO_CATALOGUE, Item, Payer, PosClient, PosFailed, dumps, ok
-from launcher.state import LaunchError, home_dir, repo_root, resolve_operator_token
+from launcher.state import LaunchError, home_dir, resolve_operator_token
 from shared.money import yuan_to_fen
 
 TARGET_RATE_PER_S = 500.0
@@ -297,12 +295,8 @@ def bench_pos(rate: float, duration_s: float, json_out: bool) -> int:
     except (LaunchError, PosFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
-    reports = repo_root() / "reports"
-    reports.mkdir(exist_ok=True)
-    path = Path(reports / "bench-pos.json")
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = save_report(report, "bench-pos.json", json_out=json_out)
     if json_out:
-        print(json.dumps(report, ensure_ascii=False))
         return 0
     console.print(f"[bold]bench pos[/bold]: 2102 at {report['requested_rate_per_s']}/s for {report['duration_s']} s, "
                   f"{report['payers']} payers, {report['machine']['cpus']} CPUs")

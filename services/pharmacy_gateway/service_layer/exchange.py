@@ -171,6 +171,11 @@ class Exchange:
         except IntegrityError as exc:
             raise NonceReplayed() from exc
 
+    def _log_row(self, **values: Any) -> dict[str, Any]:
+        """A new row of the message log: this message's identity, and `values`."""
+        return {"msgid": self.msgid, "fixmedins_code": self.institution.fixmedins_code, "infno": self.infno,
+                "request_hash": self.request_hash, "received_at": self.received_at, **values}
+
     async def _row(self, uow: UnitOfWork) -> Any:
         return (await uow.execute(_MESSAGE, {"b_msgid": self.msgid})).first()
 
@@ -187,10 +192,8 @@ class Exchange:
             await self._consume_nonce(uow)
             row = await self._row(uow)
             if row is None:
-                await uow.execute(_NEW_MESSAGE, {
-                    "msgid": self.msgid, "fixmedins_code": self.institution.fixmedins_code, "infno": self.infno,
-                    "request_hash": self.request_hash, "state": "PENDING", "payer_admdvs": payer_admdvs,
-                    "setl_id": setl_id, "received_at": self.received_at})
+                await uow.execute(_NEW_MESSAGE, self._log_row(state="PENDING", payer_admdvs=payer_admdvs,
+                                                              setl_id=setl_id))
             await uow.commit()
         if row is not None:
             return self.replay_of(row)
@@ -214,9 +217,7 @@ class Exchange:
             if self.began:
                 await uow.execute(_ANSWERED, {"b_msgid": self.msgid, **values})
             else:
-                await uow.execute(_NEW_MESSAGE, {
-                    "msgid": self.msgid, "fixmedins_code": self.institution.fixmedins_code, "infno": self.infno,
-                    "request_hash": self.request_hash, "received_at": self.received_at, **values})
+                await uow.execute(_NEW_MESSAGE, self._log_row(**values))
             await uow.commit()
         return response
 

@@ -266,9 +266,9 @@ async def reverse(ctx: NodeContext, uow: UnitOfWork, request: PosReverseRequest)
         return stored
     original = (await uow.execute(_OPERATION, {"b_msgid": request.omsgid})).first()
     if original is None:
-        await uow.execute(sa.insert(OPERATIONS).values(
-            msgid=request.omsgid, kind="PREEMPTED", effect="NONE", request_hash="", response=b"",
-            reversed_by=request.msgid, created_at=ctx.clock.now()))
+        await uow.execute(_NEW_OPERATION, {
+            "msgid": request.omsgid, "kind": "PREEMPTED", "setl_id": None, "effect": "NONE", "request_hash": "",
+            "response": b"", "reversed_by": request.msgid, "created_at": ctx.clock.now()})
         return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
                                await _result(ctx, uow, "NONE", None, request.psn_no))
     if original.kind == "PREEMPTED":
