@@ -62,6 +62,9 @@ async def bind(client: FederationClient, giver: Person, giver_session: Session, 
         "relative_id_no": relative.id_no, "relative_name": relative.name, "relation": relation})
     assert created.status_code == 201, created.text
     binding_id = created.json()["binding_id"]
+    # As in life, she confirms what her app shows her: the request reaches her province over Kafka, and a
+    # confirmation that overtook it would leave her without the "please confirm" notice the tests read.
+    await wait_binding_state(client, relative_session, binding_id, "PENDING_CONSENT")
     confirmed = await client.call(relative_session, "POST", f"/v1/bindings/{binding_id}:confirm")
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["state"] == "ACTIVE"
