@@ -53,7 +53,6 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
             await directory.close()
 
     app, _ = create_app("Yibao pharmacy gateway (national 两定机构 interface)", lifespan,
-                        readiness_checks(state))
-    app.include_router(pos_api.router)
+                        readiness_checks(state), fast_routes=pos_api.ROUTES)
     app.include_router(admin_api.router)
     return app

@@ -60,9 +60,7 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
             await hub.close()
 
     app, _ = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
-                        readiness_checks(state))
-    # The pharmacy path first: routes are matched in order, and a till is waiting on every POS call.
-    app.include_router(pos_api.router)
+                        readiness_checks(state), fast_routes=pos_api.ROUTES)
     app.include_router(citizen_api.router)
     app.include_router(ec_token_api.router)
     app.include_router(admin_api.router)

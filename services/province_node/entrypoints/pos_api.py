@@ -1,62 +1,64 @@
 """The node's internal POS API, called by the pharmacy gateway while the till waits (internal token).
 Bodies are in shared/contracts/internal_api.py; refusals are the usual 4xx error body with a stable code,
-which the gateway turns into infcode -1 with the message."""
+which the gateway turns into infcode -1 with the message. Served on the fast lane (shared/web.py FastLane):
+a till waits on every one of these calls."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from services.province_node.entrypoints.auth import internal
+from pydantic import BaseModel
+from starlette.datastructures import Headers
+
 from services.province_node.service_layer import pos_payments
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.internal_api import (
     PosCancelRequest,
     PosPaymentRequest,
-    PosPaymentResult,
-    PosPerson,
     PosPersonQuery,
     PosReverseRequest,
-    PosSplitPreview,
 )
-from shared.db import ReadView, in_unit_of_work
-from shared.web import model_response
+from shared.db import ReadView, UnitOfWork, in_unit_of_work
+from shared.web import FastRoute, require_static_token
 
-router = APIRouter(prefix="/internal/v1/pos", tags=["internal"], dependencies=[Depends(internal)])
-
-
-def _ctx(request: Request) -> NodeContext:
-    ctx: NodeContext = request.app.state.ctx
-    return ctx
+PREFIX = "/internal/v1/pos"
+In = TypeVar("In", bound=BaseModel)
 
 
+def _route(path: str, body_model: type[In],
+           answer: Callable[[NodeContext, In], Awaitable[BaseModel]]) -> FastRoute:
+    async def handler(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
+        ctx: NodeContext = state.ctx
+        require_static_token(headers, ctx.settings.internal_token, "internal")
+        body = body_model.model_validate_json(raw)
+        return 200, (await answer(ctx, body)).model_dump_json().encode()
 
-@router.post("/persons:lookup")
-async def lookup_person(request: Request, body: PosPersonQuery) -> PosPerson:
-    ctx = _ctx(request)
+    return FastRoute(PREFIX + path, handler)
+
+
+async def _lookup_person(ctx: NodeContext, body: PosPersonQuery) -> BaseModel:
     async with ReadView(ctx.db) as view:
         return await pos_payments.lookup_person(ctx, view, body)
 
 
-@router.post("/payments:preview")
-async def preview(request: Request, body: PosPaymentRequest) -> PosSplitPreview:
-    ctx = _ctx(request)
+async def _preview(ctx: NodeContext, body: PosPaymentRequest) -> BaseModel:
     async with ReadView(ctx.db) as view:
         return await pos_payments.preview(ctx, view, body)
 
 
-@router.post("/payments:settle", response_model=PosPaymentResult)
-async def settle(request: Request, body: PosPaymentRequest) -> Response:
-    ctx = _ctx(request)
-    return model_response(await in_unit_of_work(ctx.db, lambda uow: pos_payments.settle(ctx, uow, body)))
+def _writing(use_case: Callable[[NodeContext, UnitOfWork, In], Awaitable[BaseModel]]) -> Callable[
+        [NodeContext, In], Awaitable[BaseModel]]:
+    async def answer(ctx: NodeContext, body: In) -> BaseModel:
+        return await in_unit_of_work(ctx.db, lambda uow: use_case(ctx, uow, body))
+
+    return answer
 
 
-@router.post("/payments:cancel", response_model=PosPaymentResult)
-async def cancel(request: Request, body: PosCancelRequest) -> Response:
-    ctx = _ctx(request)
-    return model_response(await in_unit_of_work(ctx.db, lambda uow: pos_payments.cancel(ctx, uow, body)))
-
-
-@router.post("/payments:reverse", response_model=PosPaymentResult)
-async def reverse(request: Request, body: PosReverseRequest) -> Response:
-    ctx = _ctx(request)
-    return model_response(await in_unit_of_work(ctx.db, lambda uow: pos_payments.reverse(ctx, uow, body)))
+ROUTES = [
+    _route("/persons:lookup", PosPersonQuery, _lookup_person),
+    _route("/payments:preview", PosPaymentRequest, _preview),
+    _route("/payments:settle", PosPaymentRequest, _writing(pos_payments.settle)),
+    _route("/payments:cancel", PosCancelRequest, _writing(pos_payments.cancel)),
+    _route("/payments:reverse", PosReverseRequest, _writing(pos_payments.reverse)),
+]
