@@ -30,7 +30,7 @@ from services.pharmacy_gateway.domain import tif_auth
 from services.pharmacy_gateway.domain.wire import Refused, check_msgid, ref_msgid, wire_time
 from services.pharmacy_gateway.service_layer.admin import token_hash
 from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 
 log = logging.getLogger("yibao.gateway.pos")
 
@@ -39,10 +39,13 @@ NONCES = SeenNonce.__table__  # type: ignore[attr-defined]
 
 # Built once: every money message runs these, and their compiled forms are reused (the values go in as
 # parameters; `b_` names keep them apart from the columns an UPDATE sets).
-_NEW_NONCE = sa.insert(NONCES)
-_MESSAGE = sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid"))
-_NEW_MESSAGE = sa.insert(MESSAGES)
-_ANSWERED = sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid"))
+_NEW_NONCE = Prepared(sa.insert(NONCES), columns=("paas_id", "nonce", "seen_at"))
+_MESSAGE = Prepared(sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
+_LOG_COLUMNS = ("msgid", "fixmedins_code", "infno", "request_hash", "received_at", "state", "response",
+                "payer_admdvs", "setl_id", "reversed_by", "answered_at")
+_NEW_MESSAGE = Prepared(sa.insert(MESSAGES), columns=_LOG_COLUMNS)
+_ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")),
+                     columns=("state", "response", "answered_at"))
 
 INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201")
 
@@ -172,9 +175,11 @@ class Exchange:
             raise NonceReplayed() from exc
 
     def _log_row(self, **values: Any) -> dict[str, Any]:
-        """A new row of the message log: this message's identity, and `values`."""
+        """A new row of the message log: this message's identity, and `values` (the other columns empty)."""
         return {"msgid": self.msgid, "fixmedins_code": self.institution.fixmedins_code, "infno": self.infno,
-                "request_hash": self.request_hash, "received_at": self.received_at, **values}
+                "request_hash": self.request_hash, "received_at": self.received_at, "state": None,
+                "response": None, "payer_admdvs": None, "setl_id": None, "reversed_by": None, "answered_at": None,
+                **values}
 
     async def _row(self, uow: UnitOfWork) -> Any:
         return (await uow.execute(_MESSAGE, {"b_msgid": self.msgid})).first()

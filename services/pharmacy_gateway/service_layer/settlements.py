@@ -20,7 +20,7 @@ from shared.clock import SHANGHAI
 from shared.contracts import topics
 from shared.contracts.events import PosSettlementRecorded
 from shared.contracts.internal_api import PosPayment
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.regions import province_of
 
@@ -29,9 +29,13 @@ SETTLEMENTS = Settlement.__table__  # type: ignore[attr-defined]
 IN_EFFECT = "SETTLED"
 
 # Built once: every settle runs these (`b_` names keep the key apart from the columns an UPDATE sets).
-_SETTLEMENT = sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id"))
-_NEW_SETTLEMENT = sa.insert(SETTLEMENTS)
-_NEWER_STATE = sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id"))
+_SETTLEMENT = Prepared(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")))
+_NEW_SETTLEMENT = Prepared(sa.insert(SETTLEMENTS), columns=(
+    "setl_id", "msgid", "mdtrt_id", "fixmedins_code", "pharmacy_admdvs", "psn_no", "payer_admdvs", "insutype",
+    "state", "version", "medfee_fen", "eligible_fen", "acct_pay_fen", "mulaid_pay_fen", "cash_pay_fen",
+    "settle_day", "settled_at", "updated_at"))
+_NEWER_STATE = Prepared(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")),
+                        columns=("state", "version", "updated_at"))
 
 
 def is_cross_province(institution: InstitutionView, payer_admdvs: str) -> bool:

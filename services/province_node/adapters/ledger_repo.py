@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine
 from services.province_node.domain.errors import DomainError
 from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 
 ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
 ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
@@ -44,21 +44,31 @@ async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
     return None if row is None else int(row.balance_fen)
 
 
-_BALANCES = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(
-    ACCOUNTS.c.account_id.in_(sa.bindparam("accounts", expanding=True)))
+_BALANCES: dict[int, Prepared] = {}  # by how many accounts: a fixed IN list compiles once, an expanding one each time
+
+
+def _balances_of(count: int) -> Prepared:
+    if count not in _BALANCES:
+        _BALANCES[count] = Prepared(sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(
+            ACCOUNTS.c.account_id.in_([sa.bindparam(f"account_{i}") for i in range(count)])))
+    return _BALANCES[count]
 
 
 async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[str, int]:
-    rows = await view.execute(_BALANCES, {"accounts": list(account_ids)})
+    if not account_ids:
+        return {}
+    rows = await view.execute(_balances_of(len(account_ids)),
+                              {f"account_{i}": account_id for i, account_id in enumerate(account_ids)})
     return {row.account_id: int(row.balance_fen) for row in rows}
 
 
 # Built once: a constant statement's compiled form and cache key are reused, which matters on the hot path.
-_NEW_ENTRY = sa.insert(ENTRIES).returning(ENTRIES.c.entry_id)
-_MOVE = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(
+_NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id), columns=("kind", "ref", "posted_at"))
+_MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(
     balance_fen=ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer))
-_MOVE_GUARDED = _MOVE.where(ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer) >= 0)
-_NEW_LINES = sa.insert(LINES)
+_MOVE = Prepared(_MOVE_ANY)
+_MOVE_GUARDED = Prepared(_MOVE_ANY.where(ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer) >= 0))
+_NEW_LINES = Prepared(sa.insert(LINES), columns=("entry_id", "account_id", "amount_fen"))
 
 
 async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:

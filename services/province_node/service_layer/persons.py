@@ -18,7 +18,7 @@ from services.province_node.domain.person_status import pooling_in_province
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.internal_api import DirectoryRegistration, DirectoryRegistrationBatch
 from shared.credentials import decode_face_image, face_hash, hash_password
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.ids import (
     InvalidIdNo,
     birth_date_of,
@@ -200,7 +200,7 @@ async def person_by_id_no(ctx: NodeContext, view: UnitOfWork | ReadView, id_no: 
     return row
 
 
-_PERSON_BY_PSN_NO = sa.select(PERSONS).where(PERSONS.c.psn_no == sa.bindparam("b_psn_no"))  # built once: hot path
+_PERSON_BY_PSN_NO = Prepared(sa.select(PERSONS).where(PERSONS.c.psn_no == sa.bindparam("b_psn_no")))  # hot path
 
 
 async def person_by_psn_no(view: UnitOfWork | ReadView, psn_no: str) -> Any:

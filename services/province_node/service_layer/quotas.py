@@ -21,7 +21,7 @@ from services.province_node.service_layer.context import NodeContext
 from shared.contracts import topics
 from shared.contracts.events import BindingSnapshot
 from shared.contracts.mutual_aid_events import QuotaMirrorState, QuotaSet, QuotaSpent
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.tokens import Claims
 
@@ -176,9 +176,9 @@ async def close_mirrors_of_binding(ctx: NodeContext, uow: UnitOfWork, snapshot: 
 
 
 # Built once: every pharmacy payment and preview reads it.
-_OPEN_MIRRORS_OF = sa.select(MIRRORS).where(
+_OPEN_MIRRORS_OF = Prepared(sa.select(MIRRORS).where(
     MIRRORS.c.receiver_psn_no == sa.bindparam("b_receiver"), MIRRORS.c.year == sa.bindparam("b_year"),
-    MIRRORS.c.closed.is_(False)).order_by(MIRRORS.c.updated_at, MIRRORS.c.binding_id)
+    MIRRORS.c.closed.is_(False)).order_by(MIRRORS.c.updated_at, MIRRORS.c.binding_id))
 
 
 async def spendable_quotas(view: UnitOfWork | ReadView, receiver_psn_no: str, year: int) -> list[SpendableQuota]:
