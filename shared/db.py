@@ -164,6 +164,22 @@ class Prepared:
         return self._plan
 
 
+class PreparedIn:
+    """A statement with an `IN (...)` list, prepared once per list length: an expanding bind parameter is
+    compiled again on every execution. `build` gets the list's bind parameters."""
+
+    def __init__(self, build: Callable[[list[Any]], Any]) -> None:
+        self._build = build
+        self._by_count: dict[int, Prepared] = {}
+
+    def bind(self, values: list[Any], **params: Any) -> tuple[Prepared, dict[str, Any]]:
+        """The statement for this many values, and its parameters (`params` are the other binds)."""
+        count = len(values)
+        if count not in self._by_count:
+            self._by_count[count] = Prepared(self._build([sa.bindparam(f"in_{i}") for i in range(count)]))
+        return self._by_count[count], params | {f"in_{i}": value for i, value in enumerate(values)}
+
+
 _NO_VALUE = object()
 
 

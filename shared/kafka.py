@@ -20,14 +20,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from shared.contracts.envelope import Envelope
-from shared.db import Database, UnitOfWork
+from shared.db import Database, Prepared, PreparedIn, UnitOfWork
 from shared.messaging_tables import InboxMessage
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("yibao.kafka")
 _INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
-_SEEN = sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(sa.bindparam("ids", expanding=True)))
-_NEW_INBOX = sa.insert(_INBOX)
+_SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
+_NEW_INBOX = Prepared(sa.insert(_INBOX), columns=("message_id", "message_type", "received_at"))
 
 BatchHandler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
 
@@ -65,7 +65,7 @@ async def filter_new(uow: UnitOfWork, envelopes: list[Envelope]) -> list[Envelop
     if not envelopes:
         return []
     ids = list({env.id for env in envelopes})
-    seen = set((await uow.execute(_SEEN, {"ids": ids})).scalars())
+    seen = {row.message_id for row in await uow.execute(*_SEEN.bind(ids))}
     fresh: list[Envelope] = []
     for env in envelopes:
         if env.id in seen:

@@ -12,7 +12,7 @@ from services.national_hub.adapters.tables import ClearingObligation
 from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.events import PosSettlementRecorded
-from shared.db import UnitOfWork
+from shared.db import Prepared, UnitOfWork
 from shared.regions import province_of
 
 OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
@@ -20,8 +20,9 @@ OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 POS_KINDS = {"CHARGE": "POS", "REFUND": "POS_REFUND"}
 
 # Built once: one of each per cross-province pharmacy payment.
-_RECORDED = sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == sa.bindparam("b_ref"))
-_NEW_OBLIGATION = sa.insert(OBLIGATIONS)
+_RECORDED = Prepared(sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == sa.bindparam("b_ref")))
+_NEW_OBLIGATION = Prepared(sa.insert(OBLIGATIONS), columns=(
+    "kind", "ref", "debtor_admdvs", "creditor_admdvs", "amount_fen", "created_at"))
 
 
 async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlementRecorded) -> None:

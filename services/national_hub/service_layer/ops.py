@@ -17,7 +17,7 @@ from services.national_hub.domain import risk_rules
 from services.national_hub.domain.netting import Obligation, net_positions
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI, iso
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.web import ApiError
 
 FACTS = AidFact.__table__  # type: ignore[attr-defined]
@@ -26,8 +26,9 @@ ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
 OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 # Statements run for every credited transfer, built once (their compiled forms are reused).
-_FACT_SEEN = sa.select(FACTS.c.ref).where(FACTS.c.ref == sa.bindparam("ref"))
-_NEW_FACT = sa.insert(FACTS)
+_FACT_SEEN = Prepared(sa.select(FACTS.c.ref).where(FACTS.c.ref == sa.bindparam("ref")))
+_NEW_FACT = Prepared(sa.insert(FACTS), columns=(
+    "ref", "month", "from_admdvs", "to_admdvs", "use", "person_key", "amount_fen", "at"))
 _BINDING_CREATED = sa.select(BINDINGS.c.created_at).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 _RECENT_TRANSFERS_TO = sa.select(sa.func.count()).select_from(FACTS).where(
     FACTS.c.use == "transfer", FACTS.c.person_key == sa.bindparam("person"), FACTS.c.at >= sa.bindparam("since"))

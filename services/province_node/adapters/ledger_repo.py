@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine
 from services.province_node.domain.errors import DomainError
 from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import Prepared, PreparedIn, ReadView, UnitOfWork
 
 ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
 ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
@@ -44,21 +44,14 @@ async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
     return None if row is None else int(row.balance_fen)
 
 
-_BALANCES: dict[int, Prepared] = {}  # by how many accounts: a fixed IN list compiles once, an expanding one each time
-
-
-def _balances_of(count: int) -> Prepared:
-    if count not in _BALANCES:
-        _BALANCES[count] = Prepared(sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(
-            ACCOUNTS.c.account_id.in_([sa.bindparam(f"account_{i}") for i in range(count)])))
-    return _BALANCES[count]
+_BALANCES = PreparedIn(lambda accounts: sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen).where(
+    ACCOUNTS.c.account_id.in_(accounts)))
 
 
 async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[str, int]:
     if not account_ids:
         return {}
-    rows = await view.execute(_balances_of(len(account_ids)),
-                              {f"account_{i}": account_id for i, account_id in enumerate(account_ids)})
+    rows = await view.execute(*_BALANCES.bind(list(account_ids)))
     return {row.account_id: int(row.balance_fen) for row in rows}
 
 
