@@ -137,6 +137,9 @@ class Database:
                 await conn.run_sync(upgrade_on_connection, script_location)
 
     async def dispose(self) -> None:
+        if self.group is not None:
+            async with self.write_lock:
+                self.group.commit()  # what units that did not wait for durability left in the open group
         if self.sync_engine is not None:
             self.sync_engine.dispose()
         elif self.engine is not None:
@@ -319,6 +322,7 @@ class _GroupCommit:
 
     MAX_GROUP = 256
     FLUSH_DELAY_S = 0.0  # one turn of the event loop
+    LAZY_FLUSH_S = 0.05  # a group holding only units that do not wait (durable=False) commits by then
 
     def __init__(self, sync_engine: sa.Engine) -> None:
         self._engine = sync_engine
@@ -326,6 +330,8 @@ class _GroupCommit:
         self.members: list[asyncio.Future[None]] = []
         self.wanting_lock = 0  # units of work waiting for or holding the write lock
         self._flush: asyncio.Task[None] | None = None
+        self.lazy = False  # the open group holds work of units that did not wait for its fsync
+        self._lazy_flush: asyncio.Task[None] | None = None
 
     def open(self) -> sa.Connection:
         if self.session is None:
@@ -354,6 +360,8 @@ class _GroupCommit:
             self.commit()
         elif self.members and self.wanting_lock == 0 and self._flush is None:
             self._flush = asyncio.get_running_loop().create_task(self._flush_soon(write_lock))
+        if self.lazy and self._lazy_flush is None:
+            self._lazy_flush = asyncio.get_running_loop().create_task(self._flush_lazily(write_lock))
 
     async def _flush_soon(self, write_lock: asyncio.Lock) -> None:
         await asyncio.sleep(self.FLUSH_DELAY_S)
@@ -364,11 +372,20 @@ class _GroupCommit:
             except Exception:
                 log.exception("group commit failed; its members were told")
 
+    async def _flush_lazily(self, write_lock: asyncio.Lock) -> None:
+        await asyncio.sleep(self.LAZY_FLUSH_S)
+        async with write_lock:
+            self._lazy_flush = None
+            try:
+                self.commit()
+            except Exception:
+                log.exception("group commit failed; its members were told")
+
     def commit(self) -> None:
         """Called with the write lock held. (Committing from a worker thread, so that requests could queue up
         meanwhile, measured slower here: the thread hand-off costs more than the fsync it overlaps.)"""
         session, members = self.session, self.members
-        self.session, self.members = None, []
+        self.session, self.members, self.lazy = None, [], False
         if session is None:
             return
         try:
@@ -390,10 +407,13 @@ class UnitOfWork(_Session):
     """One database transaction for one use case. Nothing is committed unless `commit()` is called;
     leaving the block without it rolls back, so a refused request changes nothing. On SQLite the
     transaction is a savepoint in a group commit (see _GroupCommit); leaving the block returns only once
-    the change is on disk."""
+    the change is on disk, unless `durable=False`: then it returns at once, and the change is committed with
+    the next group (at the latest LAZY_FLUSH_S later). That is only for a record whose loss in a crash
+    something else covers (the pharmacy gateway's PENDING log row); on PostgreSQL every commit waits."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, durable: bool = True) -> None:
         self._db = db
+        self._durable_wanted = durable
         self._committed = False
         self._finished = False
         self.wrote_outbox = False
@@ -444,7 +464,10 @@ class UnitOfWork(_Session):
     async def commit(self) -> None:
         if self._db.group is not None:
             self._driver.execute("RELEASE SAVEPOINT unit_of_work")
-            self._durable = self._db.group.enlist()
+            if self._durable_wanted:
+                self._durable = self._db.group.enlist()
+            else:
+                self._db.group.lazy = True
         else:
             await self._finish(commit=True)
         self._committed = self._finished = True

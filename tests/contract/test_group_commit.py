@@ -74,3 +74,30 @@ async def test_a_savepoint_inside_a_unit_rolls_back_only_its_own_part(tmp_path: 
         await uow.commit()
     assert await _ids(db) == [1, 3]
     await db.dispose()
+
+
+async def test_a_unit_that_does_not_wait_lands_with_the_next_group_or_soon_after(tmp_path: Path) -> None:
+    db = await _database(tmp_path)
+    async with UnitOfWork(db, durable=False) as uow:
+        await uow.execute(sa.insert(NOTES), {"note_id": 1, "text": "pending"})
+        await uow.commit()
+    async with UnitOfWork(db) as uow:  # the same group: it sees the pending note already
+        assert (await uow.execute(sa.select(NOTES.c.note_id))).scalars().all() == [1]
+        await uow.execute(sa.insert(NOTES), {"note_id": 2, "text": "answer"})
+        await uow.commit()
+    assert await _ids(db) == [1, 2]  # one fsync made both durable
+
+    async with UnitOfWork(db, durable=False) as uow:
+        await uow.execute(sa.insert(NOTES), {"note_id": 3, "text": "alone"})
+        await uow.commit()
+    assert await _ids(db) == [1, 2]  # not committed yet: other connections do not see it
+    await asyncio.sleep(db.group.LAZY_FLUSH_S * 3 if db.group else 0)
+    assert await _ids(db) == [1, 2, 3]
+
+    async with UnitOfWork(db, durable=False) as uow:
+        await uow.execute(sa.insert(NOTES), {"note_id": 4, "text": "at shutdown"})
+        await uow.commit()
+    await db.dispose()
+    reopened = await _database(tmp_path)
+    assert await _ids(reopened) == [1, 2, 3, 4]
+    await reopened.dispose()

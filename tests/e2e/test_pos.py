@@ -445,6 +445,31 @@ async def test_a_reversal_before_its_original_refuses_the_late_original(
     assert await _balances(client, session) == (10_000, None)
 
 
+async def test_a_reversal_finds_a_settle_the_gateway_never_logged(
+        federation: Federation, client: FederationClient, tills: Tills) -> None:
+    """The gateway restarted after the payer's node applied a 2102 and before the gateway's log of it was
+    committed: its 2601 asks the payer's home province (where the psn_no says), which gives the money back,
+    and the original, sent again, is refused."""
+    person = await _enrolled(client, "640100", pa_fen=10_000)
+    session = await face_login(client, person)
+    payer = await tills.chengdu.payer("02", person.id_no)
+    msgid = tills.chengdu.new_msgid()
+    applied = await client.http.post(
+        f"{client.node_url('640000')}/internal/v1/pos/payments:settle",
+        headers={"authorization": f"Bearer {federation.internal_token}"},
+        json={"msgid": msgid, "psn_no": payer.psn_no, "insutype": "310", "fixmedins_code": tills.chengdu.fixmedins_code,
+              "medfee_fen": 1000, "eligible_fen": 1000, "use_accounts": True})
+    assert applied.status_code == 200, applied.text
+    assert await _balances(client, session) == (9_000, None)
+
+    undone = ok(await tills.chengdu.reverse(msgid, "2102", payer.psn_no))
+    assert undone["undone"] is True and undone["setlinfo"]["setl_state"] == "REVERSED"
+    assert await _balances(client, session) == (10_000, None)
+    again = await tills.chengdu.settle(payer, [Item(DRUG, 1, "10.00")], msgid=msgid)
+    assert again["infcode"] == -1 and "reversed" in again["err_msg"]
+    assert await _balances(client, session) == (10_000, None)
+
+
 async def test_lost_answer_then_reversal_makes_both_sides_agree(
         federation: Federation, client: FederationClient, admin: FederationClient) -> None:
     """The payer's node is stuck (SIGSTOP): the till gets -1 "outcome unknown" within the timeout; the settle

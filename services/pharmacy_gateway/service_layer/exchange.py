@@ -3,8 +3,11 @@ that makes a repeated msgid get its original answer.
 
 Writes per message: a read-only message (9001, 1101, 2101, 3201) is answered first and then logged with its
 nonce in one transaction. A money message (2102, 2103, 2601) is logged PENDING with its route, and its nonce,
-before the payer's node is asked (`begin`), so that a reversal can find it whatever happens next; its answer
-is stored with what it changed in a second transaction (`finish`). A write that finds the nonce already used
+before the payer's node is asked (`begin`), so that a repeat or a reversal finds it while it is on its way;
+its answer is stored with what it changed in a second transaction (`finish`), which waits for the disk. The
+PENDING row does not: it is committed with the next group (shared/db.py), and a restart that lost it is
+covered by the node, which keeps every msgid it applied, and by 2601, which asks the payer's home province
+(the start of the psn_no) about a msgid the log does not know. A write that finds the nonce already used
 refuses the message (401); one that finds the msgid already logged answers as the log says, whatever was
 computed meanwhile (so a repeat gets its original answer even after the 医保码 it carried has expired)."""
 
@@ -192,8 +195,9 @@ class Exchange:
 
     async def begin(self, payer_admdvs: str, setl_id: str | None = None) -> dict[str, Any] | None:
         """Log a money message PENDING with its route before the node is asked. Returns the answer to give
-        instead when the msgid turned out to be logged already (a concurrent repeat or a reversal)."""
-        async with UnitOfWork(self.ctx.db) as uow:
+        instead when the msgid turned out to be logged already (a concurrent repeat or a reversal). Not waited
+        for on disk (see the module's docstring): a settle's critical path keeps one fsync, its answer's."""
+        async with UnitOfWork(self.ctx.db, durable=False) as uow:
             await self._consume_nonce(uow)
             row = await self._row(uow)
             if row is None:

@@ -397,10 +397,19 @@ async def reverse(exchange: Exchange) -> dict[str, Any]:
                 raise Refused(f"message {omsgid} was a {original.infno}, not a {oinfno}")
     except Refused as refused:
         return await exchange.finish_with(exchange.refuse(str(refused)))
-    if original is None or original.payer_admdvs is None:
+    if original is not None:
+        if original.payer_admdvs is None:
+            return await exchange.finish(_reversal_without_node(exchange, omsgid, oinfno))
+        admdvs, setl_id = original.payer_admdvs, original.setl_id
+    elif is_admdvs(psn_no[:6]):
+        # Not in the log: it never arrived, it is on its way, or the gateway restarted after asking the node
+        # and before the log's commit (a PENDING row is not waited for: see Exchange.begin). The payer's home
+        # province, which a psn_no begins with, is asked all the same: it undoes what it did, or makes sure
+        # that the original, should it still come, never takes effect.
+        admdvs, setl_id = province_of(psn_no[:6]), None
+    else:
         return await exchange.finish(_reversal_without_node(exchange, omsgid, oinfno))
-    admdvs = original.payer_admdvs
-    instead = await exchange.begin(admdvs, original.setl_id)
+    instead = await exchange.begin(admdvs, setl_id)
     if instead is not None:
         return instead
     request = PosReverseRequest(msgid=exchange.msgid, omsgid=omsgid, oinfno=oinfno, psn_no=psn_no,
@@ -411,7 +420,10 @@ async def reverse(exchange: Exchange) -> dict[str, Any]:
         return await exchange.finish_with(exchange.refuse(_node_refusal(admdvs, exc, moves_money=True)))
 
     async def build(uow: UnitOfWork, _row: Any) -> dict[str, Any]:
-        await _mark_reversed(uow, omsgid, exchange.msgid)
+        if (await uow.execute(_LOGGED, {"b_msgid": omsgid})).first() is None:
+            await _leave_tombstone(uow, exchange, omsgid, oinfno)
+        else:
+            await _mark_reversed(uow, omsgid, exchange.msgid)
         if result.payment is not None:
             await settlements.record(ctx, uow, result.payment, institution=exchange.institution,
                                      payer_admdvs=admdvs, msgid=exchange.msgid)
@@ -429,14 +441,9 @@ def _reversal_without_node(exchange: Exchange, omsgid: str,
     is asked), or it was refused before that. The gateway's own record is then the whole reversal: the msgid
     is marked so that the original, should it still arrive, is refused."""
     async def build(uow: UnitOfWork, _row: Any) -> dict[str, Any]:
-        original = (await uow.execute(sa.select(MESSAGES).where(MESSAGES.c.msgid == omsgid))).first()
+        original = (await uow.execute(_LOGGED, {"b_msgid": omsgid})).first()
         if original is None:
-            tombstone = exchange.refuse(f"message {omsgid} was reversed by 2601 {exchange.msgid} before it arrived; "
-                                        "it can never take effect")
-            await uow.execute(sa.insert(MESSAGES).values(
-                msgid=omsgid, fixmedins_code=exchange.institution.fixmedins_code, infno=oinfno, state="DONE",
-                response=orjson.dumps(tombstone), reversed_by=exchange.msgid, received_at=exchange.received_at,
-                answered_at=exchange.received_at))
+            await _leave_tombstone(uow, exchange, omsgid, oinfno)
         elif original.payer_admdvs is not None:
             # The original arrived meanwhile and went to its node: this reversal must go there too.
             return exchange.refuse(f"message {omsgid} is being processed right now; send the 2601 again")
@@ -445,6 +452,19 @@ def _reversal_without_node(exchange: Exchange, omsgid: str,
         return exchange.answer({"omsgid": omsgid, "oinfno": oinfno, "undone": False})
 
     return build
+
+
+_LOGGED = sa.select(MESSAGES.c.msgid, MESSAGES.c.payer_admdvs).where(MESSAGES.c.msgid == sa.bindparam("b_msgid"))
+
+
+async def _leave_tombstone(uow: UnitOfWork, exchange: Exchange, omsgid: str, oinfno: str) -> None:
+    """The log's row for a msgid reversed before the gateway saw it: the original, should it come, is refused."""
+    tombstone = exchange.refuse(f"message {omsgid} was reversed by 2601 {exchange.msgid} before it arrived; "
+                                "it can never take effect")
+    await uow.execute(sa.insert(MESSAGES).values(
+        msgid=omsgid, fixmedins_code=exchange.institution.fixmedins_code, infno=oinfno, state="DONE",
+        response=orjson.dumps(tombstone), reversed_by=exchange.msgid, received_at=exchange.received_at,
+        answered_at=exchange.received_at))
 
 
 async def _mark_reversed(uow: UnitOfWork, omsgid: str, msgid: str) -> None:
