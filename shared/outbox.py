@@ -51,8 +51,9 @@ async def emit(uow: UnitOfWork, topic: str, key: str, message: BaseModel, *, sou
 
 class OutboxRelay:
     def __init__(self, db: Database, producer: AIOKafkaProducer, *, batch_size: int, poll_interval_s: float,
-                 cleanup_interval_s: float = 1.0) -> None:
+                 cleanup_interval_s: float = 1.0, linger_s: float = 0.0) -> None:
         self._db = db
+        self._linger_s = linger_s
         self._producer = producer
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
@@ -82,6 +83,8 @@ class OutboxRelay:
                 continue  # more waiting: no sleep
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
+            if self._linger_s and not self._stopping:
+                await asyncio.sleep(self._linger_s)
             self._wakeup.clear()
 
     async def publish_pending(self) -> int:

@@ -85,7 +85,7 @@ async def start_runtime(settings: ServiceSettings, *, instance: str, client_id: 
     producer = make_producer(settings, client_id)
     await _start_with_retry(producer.start, "producer")
     relay = OutboxRelay(db, producer, batch_size=settings.outbox_batch_size,
-                        poll_interval_s=settings.outbox_poll_interval_s)
+                        poll_interval_s=settings.outbox_poll_interval_s, linger_s=settings.outbox_linger_s)
     runtime = Runtime(db=db, producer=producer, relay=relay)
     runtime.spawn("outbox-relay", relay.run)
     if inbound_topic and handler:

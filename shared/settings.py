@@ -42,6 +42,10 @@ class ServiceSettings(BaseSettings):
     consumer_poll_timeout_ms: int = 500
     outbox_poll_interval_s: float = 0.5
     outbox_batch_size: int = 500
+    # How long the relay lets messages gather after a commit wakes it: 0 where someone waits on the message
+    # (transfers), more where nobody does (the gateway's clearing events), so one produce request and one
+    # consumer transaction carry many.
+    outbox_linger_s: float = 0.0
     internal_http_timeout_s: float = 5.0
 
     @property
