@@ -30,8 +30,9 @@ from launcher.bench import percentile, save_report
 from launcher.client import FederationClient
 from launcher.loadgen import KeepAlivePool
 from launcher.people import new_person
-from launcher.pos_client import CALL_SERVICE_PATH, DEMO_CATALOGUE, Item, Payer, PosClient, PosFailed, dumps, ok
+from launcher.pos_client import DEMO_CATALOGUE, Item, Payer, PosClient, PosFailed, dumps, ok
 from launcher.state import LaunchError, home_dir, resolve_operator_token
+from services.pharmacy_gateway.domain.wire import CALL_SERVICE_PATH
 from shared.money import yuan_to_fen
 
 TARGET_RATE_PER_S = 500.0

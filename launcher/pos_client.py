@@ -30,9 +30,8 @@ from services.pharmacy_gateway.domain.tif_auth import (
     HEADER_TIMESTAMP,
     tif_signature,
 )
+from services.pharmacy_gateway.domain.wire import CALL_SERVICE_PATH
 from shared.clock import SHANGHAI
-
-CALL_SERVICE_PATH = "/fsi/api/rsfComIfsService/callService"
 
 # A small catalogue for the simulator, the demo and the tests (national-style codes, made up). Health foods and
 # daily goods are not eligible for account payment; the category set has one name for both.

@@ -153,18 +153,18 @@ class Prepared:
     statement here, several times the statement itself; a settle runs about ten. Compiled once to the
     dialect's SQL, with the same bind and result converters SQLAlchemy would use, a Prepared statement in a
     SQLite unit of work skips all that and answers rows with attribute access (`row.balance_fen`). Anywhere
-    else (PostgreSQL, read views) it is executed by SQLAlchemy as usual. Every bind must be given; an INSERT
-    or UPDATE names the columns it sets (`columns`), as SQLAlchemy would learn them from the parameters."""
+    else (PostgreSQL, read views) it is executed by SQLAlchemy as usual. As with SQLAlchemy, an INSERT or
+    UPDATE sets the columns its parameters name: one plan per set of names. Every bind must be given."""
 
-    def __init__(self, statement: Any, columns: tuple[str, ...] | None = None) -> None:
+    def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self.columns = columns
-        self._plan: _SqlitePlan | None = None
+        self._plans: dict[frozenset[str], _SqlitePlan] = {}
 
-    def plan(self, dialect: Any) -> _SqlitePlan:
-        if self._plan is None:
-            self._plan = _SqlitePlan(self.statement, dialect, self.columns)
-        return self._plan
+    def plan(self, dialect: Any, names: frozenset[str]) -> _SqlitePlan:
+        plan = self._plans.get(names)
+        if plan is None:
+            plan = self._plans[names] = _SqlitePlan(self.statement, dialect, names)
+        return plan
 
 
 class PreparedIn:
@@ -187,15 +187,15 @@ _NO_VALUE = object()
 
 
 class _SqlitePlan:
-    def __init__(self, statement: Any, dialect: Any, columns: tuple[str, ...] | None) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+    def __init__(self, statement: Any, dialect: Any, names: frozenset[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
         self.sql: str = compiled.string
-        names = list(compiled.positiontup or ())
+        positions = list(compiled.positiontup or ())
         # The dialect's own implementation of each type: SQLite's DATETIME, not the generic DateTime.
         self.binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
                        # a literal in the statement itself (`closed IS false`, `LIMIT 1`): its value
                        _NO_VALUE if compiled.binds[name].required else compiled.binds[name].effective_value)
-                      for name in names]
+                      for name in positions]
         if isinstance(statement, sa.Select):
             descriptions = statement.column_descriptions
         elif getattr(statement, "_returning", ()):
@@ -237,9 +237,10 @@ class _Rows:
         return self._rows[0] if self._rows else None
 
     def one(self) -> Any:
-        if len(self._rows) != 1:
-            raise sa.exc.NoResultFound("expected exactly one row") if not self._rows else \
-                sa.exc.MultipleResultsFound("expected exactly one row")
+        if not self._rows:
+            raise sa.exc.NoResultFound("expected exactly one row, found none")
+        if len(self._rows) > 1:
+            raise sa.exc.MultipleResultsFound("expected exactly one row, found more")
         return self._rows[0]
 
     def scalar_one(self) -> Any:
@@ -267,12 +268,15 @@ class _Session:
 
     def _run_on_driver(self, prepared: Prepared, params: Any) -> _Rows:
         assert self._db.sync_engine is not None
-        plan = prepared.plan(self._db.sync_engine.dialect)
+        batch: list[dict[str, Any]] = params if isinstance(params, list) else [params or {}]
+        if not batch:
+            return _Rows([], 0)
+        plan = prepared.plan(self._db.sync_engine.dialect, frozenset(batch[0]))
         try:
             if isinstance(params, list):
-                cursor = self._driver.executemany(plan.sql, [plan.parameters(one) for one in params])
+                cursor = self._driver.executemany(plan.sql, [plan.parameters(one) for one in batch])
                 return _Rows([], cursor.rowcount)
-            cursor = self._driver.execute(plan.sql, plan.parameters(params or {}))
+            cursor = self._driver.execute(plan.sql, plan.parameters(batch[0]))
             rows = [plan.row(raw) for raw in cursor.fetchall()] if cursor.description else []
         except sqlite3.Error as exc:
             # The exceptions callers catch (IntegrityError for a duplicate key) are SQLAlchemy's.
@@ -359,23 +363,19 @@ class _GroupCommit:
         if len(self.members) >= self.MAX_GROUP:
             self.commit()
         elif self.members and self.wanting_lock == 0 and self._flush is None:
-            self._flush = asyncio.get_running_loop().create_task(self._flush_soon(write_lock))
+            self._flush = asyncio.get_running_loop().create_task(self._flush_after(self.FLUSH_DELAY_S, write_lock))
         if self.lazy and self._lazy_flush is None:
-            self._lazy_flush = asyncio.get_running_loop().create_task(self._flush_lazily(write_lock))
+            self._lazy_flush = asyncio.get_running_loop().create_task(
+                self._flush_after(self.LAZY_FLUSH_S, write_lock))
 
-    async def _flush_soon(self, write_lock: asyncio.Lock) -> None:
-        await asyncio.sleep(self.FLUSH_DELAY_S)
+    async def _flush_after(self, delay_s: float, write_lock: asyncio.Lock) -> None:
+        await asyncio.sleep(delay_s)
         async with write_lock:
-            self._flush = None
-            try:
-                self.commit()
-            except Exception:
-                log.exception("group commit failed; its members were told")
-
-    async def _flush_lazily(self, write_lock: asyncio.Lock) -> None:
-        await asyncio.sleep(self.LAZY_FLUSH_S)
-        async with write_lock:
-            self._lazy_flush = None
+            this = asyncio.current_task()
+            if self._flush is this:
+                self._flush = None
+            if self._lazy_flush is this:
+                self._lazy_flush = None
             try:
                 self.commit()
             except Exception:

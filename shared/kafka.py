@@ -27,7 +27,7 @@ from shared.settings import ServiceSettings
 log = logging.getLogger("yibao.kafka")
 _INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
 _SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
-_NEW_INBOX = Prepared(sa.insert(_INBOX), columns=("message_id", "message_type", "received_at"))
+_NEW_INBOX = Prepared(sa.insert(_INBOX))
 
 BatchHandler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
 

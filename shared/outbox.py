@@ -29,7 +29,7 @@ from shared.messaging_tables import OutboxMessage
 log = logging.getLogger("yibao.outbox")
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 # Built once: the relay and every use case run these, and their compiled forms are reused.
-_NEW_MESSAGE = Prepared(sa.insert(_OUTBOX), columns=("message_id", "topic", "key", "payload", "created_at"))
+_NEW_MESSAGE = Prepared(sa.insert(_OUTBOX))
 _PENDING = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
             .where(_OUTBOX.c.seq > sa.bindparam("after_seq", type_=sa.Integer))
             .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +35,27 @@ class ApiError(Exception):
         self.message = message
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
+        return error_body(self.code, self.message)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+    return JSONResponse(status_code=status, content=error_body(code, message))
+
+
+def validation_problem(errors: Sequence[Any]) -> tuple[str, str]:
+    """The code and message of a body that failed its model: the first error, where it is (FastAPI's "body"
+    prefix left out)."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    code = "MALFORMED_JSON" if first.get("type") == "json_invalid" else "VALIDATION_ERROR"
+    return code, f"{where or 'body'}: {first.get('msg', 'invalid request')}"
+
+
+INTERNAL_MESSAGE = "internal error; nothing was changed"
 
 
 class ORJSONResponse(JSONResponse):
@@ -65,10 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-        code = "MALFORMED_JSON" if first.get("type") == "json_invalid" else "VALIDATION_ERROR"
-        return error_response(422, code, f"{where or 'body'}: {first.get('msg', 'invalid request')}")
+        return error_response(422, *validation_problem(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -78,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not bad input: logged with the route only (bodies may carry personal data).
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "INTERNAL", "internal error; nothing was changed")
+        return error_response(500, "INTERNAL", INTERNAL_MESSAGE)
 
 
 class MetricsMiddleware:
@@ -154,15 +167,10 @@ class FastLane:
         except ApiError as exc:
             status, content = exc.status, orjson.dumps(exc.body())
         except ValidationError as exc:
-            first: dict[str, Any] = dict(exc.errors()[0]) if exc.errors() else {}
-            where = ".".join(str(part) for part in first.get("loc", ()))
-            code = "MALFORMED_JSON" if first.get("type") == "json_invalid" else "VALIDATION_ERROR"
-            status, content = 422, orjson.dumps({"error": {"code": code, "message":
-                                                           f"{where or 'body'}: {first.get('msg', 'invalid')}"}})
+            status, content = 422, orjson.dumps(error_body(*validation_problem(exc.errors())))
         except Exception:
             log.exception("unhandled error on POST %s", scope["path"])
-            status, content = 500, orjson.dumps({"error": {"code": "INTERNAL",
-                                                           "message": "internal error; nothing was changed"}})
+            status, content = 500, orjson.dumps(error_body("INTERNAL", INTERNAL_MESSAGE))
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(content)).encode())]})

@@ -21,8 +21,7 @@ POS_KINDS = {"CHARGE": "POS", "REFUND": "POS_REFUND"}
 
 # Built once: one of each per cross-province pharmacy payment.
 _RECORDED = Prepared(sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == sa.bindparam("b_ref")))
-_NEW_OBLIGATION = Prepared(sa.insert(OBLIGATIONS), columns=(
-    "kind", "ref", "debtor_admdvs", "creditor_admdvs", "amount_fen", "created_at"))
+_NEW_OBLIGATION = Prepared(sa.insert(OBLIGATIONS))
 
 
 async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlementRecorded) -> None:

@@ -27,8 +27,7 @@ OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 # Statements run for every credited transfer, built once (their compiled forms are reused).
 _FACT_SEEN = Prepared(sa.select(FACTS.c.ref).where(FACTS.c.ref == sa.bindparam("ref")))
-_NEW_FACT = Prepared(sa.insert(FACTS), columns=(
-    "ref", "month", "from_admdvs", "to_admdvs", "use", "person_key", "amount_fen", "at"))
+_NEW_FACT = Prepared(sa.insert(FACTS))
 _BINDING_CREATED = sa.select(BINDINGS.c.created_at).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 _RECENT_TRANSFERS_TO = sa.select(sa.func.count()).select_from(FACTS).where(
     FACTS.c.use == "transfer", FACTS.c.person_key == sa.bindparam("person"), FACTS.c.at >= sa.bindparam("since"))

@@ -11,6 +11,8 @@ from typing import Any
 from shared.clock import SHANGHAI
 from shared.money import InvalidAmount, fen_to_yuan, yuan_to_fen
 
+# Where every message of the interface is POSTed, whatever its infno.
+CALL_SERVICE_PATH = "/fsi/api/rsfComIfsService/callService"
 FIXMEDINS_CODE_SHAPE = re.compile(r"^[A-Z0-9]{12}$", re.ASCII)
 _MSGID_SHAPE = re.compile(r"^([A-Z0-9]{12})([0-9]{14})([0-9]{4})$", re.ASCII)
 _MSGID_TIME = "%Y%m%d%H%M%S"

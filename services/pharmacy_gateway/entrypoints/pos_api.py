@@ -10,11 +10,10 @@ from typing import Any
 import orjson
 from starlette.datastructures import Headers
 
+from services.pharmacy_gateway.domain.wire import CALL_SERVICE_PATH
 from services.pharmacy_gateway.service_layer.context import GatewayContext
 from services.pharmacy_gateway.service_layer.pos_handlers import call_service
 from shared.web import FastRoute
-
-CALL_SERVICE_PATH = "/fsi/api/rsfComIfsService/callService"
 
 
 async def _call_service(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:

@@ -42,13 +42,10 @@ NONCES = SeenNonce.__table__  # type: ignore[attr-defined]
 
 # Built once: every money message runs these, and their compiled forms are reused (the values go in as
 # parameters; `b_` names keep them apart from the columns an UPDATE sets).
-_NEW_NONCE = Prepared(sa.insert(NONCES), columns=("paas_id", "nonce", "seen_at"))
+_NEW_NONCE = Prepared(sa.insert(NONCES))
 _MESSAGE = Prepared(sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
-_LOG_COLUMNS = ("msgid", "fixmedins_code", "infno", "request_hash", "received_at", "state", "response",
-                "payer_admdvs", "setl_id", "reversed_by", "answered_at")
-_NEW_MESSAGE = Prepared(sa.insert(MESSAGES), columns=_LOG_COLUMNS)
-_ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")),
-                     columns=("state", "response", "answered_at"))
+_NEW_MESSAGE = Prepared(sa.insert(MESSAGES))
+_ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 
 INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201")
 
@@ -178,14 +175,12 @@ class Exchange:
             raise NonceReplayed() from exc
 
     def _log_row(self, **values: Any) -> dict[str, Any]:
-        """A new row of the message log: this message's identity, and `values` (the other columns empty)."""
+        """A new row of the message log: this message's identity, and `values`."""
         return {"msgid": self.msgid, "fixmedins_code": self.institution.fixmedins_code, "infno": self.infno,
-                "request_hash": self.request_hash, "received_at": self.received_at, "state": None,
-                "response": None, "payer_admdvs": None, "setl_id": None, "reversed_by": None, "answered_at": None,
-                **values}
+                "request_hash": self.request_hash, "received_at": self.received_at, **values}
 
     async def _row(self, uow: UnitOfWork) -> Any:
-        return (await uow.execute(_MESSAGE, {"b_msgid": self.msgid})).first()
+        return await logged_message(uow, self.msgid)
 
     async def consume_nonce_only(self) -> None:
         """For a message refused before it could be logged: the nonce is spent all the same."""
@@ -237,9 +232,14 @@ class Exchange:
         return await self.finish(constant)
 
 
+async def logged_message(view: UnitOfWork | ReadView, msgid: str) -> Any:
+    """The message log's row for `msgid`, or None."""
+    return (await view.execute(_MESSAGE, {"b_msgid": msgid})).first()
+
+
 async def read_message(ctx: GatewayContext, msgid: str) -> Any:
     async with ReadView(ctx.db) as view:
-        return (await view.execute(_MESSAGE, {"b_msgid": msgid})).first()
+        return await logged_message(view, msgid)
 
 
 async def forget_old_nonces(ctx: GatewayContext) -> int:

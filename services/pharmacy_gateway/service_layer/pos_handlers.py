@@ -39,6 +39,7 @@ from services.pharmacy_gateway.service_layer.exchange import (
     NonceReplayed,
     Unauthenticated,
     authenticate,
+    logged_message,
     parse_envelope,
     read_message,
     request_hash,
@@ -420,7 +421,7 @@ async def reverse(exchange: Exchange) -> dict[str, Any]:
         return await exchange.finish_with(exchange.refuse(_node_refusal(admdvs, exc, moves_money=True)))
 
     async def build(uow: UnitOfWork, _row: Any) -> dict[str, Any]:
-        if (await uow.execute(_LOGGED, {"b_msgid": omsgid})).first() is None:
+        if await logged_message(uow, omsgid) is None:
             await _leave_tombstone(uow, exchange, omsgid, oinfno)
         else:
             await _mark_reversed(uow, omsgid, exchange.msgid)
@@ -441,7 +442,7 @@ def _reversal_without_node(exchange: Exchange, omsgid: str,
     is asked), or it was refused before that. The gateway's own record is then the whole reversal: the msgid
     is marked so that the original, should it still arrive, is refused."""
     async def build(uow: UnitOfWork, _row: Any) -> dict[str, Any]:
-        original = (await uow.execute(_LOGGED, {"b_msgid": omsgid})).first()
+        original = await logged_message(uow, omsgid)
         if original is None:
             await _leave_tombstone(uow, exchange, omsgid, oinfno)
         elif original.payer_admdvs is not None:
@@ -452,9 +453,6 @@ def _reversal_without_node(exchange: Exchange, omsgid: str,
         return exchange.answer({"omsgid": omsgid, "oinfno": oinfno, "undone": False})
 
     return build
-
-
-_LOGGED = sa.select(MESSAGES.c.msgid, MESSAGES.c.payer_admdvs).where(MESSAGES.c.msgid == sa.bindparam("b_msgid"))
 
 
 async def _leave_tombstone(uow: UnitOfWork, exchange: Exchange, omsgid: str, oinfno: str) -> None:

@@ -30,12 +30,8 @@ IN_EFFECT = "SETTLED"
 
 # Built once: every settle runs these (`b_` names keep the key apart from the columns an UPDATE sets).
 _SETTLEMENT = Prepared(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")))
-_NEW_SETTLEMENT = Prepared(sa.insert(SETTLEMENTS), columns=(
-    "setl_id", "msgid", "mdtrt_id", "fixmedins_code", "pharmacy_admdvs", "psn_no", "payer_admdvs", "insutype",
-    "state", "version", "medfee_fen", "eligible_fen", "acct_pay_fen", "mulaid_pay_fen", "cash_pay_fen",
-    "settle_day", "settled_at", "updated_at"))
-_NEWER_STATE = Prepared(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")),
-                        columns=("state", "version", "updated_at"))
+_NEW_SETTLEMENT = Prepared(sa.insert(SETTLEMENTS))
+_NEWER_STATE = Prepared(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")))
 
 
 def is_cross_province(institution: InstitutionView, payer_admdvs: str) -> bool:

@@ -56,12 +56,12 @@ async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[
 
 
 # Built once: a constant statement's compiled form and cache key are reused, which matters on the hot path.
-_NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id), columns=("kind", "ref", "posted_at"))
+_NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id))
 _MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(
     balance_fen=ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer))
 _MOVE = Prepared(_MOVE_ANY)
 _MOVE_GUARDED = Prepared(_MOVE_ANY.where(ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer) >= 0))
-_NEW_LINES = Prepared(sa.insert(LINES), columns=("entry_id", "account_id", "amount_fen"))
+_NEW_LINES = Prepared(sa.insert(LINES))
 
 
 async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:

@@ -45,12 +45,8 @@ OPERATIONS = PosOperation.__table__  # type: ignore[attr-defined]
 
 # Built once: every settle runs these, and their compiled forms are reused.
 _OPERATION = Prepared(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == sa.bindparam("b_msgid")))
-_NEW_OPERATION = Prepared(sa.insert(OPERATIONS), columns=(
-    "msgid", "kind", "setl_id", "effect", "request_hash", "response", "reversed_by", "created_at"))
-_NEW_PAYMENT = Prepared(sa.insert(PAYMENTS), columns=(
-    "setl_id", "msgid", "mdtrt_id", "psn_no", "fixmedins_code", "insutype", "state", "version", "medfee_fen",
-    "eligible_fen", "acct_pay_fen", "wallet_pay_fen", "quota_pay_fen", "quota_parts", "cash_pay_fen",
-    "settled_at", "updated_at"))
+_NEW_OPERATION = Prepared(sa.insert(OPERATIONS))
+_NEW_PAYMENT = Prepared(sa.insert(PAYMENTS))
 _PAYMENT = Prepared(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == sa.bindparam("b_setl_id")))
 
 # What each kind of original message is called on the wire, for 2601's `oinfno`.
