@@ -217,6 +217,17 @@ def bearer_token(request: Request | Headers) -> str | None:
     return token.strip()
 
 
+async def require_operator(request: Request) -> None:
+    """FastAPI dependency of the operators' routes, in every service (each keeps its settings in
+    `app.state.ctx`). `async`: FastAPI runs a plain `def` dependency in a worker thread."""
+    require_static_token(request, request.app.state.ctx.settings.operator_token, "operator")
+
+
+async def require_internal(request: Request) -> None:
+    """FastAPI dependency of the service-to-service routes, in every service."""
+    require_static_token(request, request.app.state.ctx.settings.internal_token, "internal")
+
+
 def require_static_token(request: Request | Headers, expected: str, what: str) -> None:
     token = bearer_token(request)
     if token is None or not hmac.compare_digest(token.encode(), expected.encode()):

@@ -23,7 +23,7 @@ from shared.contracts.internal_api import (
 )
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
-from shared.web import require_static_token
+from shared.web import require_internal, require_operator
 
 public = APIRouter(tags=["identity"])
 admin = APIRouter(tags=["admin"])
@@ -35,14 +35,6 @@ def _ctx(request: Request) -> HubContext:
     return ctx
 
 
-async def operator_only(request: Request) -> None:
-    require_static_token(request, _ctx(request).settings.operator_token, "operator")
-
-
-async def internal_only(request: Request) -> None:
-    require_static_token(request, _ctx(request).settings.internal_token, "internal")
-
-
 @public.post("/v1/identity/sessions", status_code=201)
 async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
@@ -50,25 +42,25 @@ async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]
         return await directory.open_session(ctx, view, body)
 
 
-@admin.post("/v1/admin/kinship:import", dependencies=[Depends(operator_only)])
+@admin.post("/v1/admin/kinship:import", dependencies=[Depends(require_operator)])
 async def import_kinship(request: Request, body: KinshipImport) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, "operator", lambda uow: directory.import_kinship(ctx, uow, body))
 
 
-@admin.get("/v1/ops/transfers/{transfer_id}/trace", dependencies=[Depends(operator_only)])
+@admin.get("/v1/ops/transfers/{transfer_id}/trace", dependencies=[Depends(require_operator)])
 async def transfer_trace(request: Request, transfer_id: str) -> dict[str, Any]:
     async with ReadView(_ctx(request).db) as view:
         return await transfers.trace(view, transfer_id)
 
 
-@internal.post("/directory/persons", dependencies=[Depends(internal_only)])
+@internal.post("/directory/persons", dependencies=[Depends(require_internal)])
 async def register_persons(request: Request, body: DirectoryRegistrationBatch) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, "internal", lambda uow: directory.register(ctx, uow, body))
 
 
-@internal.post("/directory/lookup", dependencies=[Depends(internal_only)])
+@internal.post("/directory/lookup", dependencies=[Depends(require_internal)])
 async def lookup_person(request: Request, body: DirectoryLookup) -> DirectoryLookupResult:
     """The gateway: which province insures the holder of this ID or card (keyed hashes only)."""
     async with ReadView(_ctx(request).db) as view:
@@ -76,19 +68,19 @@ async def lookup_person(request: Request, body: DirectoryLookup) -> DirectoryLoo
 
 
 
-@internal.post("/bindings", dependencies=[Depends(internal_only)])
+@internal.post("/bindings", dependencies=[Depends(require_internal)])
 async def create_binding(request: Request, body: BindingCreateRequest) -> dict[str, Any]:
     ctx = _ctx(request)
     return await in_unit_of_work(ctx.db, lambda uow: bindings.create(ctx, uow, body))
 
 
-@internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(internal_only)])
+@internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(require_internal)])
 async def confirm_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
     return await in_unit_of_work(ctx.db, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
 
 
-@internal.post("/bindings/{binding_id}:end", dependencies=[Depends(internal_only)])
+@internal.post("/bindings/{binding_id}:end", dependencies=[Depends(require_internal)])
 async def end_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
     return await in_unit_of_work(ctx.db, lambda uow: bindings.end(ctx, uow, binding_id, body))
@@ -100,17 +92,17 @@ async def _forward_premium(request: Request, action: str, body: PremiumReservati
     return await mutual_aid.forward_premium(ctx, ctx.nodes, action, body)
 
 
-@internal.post("/premiums:reserve", dependencies=[Depends(internal_only)], response_model=PremiumReservation)
+@internal.post("/premiums:reserve", dependencies=[Depends(require_internal)], response_model=PremiumReservation)
 async def reserve_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
     return await _forward_premium(request, "reserve", body)
 
 
-@internal.post("/premiums:release", dependencies=[Depends(internal_only)])
+@internal.post("/premiums:release", dependencies=[Depends(require_internal)])
 async def release_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
     return await _forward_premium(request, "release", body)
 
 
-@internal.post("/premiums:pay-from-quota", dependencies=[Depends(internal_only)],
+@internal.post("/premiums:pay-from-quota", dependencies=[Depends(require_internal)],
                response_model=PremiumReservation)
 async def premium_from_quota(request: Request, body: PremiumQuotaRequest) -> dict[str, Any]:
     return await _forward_premium(request, "pay-from-quota", body)

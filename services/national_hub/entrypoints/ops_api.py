@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
-from services.national_hub.entrypoints.api import operator_only
 from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
+from shared.web import require_operator
 
-router = APIRouter(prefix="/v1/ops", tags=["operator"], dependencies=[Depends(operator_only)])
+router = APIRouter(prefix="/v1/ops", tags=["operator"], dependencies=[Depends(require_operator)])
 
 
 def _ctx(request: Request) -> HubContext:

@@ -9,7 +9,7 @@ from services.pharmacy_gateway.service_layer import admin
 from services.pharmacy_gateway.service_layer.admin import CatalogueImport, InstitutionRegistration
 from services.pharmacy_gateway.service_layer.context import GatewayContext
 from shared.idempotency import run_idempotent
-from shared.web import require_static_token
+from shared.web import require_operator
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -19,11 +19,7 @@ def _ctx(request: Request) -> GatewayContext:
     return ctx
 
 
-async def operator(request: Request) -> None:
-    require_static_token(request, _ctx(request).settings.operator_token, "operator")
-
-
-@router.post("/institutions", status_code=201, dependencies=[Depends(operator)])
+@router.post("/institutions", status_code=201, dependencies=[Depends(require_operator)])
 async def register_institution(request: Request, body: InstitutionRegistration) -> Response:
     ctx = _ctx(request)
     response = await run_idempotent(request, ctx.db, "operator",
@@ -32,7 +28,7 @@ async def register_institution(request: Request, body: InstitutionRegistration) 
     return response
 
 
-@router.post("/catalogue:import", dependencies=[Depends(operator)])
+@router.post("/catalogue:import", dependencies=[Depends(require_operator)])
 async def import_catalogue(request: Request, body: CatalogueImport) -> Response:
     ctx = _ctx(request)
     response = await run_idempotent(request, ctx.db, "operator", lambda uow: admin.import_catalogue(ctx, uow, body))

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from services.province_node.adapters import ledger_repo
-from services.province_node.entrypoints.auth import internal, operator
 from services.province_node.service_layer import person_status, persons
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.person_status import PoolingChange
@@ -14,11 +13,12 @@ from services.province_node.service_layer.persons import ImportRequest, MonthlyC
 from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
+from shared.web import require_internal, require_operator
 
 router = APIRouter(tags=["admin"])
 
 
-@router.post("/v1/admin/persons:import", dependencies=[Depends(operator)])
+@router.post("/v1/admin/persons:import", dependencies=[Depends(require_operator)])
 async def import_persons(request: Request, body: ImportRequest) -> Response:
     ctx: NodeContext = request.app.state.ctx
     return await run_idempotent(request, ctx.db, "operator",
@@ -26,7 +26,7 @@ async def import_persons(request: Request, body: ImportRequest) -> Response:
                                 prepare=lambda: persons.prepare_import(ctx, body))
 
 
-@router.post("/v1/admin/persons/{id_no}:end-insurance", dependencies=[Depends(operator)])
+@router.post("/v1/admin/persons/{id_no}:end-insurance", dependencies=[Depends(require_operator)])
 async def end_insurance(request: Request, id_no: str) -> Response:
     """The person's insurance ends (停保): their bindings end and transfers in flight on them are refunded."""
     ctx: NodeContext = request.app.state.ctx
@@ -34,7 +34,7 @@ async def end_insurance(request: Request, id_no: str) -> Response:
                                 lambda uow: person_status.end_insurance(ctx, uow, id_no))
 
 
-@router.post("/v1/admin/persons/{id_no}:change-pooling", dependencies=[Depends(operator)])
+@router.post("/v1/admin/persons/{id_no}:change-pooling", dependencies=[Depends(require_operator)])
 async def change_pooling(request: Request, id_no: str, body: PoolingChange) -> Response:
     """A move within the province; into another pooling region it ends the person's bindings."""
     ctx: NodeContext = request.app.state.ctx
@@ -42,13 +42,13 @@ async def change_pooling(request: Request, id_no: str, body: PoolingChange) -> R
                                 lambda uow: person_status.change_pooling(ctx, uow, id_no, body))
 
 
-@router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(operator)])
+@router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(require_operator)])
 async def credit_monthly(request: Request, body: MonthlyCreditRequest) -> Response:
     ctx: NodeContext = request.app.state.ctx
     return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body))
 
 
-@router.get("/internal/v1/ledger/summary", dependencies=[Depends(internal)], tags=["internal"],
+@router.get("/internal/v1/ledger/summary", dependencies=[Depends(require_internal)], tags=["internal"],
             response_model=LedgerSummary)
 async def ledger_summary(request: Request) -> LedgerSummary:
     """Balances by account kind and whether the journal balances: what conservation checks read."""

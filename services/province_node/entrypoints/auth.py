@@ -1,5 +1,6 @@
-"""Citizen and operator authentication at a province node. The checks are `async def` although they never
-await: FastAPI runs a plain `def` dependency in a worker thread, a hand-off that cost more than the check."""
+"""Citizen authentication at a province node (the operators' and services' bearer tokens are checked by
+shared/web.py, as in every service). The check is `async def` although it never awaits: FastAPI runs a plain
+`def` dependency in a worker thread, a hand-off that cost more than the check."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi import Request
 
 from services.province_node.service_layer.context import NodeContext
 from shared.tokens import Claims, InvalidToken, verify
-from shared.web import ApiError, bearer_token, require_static_token
+from shared.web import ApiError, bearer_token
 
 
 async def citizen(request: Request) -> Claims:
@@ -23,10 +24,3 @@ async def citizen(request: Request) -> Claims:
         raise ApiError(403, "WRONG_PROVINCE", f"this is the node of {ctx.admdvs}; use your home province's node")
     return claims
 
-
-async def operator(request: Request) -> None:
-    require_static_token(request, request.app.state.ctx.settings.operator_token, "operator")
-
-
-async def internal(request: Request) -> None:
-    require_static_token(request, request.app.state.ctx.settings.internal_token, "internal")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
-from services.province_node.entrypoints.auth import citizen, internal
+from services.province_node.entrypoints.auth import citizen
 from services.province_node.service_layer import premiums, quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.premiums import PremiumRequest
@@ -16,9 +16,10 @@ from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservatio
 from shared.db import in_unit_of_work
 from shared.idempotency import run_idempotent
 from shared.tokens import Claims
+from shared.web import require_internal
 
 router = APIRouter(tags=["citizen"])
-internal_router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(internal)])
+internal_router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_internal)])
 
 
 def _ctx(request: Request) -> NodeContext:
