@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -418,6 +419,21 @@ async def test_reversal_undoes_a_settle_or_a_cancel_and_refuses_a_presettle(
         ["POS", "POS_REFUND", "POS"]
 
 
+async def _at_ningxia_node(client: FederationClient, federation: Federation, action: str,
+                           body: dict[str, Any]) -> httpx.Response:
+    """A call of the Ningxia node's internal POS API, as the gateway makes it."""
+    return await client.http.post(f"{client.node_url('640000')}/internal/v1/pos/payments:{action}", json=body,
+                                  headers={"authorization": f"Bearer {federation.internal_token}"})
+
+
+async def _settle_at_ningxia_node(client: FederationClient, federation: Federation, till: PosClient, payer: Payer,
+                                  msgid: str) -> httpx.Response:
+    """10 yuan from the payer's personal account, asked of the node straight, past the gateway."""
+    return await _at_ningxia_node(client, federation, "settle", {
+        "msgid": msgid, "psn_no": payer.psn_no, "insutype": "310", "fixmedins_code": till.fixmedins_code,
+        "medfee_fen": 1000, "eligible_fen": 1000, "use_accounts": True})
+
+
 async def test_a_reversal_before_its_original_refuses_the_late_original(
         federation: Federation, client: FederationClient, tills: Tills) -> None:
     person = await _enrolled(client, "640100", pa_fen=10_000)
@@ -431,16 +447,12 @@ async def test_a_reversal_before_its_original_refuses_the_late_original(
     assert await _balances(client, session) == (10_000, None)
 
     # The same rule at the node itself (the gateway asks it when the original is in flight there).
-    node = f"{client.node_url('640000')}/internal/v1/pos/payments"
-    internal = {"authorization": f"Bearer {federation.internal_token}"}
     omsgid, rmsgid = tills.chengdu.new_msgid(), tills.chengdu.new_msgid()
-    code = tills.chengdu.fixmedins_code
-    reversed_first = await client.http.post(f"{node}:reverse", headers=internal, json={
-        "msgid": rmsgid, "omsgid": omsgid, "oinfno": "2102", "psn_no": payer.psn_no, "fixmedins_code": code})
+    reversed_first = await _at_ningxia_node(client, federation, "reverse", {
+        "msgid": rmsgid, "omsgid": omsgid, "oinfno": "2102", "psn_no": payer.psn_no,
+        "fixmedins_code": tills.chengdu.fixmedins_code})
     assert reversed_first.status_code == 200 and reversed_first.json()["effect"] == "NONE"
-    original = await client.http.post(f"{node}:settle", headers=internal, json={
-        "msgid": omsgid, "psn_no": payer.psn_no, "insutype": "310", "fixmedins_code": code, "medfee_fen": 1000,
-        "eligible_fen": 1000, "use_accounts": True})
+    original = await _settle_at_ningxia_node(client, federation, tills.chengdu, payer, omsgid)
     assert original.status_code == 409 and original.json()["error"]["code"] == "MSGID_REVERSED"
     assert await _balances(client, session) == (10_000, None)
 
@@ -454,11 +466,7 @@ async def test_a_reversal_finds_a_settle_the_gateway_never_logged(
     session = await face_login(client, person)
     payer = await tills.chengdu.payer("02", person.id_no)
     msgid = tills.chengdu.new_msgid()
-    applied = await client.http.post(
-        f"{client.node_url('640000')}/internal/v1/pos/payments:settle",
-        headers={"authorization": f"Bearer {federation.internal_token}"},
-        json={"msgid": msgid, "psn_no": payer.psn_no, "insutype": "310", "fixmedins_code": tills.chengdu.fixmedins_code,
-              "medfee_fen": 1000, "eligible_fen": 1000, "use_accounts": True})
+    applied = await _settle_at_ningxia_node(client, federation, tills.chengdu, payer, msgid)
     assert applied.status_code == 200, applied.text
     assert await _balances(client, session) == (9_000, None)
 
