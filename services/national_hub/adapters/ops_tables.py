@@ -7,6 +7,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from shared.messaging_tables import BIGINT
+
 
 class AidFact(SQLModel, table=True):
     """One use of mutual aid (人次) as NHSA counts them: by month, province pair and use."""
@@ -21,17 +23,17 @@ class AidFact(SQLModel, table=True):
     to_admdvs: str = Field(max_length=6)  # where it was used (the relative's or the pharmacy's province)
     use: str = Field(max_length=10)  # transfer | pharmacy | premium
     person_key: str = Field(max_length=64)  # a psn_no, or a binding id for quota spends
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
     at: datetime
 
 
 class SettlementWindow(SQLModel, table=True):
     __tablename__ = "settlement_windows"
 
-    window_id: int | None = Field(default=None, primary_key=True)
+    window_id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
     opened_at: datetime
     closed_at: datetime
-    obligations: int
+    obligations: int = Field(sa_type=BIGINT)  # how many obligations the window netted: a counter of money moves
     positions_json: str  # the netting result, frozen at close
 
 

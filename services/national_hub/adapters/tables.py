@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from services.national_hub.adapters.ops_tables import OPS_TABLES
-from shared.messaging_tables import IdempotencyRecord, InboxMessage, OutboxMessage
+from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
 
 class DirectoryPerson(SQLModel, table=True):
@@ -66,7 +66,7 @@ class HubTransfer(SQLModel, table=True):
     giver_admdvs: str = Field(max_length=6)
     receiver_psn_no: str = Field(max_length=32)
     receiver_admdvs: str = Field(max_length=6)
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
     state: str = Field(index=True, max_length=20)
     reason: str | None = Field(default=None, max_length=64)
     accepted_at: datetime
@@ -78,7 +78,7 @@ class HubTransfer(SQLModel, table=True):
 class TransferHop(SQLModel, table=True):
     __tablename__ = "transfer_hops"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
     transfer_id: str = Field(index=True, max_length=40)
     hop: str = Field(max_length=40)
     service: str = Field(max_length=40)
@@ -90,14 +90,14 @@ class ClearingObligation(SQLModel, table=True):
 
     __tablename__ = "clearing_obligations"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
     kind: str = Field(max_length=16)  # TRANSFER | POS | PREMIUM
     ref: str = Field(unique=True, max_length=64)
     debtor_admdvs: str = Field(max_length=6)
     creditor_admdvs: str = Field(max_length=6)
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
     created_at: datetime
-    window_id: int | None = Field(default=None, index=True)
+    window_id: int | None = Field(default=None, index=True, sa_type=BIGINT)
 
 
 HUB_TABLES = (*OPS_TABLES, DirectoryPerson, KinshipFact, Binding, HubTransfer, TransferHop, ClearingObligation,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from shared.messaging_tables import IdempotencyRecord, InboxMessage, OutboxMessage
+from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
 
 class Institution(SQLModel, table=True):
@@ -94,11 +94,11 @@ class Settlement(SQLModel, table=True):
     insutype: str = Field(max_length=3)
     state: str = Field(max_length=12)  # SETTLED | CANCELLED | REVERSED
     version: int
-    medfee_fen: int
-    eligible_fen: int
-    acct_pay_fen: int
-    mulaid_pay_fen: int
-    cash_pay_fen: int
+    medfee_fen: int = Field(sa_type=BIGINT)
+    eligible_fen: int = Field(sa_type=BIGINT)
+    acct_pay_fen: int = Field(sa_type=BIGINT)
+    mulaid_pay_fen: int = Field(sa_type=BIGINT)
+    cash_pay_fen: int = Field(sa_type=BIGINT)
     settle_day: str = Field(index=True, max_length=10)  # Asia/Shanghai date of settlement, for 3201
     settled_at: datetime
     updated_at: datetime

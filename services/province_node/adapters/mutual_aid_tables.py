@@ -7,6 +7,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from shared.messaging_tables import BIGINT
+
 
 class QuotaGrant(SQLModel, table=True):
     """Giver's side: what the giver grants for a year. The reserved money itself sits on the ledger account
@@ -19,10 +21,10 @@ class QuotaGrant(SQLModel, table=True):
     giver_psn_no: str = Field(index=True, max_length=32)
     relative_psn_no: str = Field(max_length=32)
     relative_admdvs: str = Field(max_length=6)
-    annual_quota_fen: int
+    annual_quota_fen: int = Field(sa_type=BIGINT)
     version: int
-    mirror_quota_fen: int = 0
-    mirror_used_fen: int = 0
+    mirror_quota_fen: int = Field(default=0, sa_type=BIGINT)
+    mirror_used_fen: int = Field(default=0, sa_type=BIGINT)
     state: str = Field(max_length=10)  # OPEN | CLOSING | CLOSED
     updated_at: datetime
 
@@ -37,8 +39,8 @@ class QuotaMirror(SQLModel, table=True):
     receiver_psn_no: str = Field(index=True, max_length=32)
     giver_psn_no: str = Field(max_length=32)
     giver_admdvs: str = Field(max_length=6)
-    annual_quota_fen: int
-    used_fen: int
+    annual_quota_fen: int = Field(sa_type=BIGINT)
+    used_fen: int = Field(sa_type=BIGINT)
     version: int
     closed: bool
     updated_at: datetime
@@ -53,7 +55,7 @@ class PremiumPayment(SQLModel, table=True):
     payment_id: str = Field(primary_key=True, max_length=40)
     beneficiary_psn_no: str = Field(max_length=32)
     year: int
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
     state: str = Field(max_length=10)  # RESERVED | PAID
     payer_psn_no: str = Field(max_length=32)
     payer_admdvs: str = Field(max_length=6)

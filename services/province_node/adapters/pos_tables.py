@@ -12,6 +12,8 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from shared.messaging_tables import BIGINT
+
 
 class PosPaymentRow(SQLModel, table=True):
     __tablename__ = "pos_payments"
@@ -24,13 +26,13 @@ class PosPaymentRow(SQLModel, table=True):
     insutype: str = Field(max_length=3)
     state: str = Field(max_length=12)  # SETTLED | CANCELLED | REVERSED
     version: int
-    medfee_fen: int
-    eligible_fen: int
-    acct_pay_fen: int
-    wallet_pay_fen: int
-    quota_pay_fen: int
+    medfee_fen: int = Field(sa_type=BIGINT)
+    eligible_fen: int = Field(sa_type=BIGINT)
+    acct_pay_fen: int = Field(sa_type=BIGINT)
+    wallet_pay_fen: int = Field(sa_type=BIGINT)
+    quota_pay_fen: int = Field(sa_type=BIGINT)
     quota_parts: str = Field(max_length=4000)  # JSON [[binding_id, amount_fen], ...]
-    cash_pay_fen: int
+    cash_pay_fen: int = Field(sa_type=BIGINT)
     settled_at: datetime
     updated_at: datetime
 

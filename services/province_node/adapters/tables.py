@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
 from services.province_node.adapters.pos_tables import POS_TABLES
-from shared.messaging_tables import IdempotencyRecord, InboxMessage, OutboxMessage
+from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
 
 class Person(SQLModel, table=True):
@@ -37,14 +37,14 @@ class Account(SQLModel, table=True):
     account_id: str = Field(primary_key=True, max_length=80)
     kind: str = Field(max_length=16)  # PA | WALLET | SYSTEM
     owner_psn_no: str | None = Field(default=None, index=True, max_length=32)
-    balance_fen: int = 0
+    balance_fen: int = Field(default=0, sa_type=BIGINT)
     opened_at: datetime
 
 
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entries"
 
-    entry_id: int | None = Field(default=None, primary_key=True)
+    entry_id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
     kind: str = Field(max_length=32)
     ref: str = Field(index=True, max_length=80)
     posted_at: datetime
@@ -53,10 +53,10 @@ class LedgerEntry(SQLModel, table=True):
 class LedgerLine(SQLModel, table=True):
     __tablename__ = "ledger_lines"
 
-    line_id: int | None = Field(default=None, primary_key=True)
-    entry_id: int = Field(index=True, foreign_key="ledger_entries.entry_id")
+    line_id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
+    entry_id: int = Field(index=True, foreign_key="ledger_entries.entry_id", sa_type=BIGINT)
     account_id: str = Field(index=True, max_length=80, foreign_key="accounts.account_id")
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
 
 
 class BindingReplica(SQLModel, table=True):
@@ -87,7 +87,7 @@ class TransferOut(SQLModel, table=True):
     giver_psn_no: str = Field(index=True, max_length=32)
     receiver_psn_no: str = Field(max_length=32)
     receiver_admdvs: str = Field(max_length=6)
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
     state: str = Field(max_length=16)  # ACCEPTED | CREDITED | REFUNDED
     reason: str | None = Field(default=None, max_length=64)
     accepted_day: str = Field(index=True, max_length=10)  # Asia/Shanghai date, for the daily limit
@@ -109,7 +109,7 @@ class TransferIn(SQLModel, table=True):
     giver_psn_no: str = Field(max_length=32)
     giver_admdvs: str = Field(max_length=6)
     receiver_psn_no: str = Field(index=True, max_length=32)
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BIGINT)
     state: str = Field(max_length=20)  # CREDITED | REJECTED | CANCELLED | AWAITING_ACCEPTANCE
     reason: str | None = Field(default=None, max_length=64)
     accepted_at: datetime
@@ -120,7 +120,7 @@ class TransferIn(SQLModel, table=True):
 class Notification(SQLModel, table=True):
     __tablename__ = "notifications"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
     psn_no: str = Field(index=True, max_length=32)
     time: datetime
     text: str = Field(max_length=200)
