@@ -1,10 +1,15 @@
 """Database engines and the unit of work.
 
 SQLite (default): one file per service instance, WAL, synchronous=FULL so that a commit is on disk before any
-answer leaves; run inline (see Database). PostgreSQL (YIBAO_DATABASE_URL): one schema per service instance.
-Writes go through one in-process lock: each service instance is a single process, so this serialises writers
-without SQLITE_BUSY retries, and on PostgreSQL it keeps balance checks and postings race-free without row-lock
-choreography."""
+answer leaves; run inline (see Database). SQLite writes go through one in-process lock (one process per
+instance on SQLite), which serialises writers without SQLITE_BUSY retries and lets a group commit share fsyncs.
+
+PostgreSQL (YIBAO_DATABASE_URL): one schema per service instance, shared by every replica of it. No process
+lock there: correctness across replicas comes from the database alone (DESIGN.md "Replicas"): use cases read
+the rows they are about to change `FOR UPDATE` (`for_update()`; SQLite ignores it, its write lock already
+covers the read), guard UPDATEs by state with row-count checks, rely on unique keys, and single-actor jobs
+take a transaction-scoped advisory lock (`UnitOfWork.lead`). A transaction that loses a race on a unique key,
+a deadlock or a serialization failure rolls back whole and is run again (`run_retrying`)."""
 
 from __future__ import annotations
 
@@ -68,10 +73,13 @@ async def open_database(settings: ServiceSettings, instance: str, migrations: Pa
         admin = create_async_engine(settings.database_url, isolation_level="AUTOCOMMIT")
         try:
             async with admin.connect() as conn:
+                # Replicas start together: CREATE SCHEMA IF NOT EXISTS is not race-free on its own.
+                await conn.execute(sa.text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": f"{schema}.ddl"})
                 await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                await conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": f"{schema}.ddl"})
         finally:
             await admin.dispose()
-        database = Database(engine=create_async_engine(
+        database = Database(schema=schema, engine=create_async_engine(
             settings.database_url,
             pool_size=10,
             max_overflow=10,
@@ -104,8 +112,10 @@ class Database:
     several times faster under load. PostgreSQL's statements are network round trips, so they are awaited
     through asyncpg."""
 
-    def __init__(self, *, engine: AsyncEngine | None = None, sync_engine: sa.Engine | None = None) -> None:
+    def __init__(self, *, engine: AsyncEngine | None = None, sync_engine: sa.Engine | None = None,
+                 schema: str = "") -> None:
         assert (engine is None) != (sync_engine is None), "exactly one engine"
+        self.schema = schema  # PostgreSQL: names this instance's advisory locks (several share one server)
         self.engine = engine
         self.sync_engine = sync_engine
         self.write_lock = asyncio.Lock()
@@ -134,6 +144,9 @@ class Database:
         else:
             assert self.engine is not None
             async with self.engine.begin() as conn:
+                # Replicas of one instance start together; one migrates, the others then find it at head.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                                   {"name": f"{self.schema}.migrate"})
                 await conn.run_sync(upgrade_on_connection, script_location)
 
     async def dispose(self) -> None:
@@ -422,39 +435,38 @@ class UnitOfWork(_Session):
 
     async def __aenter__(self) -> UnitOfWork:
         group = self._db.group
-        if group is not None:
-            group.wanting_lock += 1
+        if group is None:
+            # PostgreSQL: no process lock (replicas share the schema; the database guards every change).
+            self.session = await self._db.connect()
+            return self
+        group.wanting_lock += 1
         try:
             await self._db.write_lock.acquire()
         except BaseException:
-            if group is not None:
-                group.wanting_lock -= 1
+            group.wanting_lock -= 1
             raise
-        if group is not None:
-            self.session = group.open()
-            self._driver = group.driver()
-            self._driver.execute("SAVEPOINT unit_of_work")
-        else:
-            self.session = await self._db.connect()
+        self.session = group.open()
+        self._driver = group.driver()
+        self._driver.execute("SAVEPOINT unit_of_work")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         group = self._db.group
-        try:
-            if group is not None:
+        if group is None:
+            if not self._finished:
+                await self._finish(commit=False)
+        else:
+            try:
                 if not self._finished:
                     self._driver.execute("ROLLBACK TO SAVEPOINT unit_of_work")
                     self._driver.execute("RELEASE SAVEPOINT unit_of_work")
-            elif not self._finished:
-                await self._finish(commit=False)
-        finally:
-            try:
-                if group is not None:
+            finally:
+                try:
                     group.wanting_lock -= 1
                     group.after_member(self._db.write_lock)
-            finally:
-                self._db.write_lock.release()
+                finally:
+                    self._db.write_lock.release()
         if self._durable is not None:
             await self._durable
         if self._committed and self.wrote_outbox:
@@ -472,13 +484,78 @@ class UnitOfWork(_Session):
             await self._finish(commit=True)
         self._committed = self._finished = True
 
+    @property
+    def shares_rows(self) -> bool:
+        """Whether concurrent transactions (other replicas, or other requests of this one) may change the rows
+        this one reads: PostgreSQL. On SQLite one unit of work runs at a time."""
+        return self._db.group is None
+
+    async def lead(self, job: str) -> bool:
+        """Whether this transaction may run the single-actor job `job` (a timeout scan, an expiry, the outbox
+        relay): on PostgreSQL a transaction-scoped advisory lock that one replica at a time gets, released at
+        commit or rollback (so a crashed leader's turn passes at once); on SQLite, always (one process)."""
+        if self._db.group is not None:
+            return True
+        result = await self.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+                                    {"name": f"{self._db.schema}.{job}"})
+        return bool(result.scalar())
+
+    async def lock_name(self, name: str) -> None:
+        """Wait until no other transaction holds `name` (PostgreSQL advisory lock, released at the end of this
+        transaction): for check-then-act on something that has no row yet, such as an Idempotency-Key."""
+        if self._db.group is None:
+            await self.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                               {"name": f"{self._db.schema}.{name}"})
+
+
+def for_update(statement: Any) -> Any:
+    """A read of the rows a use case is about to change, locked until its transaction ends, so that replicas
+    (and concurrent requests of one replica on PostgreSQL) change them one after another; a waiting reader
+    then sees the committed newer row. SQLite's dialect leaves the clause out: its write lock covers it."""
+    return statement.with_for_update()
+
+
+# SQLSTATEs of a transaction that lost to a concurrent one and may simply run again.
+_TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+RETRY_ATTEMPTS = 5
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """A unique-key race, a deadlock or a serialization failure: the whole transaction rolled back, and
+    running it again reads what the winner committed (an existing row, a stored answer)."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return code in _TRANSIENT_SQLSTATES
+    return False
+
+
+async def run_retrying(attempt: Callable[[], Awaitable[T]], attempts: int = RETRY_ATTEMPTS) -> T:
+    """Run `attempt` (one whole transaction) again when it lost a race (`is_transient_conflict`)."""
+    for number in range(1, attempts + 1):
+        try:
+            return await attempt()
+        except Exception as exc:
+            if number == attempts or not is_transient_conflict(exc):
+                raise
+            log.info("transaction lost a race (%s); running it again", type(exc).__name__)
+            await asyncio.sleep(0.002 * number)
+    raise AssertionError("unreachable")
+
 
 async def in_unit_of_work(db: Database, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run `work` in one unit of work and commit it: everything it did lands together or not at all."""
-    async with UnitOfWork(db) as uow:
-        result = await work(uow)
-        await uow.commit()
-    return result
+    """Run `work` in one unit of work and commit it: everything it did lands together or not at all. A
+    transaction that lost a race with a concurrent one (see `is_transient_conflict`) runs again."""
+
+    async def attempt() -> T:
+        async with UnitOfWork(db) as uow:
+            result = await work(uow)
+            await uow.commit()
+        return result
+
+    return await run_retrying(attempt)
 
 
 class ReadView(_Session):

@@ -13,9 +13,8 @@ import orjson
 import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import Response
-from sqlalchemy.exc import IntegrityError
 
-from shared.db import Database, ReadView, UnitOfWork
+from shared.db import Database, ReadView, UnitOfWork, run_retrying
 from shared.messaging_tables import IdempotencyRecord
 from shared.web import ApiError
 
@@ -53,34 +52,44 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
         previous = await _stored(db, scope, key)
         if previous is not None:
             return _replay(previous, request_hash)
+    refused_early: ApiError | None = None
+    prepared = None
     try:
         prepared = await prepare() if prepare is not None else None
-        async with UnitOfWork(db) as uow:
-            status, payload = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
-            body = orjson.dumps(payload)
-            if key is not None:
-                await _remember(uow, scope, key, request_hash, status, body)
-            await uow.commit()
-        return _json(status, body)
     except ApiError as refused:
-        body = orjson.dumps(refused.body())
-        if key is not None:
-            # The refusal changed nothing; remembering it keeps retries answering the same.
+        refused_early = refused
+
+    async def attempt() -> Response:
+        async with UnitOfWork(db) as uow:
+            if key is not None:
+                # Two requests with one key at once (two replicas, or a client retrying early): the second
+                # waits here for the first to finish, then answers as it did.
+                await uow.lock_name(f"idem|{scope}|{key}")
+                previous = (await uow.execute(_STORED, {"scope": scope, "key": key})).first()
+                if previous is not None:
+                    return _replay(previous, request_hash)
             try:
-                async with UnitOfWork(db) as uow:
-                    await _remember(uow, scope, key, request_hash, refused.status, body)
-                    await uow.commit()
-            except IntegrityError:
-                pass
-        return _json(refused.status, body)
-    except IntegrityError:
-        # A concurrent request with the same key won the race; answer as it did.
-        if key is None:
-            raise
-        previous = await _stored(db, scope, key)
-        if previous is None:
-            raise
-        return _replay(previous, request_hash)
+                if refused_early is not None:
+                    raise refused_early
+                status, payload = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
+            except ApiError as refused:
+                status, payload = refused.status, refused.body()  # leaving without commit undoes everything
+            else:
+                body = orjson.dumps(payload)
+                if key is not None:
+                    await _remember(uow, scope, key, request_hash, status, body)
+                await uow.commit()
+                return _json(status, body)
+        body = orjson.dumps(payload)
+        if key is not None:
+            # The refusal changed nothing; remembering it keeps retries answering the same. A concurrent
+            # request with this key that got in meanwhile wins the insert; the retry then answers as it did.
+            async with UnitOfWork(db) as uow:
+                await _remember(uow, scope, key, request_hash, status, body)
+                await uow.commit()
+        return _json(status, body)
+
+    return await run_retrying(attempt)
 
 
 def _replay(previous: Any, request_hash: str) -> Response:

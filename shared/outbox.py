@@ -4,11 +4,20 @@ Use cases call `add_to_outbox` inside their unit of work; the relay publishes co
 idempotent producer (acks=all) and deletes them only after Kafka acknowledged them. The relay wakes right after
 a commit (no polling delay on the hot path) and also polls as a safety net.
 
-Published rows are deleted lazily: the relay remembers in memory how far Kafka has acknowledged and reads past
-that, and deletes at most every `cleanup_interval_s` (or once `batch_size` rows have piled up); a delete per
-publish was a second write transaction for every message, on the hot path's write lock. The newest published
-row is kept: SQLite numbers a new row max(seq) + 1, so an emptied table would hand out numbers below the mark.
-Rows follow commit order because every write of a service instance holds its one write lock (shared/db.py).
+On SQLite (one process per instance) published rows are deleted lazily: the relay remembers in memory how far
+Kafka has acknowledged and reads past that, and deletes at most every `cleanup_interval_s` (or once
+`batch_size` rows have piled up); a delete per publish was a second write transaction for every message, on the
+hot path's write lock. The newest published row is kept: SQLite numbers a new row max(seq) + 1, so an emptied
+table would hand out numbers below the mark. Rows follow commit order there because every write holds the one
+write lock (shared/db.py).
+
+On PostgreSQL, replicas share the table and `seq` is handed out at INSERT, not at commit: a row with a lower
+seq can become visible after a higher one, so a high-water mark would skip it for good. There each round is
+one transaction that (1) takes the instance's relay advisory lock, so one replica at a time relays (per-key
+order is kept: writers of one key lock its entity row, so their rows commit in seq order), (2) reads the
+oldest rows still in the table, with no mark, (3) publishes them and waits for the acks, and (4) deletes
+exactly those seqs. The others poll and take over within a poll interval when the leader dies.
+
 A crash before the delete republishes those rows: consumers dedupe by message id, so that is harmless."""
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -31,9 +41,13 @@ _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 # Built once: the relay and every use case run these, and their compiled forms are reused.
 _NEW_MESSAGE = Prepared(sa.insert(_OUTBOX))
 _PENDING = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
-            .where(_OUTBOX.c.seq > sa.bindparam("after_seq", type_=sa.Integer))
+            .where(_OUTBOX.c.seq > sa.bindparam("after_seq", type_=sa.BigInteger))
             .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
-_PUBLISHED = sa.delete(_OUTBOX).where(_OUTBOX.c.seq < sa.bindparam("last_seq", type_=sa.Integer))
+_PUBLISHED = sa.delete(_OUTBOX).where(_OUTBOX.c.seq < sa.bindparam("last_seq", type_=sa.BigInteger))
+_OLDEST = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
+           .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
+_PUBLISHED_EXACTLY = sa.delete(_OUTBOX).where(_OUTBOX.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+RELAY_JOB = "outbox-relay"
 
 
 async def add_to_outbox(uow: UnitOfWork, topic: str, key: str, envelope: Envelope) -> None:
@@ -57,6 +71,10 @@ class OutboxRelay:
         self._producer = producer
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
+        # PostgreSQL: a commit wakes its own replica's relay; when another replica leads, this one tells it
+        # with NOTIFY on the instance's channel, which the leader LISTENs to (the poll is the safety net).
+        self._channel = f"outbox_{db.schema}"
+        self._listener: Any = None  # the SQLAlchemy connection holding the LISTEN
         self._cleanup_interval_s = cleanup_interval_s
         self._published_seq = 0  # every row up to here is acknowledged by Kafka
         self._deleted_seq = 0  # ... and every row below here is gone from the table
@@ -70,13 +88,39 @@ class OutboxRelay:
         self._stopping = True
         self._wakeup.set()
 
+    async def _listen(self) -> None:
+        """PostgreSQL: be woken by other replicas' commits (see __init__). Re-established after a failure."""
+        if self._db.inline or self._listener is not None:
+            return
+        assert self._db.engine is not None
+        connection = await self._db.engine.connect()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.add_listener(self._channel, lambda *_: self._wakeup.set())
+        self._listener = connection
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(Exception):
+                await listener.close()
+
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._close_listener()
+
+    async def _run(self) -> None:
         while not self._stopping:
             try:
+                await self._listen()
                 sent = await self.publish_pending()
                 await self._clean_up(force=sent == 0)
             except Exception:
                 log.exception("outbox relay failed; retrying")
+                await self._close_listener()
                 await asyncio.sleep(1.0)
                 continue
             if sent >= self._batch_size:
@@ -88,19 +132,41 @@ class OutboxRelay:
             self._wakeup.clear()
 
     async def publish_pending(self) -> int:
+        if not self._db.inline:
+            return await self._publish_as_leader()
         async with ReadView(self._db) as view:
             rows = (await view.execute(_PENDING, {"after_seq": self._published_seq,
                                                    "batch": self._batch_size})).all()
         if not rows:
             return 0
+        await self._send(rows)
+        self._published_seq = rows[-1].seq
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _publish_as_leader(self) -> int:
+        """PostgreSQL: one round as the instance's relay, or nothing when another replica is it."""
+        async with UnitOfWork(self._db) as uow:
+            if not await uow.lead(RELAY_JOB):
+                # Another replica relays; it may be waiting for its poll: tell it rows are there.
+                await uow.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": self._channel})
+                await uow.commit()
+                return 0
+            rows = (await uow.execute(_OLDEST, {"batch": self._batch_size})).all()
+            if not rows:
+                return 0
+            await self._send(rows)
+            await uow.execute(_PUBLISHED_EXACTLY, {"seqs": [row.seq for row in rows]})
+            await uow.commit()
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _send(self, rows: list[Any]) -> None:
         # send() only enqueues; awaiting the futures waits for acks=all from the broker.
         futures = [
             await self._producer.send(row.topic, value=bytes(row.payload), key=row.key.encode()) for row in rows
         ]
         await asyncio.gather(*futures)
-        self._published_seq = rows[-1].seq
-        self.published_total += len(rows)
-        return len(rows)
 
     async def _clean_up(self, *, force: bool) -> None:
         """Delete what Kafka has acknowledged: when idle, or every `cleanup_interval_s`, or when rows pile up."""

@@ -18,6 +18,9 @@ class GatewaySettings(ServiceSettings):
     # Connections kept open to each province node (and to the hub).
     node_max_connections: int = 64
     nonce_cleanup_interval_s: float = 60.0
+    # PostgreSQL with replicas: how soon a change made through another replica (an institution registered
+    # again, a catalogue import) is seen here (service_layer/context.py).
+    registry_refresh_s: float = 1.0
     # Clearing events wait for nobody (clearing windows are hours): the relay sends them in batches.
     outbox_linger_s: float = 0.05
     max_message_bytes: int = 256 * 1024

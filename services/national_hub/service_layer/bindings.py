@@ -16,7 +16,7 @@ from services.national_hub.service_layer.directory import DIRECTORY, KINSHIP
 from shared.contracts import topics
 from shared.contracts.events import BindingChanged, BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, for_update
 from shared.outbox import emit
 from shared.web import ApiError
 
@@ -34,7 +34,9 @@ async def publish(ctx: HubContext, uow: UnitOfWork, snapshot: BindingSnapshot) -
 
 
 async def _binding(uow: UnitOfWork, binding_id: str) -> Any:
-    row = (await uow.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == binding_id))).first()
+    # Locked: a confirm and an end (perhaps on two replicas) change one binding one after the other, so each
+    # version number is given once.
+    row = (await uow.execute(for_update(sa.select(BINDINGS).where(BINDINGS.c.binding_id == binding_id)))).first()
     if row is None:
         raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
     return row
@@ -55,6 +57,8 @@ async def create(ctx: HubContext, uow: UnitOfWork, request: BindingCreateRequest
     ])))).first()
     if proven is None:
         raise ApiError(422, "KINSHIP_NOT_VERIFIED", "the kinship registry does not show this relation")
+    # One open binding per pair: two creates for one pair (two replicas, two request keys) take turns here.
+    await uow.lock_name(f"binding-pair|{request.giver_psn_no}|{relative.psn_no}")
     live = (await uow.execute(sa.select(BINDINGS.c.binding_id).where(
         BINDINGS.c.giver_psn_no == request.giver_psn_no, BINDINGS.c.relative_psn_no == relative.psn_no,
         BINDINGS.c.state != "ENDED"))).first()
@@ -97,9 +101,9 @@ async def confirm(ctx: HubContext, uow: UnitOfWork, binding_id: str, request: Bi
 async def end_all_of_person(ctx: HubContext, uow: UnitOfWork, psn_no: str, reason: str) -> int:
     """A party's insurance ended or moved region: every binding not yet ended where they are giver or relative
     ends, each published to both parties' nodes like any other change."""
-    rows = (await uow.execute(sa.select(BINDINGS).where(
+    rows = (await uow.execute(for_update(sa.select(BINDINGS).where(
         sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no),
-        BINDINGS.c.state != "ENDED").order_by(BINDINGS.c.created_at))).all()
+        BINDINGS.c.state != "ENDED").order_by(BINDINGS.c.created_at)))).all()
     for row in rows:
         await _change(ctx, uow, row, "ENDED", reason)
     return len(rows)

@@ -82,7 +82,9 @@ async def list_windows(view: ReadView) -> list[dict[str, Any]]:
 
 
 async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> tuple[int, Any]:
-    """Net every obligation not yet in a window, freeze the result, and open the next window."""
+    """Net every obligation not yet in a window, freeze the result, and open the next window. Two closes at
+    once (two operators, two replicas) take turns, so no obligation is netted in two windows."""
+    await uow.lock_name("settlement-window-close")
     now = ctx.clock.now()
     last = (await uow.execute(sa.select(sa.func.max(WINDOWS.c.closed_at)))).scalar()
     opened_at = last or (await uow.execute(sa.select(sa.func.min(OBLIGATIONS.c.created_at)))).scalar() or now
@@ -99,8 +101,10 @@ async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> tuple[int, A
         opened_at=opened_at, closed_at=now, obligations=len(open_rows), positions_json=json.dumps(positions))
         .returning(WINDOWS.c.window_id))).scalar_one()
     if open_rows:
-        await uow.execute(sa.update(OBLIGATIONS).where(OBLIGATIONS.c.id.in_([r.id for r in open_rows]))
-                          .values(window_id=window_id))
+        claimed = await uow.execute(sa.update(OBLIGATIONS).where(
+            OBLIGATIONS.c.id.in_([r.id for r in open_rows]), OBLIGATIONS.c.window_id.is_(None))
+            .values(window_id=window_id))
+        assert claimed.rowcount == len(open_rows), "obligations netted twice"
     row = (await uow.execute(sa.select(WINDOWS).where(WINDOWS.c.window_id == window_id))).one()
     return 200, _window_view(row)
 

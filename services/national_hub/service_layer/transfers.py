@@ -22,7 +22,7 @@ from shared.contracts.events import (
     TransferRequested,
     TransferSettled,
 )
-from shared.db import ReadView, UnitOfWork
+from shared.db import ReadView, UnitOfWork, for_update
 from shared.outbox import emit
 from shared.web import ApiError
 
@@ -37,7 +37,8 @@ BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 _NEW_HOP = sa.insert(HOPS)
 _NEW_TRANSFER = sa.insert(TRANSFERS)
 _STATE_BY_ID = sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
-_TRANSFER_BY_ID = sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
+# Locked: a result and the timeout scan (on another replica, perhaps) decide one transfer one after another.
+_TRANSFER_BY_ID = for_update(sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id")))
 _BINDING_BY_ID = sa.select(BINDINGS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 _DECIDE = sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("b_transfer_id")).values(
     state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), decided_at=sa.bindparam("b_decided_at"))
@@ -116,30 +117,42 @@ async def on_awaiting_acceptance(ctx: HubContext, uow: UnitOfWork, env: Envelope
         TRANSFERS.c.transfer_id == msg.transfer_id))).first()
     if row is None or row.state != transfer_state.ROUTED:
         return
-    await _hop(uow, msg.transfer_id, "AWAITING_ACCEPTANCE", env.source, ctx.clock.now())
     deadline = max(row.deadline_at, msg.accept_by + timedelta(seconds=ctx.settings.acceptance_margin_s))
-    await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id).values(
+    moved = await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == msg.transfer_id,
+                                                         TRANSFERS.c.state == transfer_state.ROUTED).values(
         deadline_at=deadline))
+    if moved.rowcount == 1:  # a cancel requested meanwhile keeps its course
+        await _hop(uow, msg.transfer_id, "AWAITING_ACCEPTANCE", env.source, ctx.clock.now())
 
 
 async def _request_cancels(ctx: HubContext, uow: UnitOfWork, rows: Any, *, hop: str, reason: str) -> int:
     """Ask the destination to cancel each of these ROUTED transfers. The hub never refunds on its own: the
     destination's answer decides (credited already, or never will be; see transfer_state)."""
     now = ctx.clock.now()
+    requested = 0
     for row in rows:
-        await uow.execute(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == row.transfer_id).values(
+        # Guarded by state: a result decided on another replica since the read keeps its decision.
+        changed = await uow.execute(sa.update(TRANSFERS).where(
+            TRANSFERS.c.transfer_id == row.transfer_id, TRANSFERS.c.state == transfer_state.ROUTED).values(
             state=transfer_state.CANCEL_REQUESTED))
+        if changed.rowcount != 1:
+            continue
+        requested += 1
         await _hop(uow, row.transfer_id, hop, ctx.source, now)
         await emit(uow, topics.province_inbound(row.receiver_admdvs), row.transfer_id,
                    TransferCancel(transfer_id=row.transfer_id, reason=reason), source=ctx.source,
                    trace_id=row.transfer_id)
-    return len(rows)
+    return requested
 
 
 async def cancel_overdue(ctx: HubContext, uow: UnitOfWork, limit: int = 500) -> int:
-    """Timeout: ask the destination to cancel each overdue transfer."""
+    """Timeout: ask the destination to cancel each overdue transfer. One replica scans at a time; rows a
+    result is deciding right now are skipped (locked) and looked at again next round."""
+    if not await uow.lead("transfer-timeouts"):
+        return 0
     rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
-        TRANSFERS.c.state == transfer_state.ROUTED, TRANSFERS.c.deadline_at < ctx.clock.now()).limit(limit))).all()
+        TRANSFERS.c.state == transfer_state.ROUTED, TRANSFERS.c.deadline_at < ctx.clock.now()).limit(limit)
+        .with_for_update(skip_locked=True))).all()
     return await _request_cancels(ctx, uow, rows, hop="TIMEOUT_CANCEL_REQUESTED", reason="TIMEOUT")
 
 

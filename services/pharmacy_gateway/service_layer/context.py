@@ -2,8 +2,12 @@
 institutions, sign-ins and the catalogue that every POS message consults.
 
 The registry is a cache of the gateway's own tables, reloaded after each admin change and extended after each
-sign-in commits. That is exact because the gateway is one process and the only writer of those tables
-(shared/db.py); it keeps three queries off every message's path."""
+sign-in commits; it keeps three queries off every message's path. On SQLite the gateway is one process and the
+only writer of those tables, so that is exact. On PostgreSQL other replicas write them too: a sign-in or an
+institution this replica does not know is read through from the table (and credentials that no longer match
+are checked against it), and the whole registry is reloaded every `registry_refresh_s`, so a change made
+through one replica holds on all within that time (a re-registration revokes old credentials on every replica
+within it)."""
 
 from __future__ import annotations
 
@@ -54,8 +58,28 @@ class Registry:
         self.sign_ins = sign_ins
         self.category_of = catalogue
 
-    def signed_in(self, fixmedins_code: str, sign_no: str) -> bool:
-        return self.sign_ins.get(sign_no) == fixmedins_code
+    async def signed_in(self, db: Database, fixmedins_code: str, sign_no: str) -> bool:
+        known = self.sign_ins.get(sign_no)
+        if known is None and not db.inline:
+            async with ReadView(db) as view:
+                known = (await view.execute(sa.select(SIGN_INS.c.fixmedins_code).where(
+                    SIGN_INS.c.sign_no == sign_no))).scalar()
+            if known is not None:
+                self.sign_ins[sign_no] = known
+        return known == fixmedins_code
+
+    async def institution_from_table(self, db: Database, paas_id: str) -> InstitutionView | None:
+        """Read through to the table (PostgreSQL, where other replicas register institutions too)."""
+        if db.inline:
+            return self.by_paas_id.get(paas_id)
+        async with ReadView(db) as view:
+            row = (await view.execute(sa.select(INSTITUTIONS).where(INSTITUTIONS.c.paas_id == paas_id))).first()
+        if row is None:
+            return None
+        institution = InstitutionView(row.fixmedins_code, row.fixmedins_name, row.admdvs, row.paas_id,
+                                      row.paas_token_hash)
+        self.by_paas_id[paas_id] = self.by_code[institution.fixmedins_code] = institution
+        return institution
 
 
 @dataclass

@@ -54,15 +54,18 @@ class Unauthenticated(Exception):
     """HTTP 401 {"infcode": -1, "err_msg": ...}: nothing happens."""
 
 
-def authenticate(ctx: GatewayContext, headers: Mapping[str, str]) -> tuple[InstitutionView, str]:
+async def authenticate(ctx: GatewayContext, headers: Mapping[str, str]) -> tuple[InstitutionView, str]:
     """The institution whose paas_id signed these headers, and the nonce to consume."""
     paas_id = headers.get(tif_auth.HEADER_PAASID)
     if not paas_id:
         raise Unauthenticated("x-tif-paasid is required")
+    paas_token = tif_auth.paas_token_for(ctx.token_key, paas_id)
     institution = ctx.registry.by_paas_id.get(paas_id)
+    if institution is None or not hmac.compare_digest(token_hash(paas_token), institution.paas_token_hash):
+        # Registered (again) through another replica since this one's registry was loaded: ask the table.
+        institution = await ctx.registry.institution_from_table(ctx.db, paas_id)
     if institution is None:
         raise Unauthenticated("unknown x-tif-paasid: register the institution first")
-    paas_token = tif_auth.paas_token_for(ctx.token_key, paas_id)
     if not hmac.compare_digest(token_hash(paas_token), institution.paas_token_hash):
         raise Unauthenticated("these credentials are no longer valid: register the institution again")
     nonce = headers.get(tif_auth.HEADER_NONCE)
@@ -94,9 +97,15 @@ def parse_envelope(ctx: GatewayContext, raw: bytes, institution: InstitutionView
     check_msgid(envelope.get("msgid"), institution.fixmedins_code)
     if not isinstance(envelope.get("input"), dict):
         raise Refused("input must be an object")
-    if infno != "9001" and not ctx.registry.signed_in(institution.fixmedins_code, str(envelope.get("sign_no"))):
-        raise Refused("sign in first (9001) and send its sign_no in every message")
     return envelope
+
+
+async def check_signed_in(ctx: GatewayContext, envelope: dict[str, Any], institution: InstitutionView) -> None:
+    """Every message but 9001 carries the sign_no of a sign-in of its institution (perhaps through another
+    replica of the gateway)."""
+    if envelope["infno"] != "9001" and not await ctx.registry.signed_in(ctx.db, institution.fixmedins_code,
+                                                                         str(envelope.get("sign_no"))):
+        raise Refused("sign in first (9001) and send its sign_no in every message")
 
 
 def request_hash(envelope: dict[str, Any]) -> str:

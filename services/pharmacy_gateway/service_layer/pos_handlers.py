@@ -39,6 +39,7 @@ from services.pharmacy_gateway.service_layer.exchange import (
     NonceReplayed,
     Unauthenticated,
     authenticate,
+    check_signed_in,
     logged_message,
     parse_envelope,
     read_message,
@@ -67,13 +68,14 @@ Handler = Callable[[Exchange], Awaitable[dict[str, Any]]]
 async def call_service(ctx: GatewayContext, headers: Mapping[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
     received_at = ctx.clock.now()
     try:
-        institution, nonce = authenticate(ctx, headers)
+        institution, nonce = await authenticate(ctx, headers)
     except Unauthenticated as exc:
         return 401, {"infcode": -1, "err_msg": str(exc)}
     exchange = Exchange(ctx, institution, institution.paas_id, nonce, {}, "", received_at)
     try:
         try:
             exchange.envelope = parse_envelope(ctx, raw, institution)
+            await check_signed_in(ctx, exchange.envelope, institution)
         except Refused as refused:
             await exchange.consume_nonce_only()
             return 200, exchange.refuse(str(refused))

@@ -46,6 +46,10 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
                  payer_admdvs: str, msgid: str) -> None:
     """Take in the node's latest word on `payment` (inside the message's finishing transaction)."""
     now = ctx.clock.now()
+    if uow.shares_rows:
+        # Two answers about one settlement recorded at once (a settle and its reversal on two replicas): one
+        # after the other, so each change of effect is published once and the newest version stays.
+        await uow.lock_name(f"settlement|{payment.setl_id}")
     row = await settlement(uow, payment.setl_id)
     if row is not None and payment.version <= row.version:
         return  # older news than what the gateway already holds

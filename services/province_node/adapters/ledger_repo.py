@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine
 from services.province_node.domain.errors import DomainError
 from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
-from shared.db import Prepared, PreparedIn, ReadView, UnitOfWork
+from shared.db import Prepared, PreparedIn, ReadView, UnitOfWork, for_update
 
 ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
 ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
@@ -18,12 +18,26 @@ LINES = LedgerLine.__table__  # type: ignore[attr-defined]
 
 
 async def ensure_system_accounts(uow: UnitOfWork, now: datetime) -> None:
+    """At start-up; replicas starting together are serialised by the lock (a second insert would fail)."""
+    await uow.lock_name("system-accounts")
     existing = set((await uow.execute(sa.select(ACCOUNTS.c.account_id).where(
         ACCOUNTS.c.account_id.in_(SYSTEM_ACCOUNTS)))).scalars())
     for account_id in SYSTEM_ACCOUNTS:
         if account_id not in existing:
             await uow.execute(sa.insert(ACCOUNTS).values(account_id=account_id, kind="SYSTEM", balance_fen=0,
                                                          opened_at=now))
+
+
+_LOCK_ACCOUNTS = PreparedIn(lambda accounts: for_update(sa.select(ACCOUNTS.c.account_id).where(
+    ACCOUNTS.c.account_id.in_(accounts)).order_by(ACCOUNTS.c.account_id)))
+
+
+async def lock_accounts(uow: UnitOfWork, account_ids: list[str]) -> None:
+    """Lock these accounts' rows until the transaction ends (in id order, so two transactions that lock the
+    same ones cannot deadlock): for a check that reads more than the guarded UPDATE sees (today's transfer
+    count, a quota's reserve). SQLite has no row locks and needs none (one writer at a time)."""
+    if uow.shares_rows:
+        await uow.execute(*_LOCK_ACCOUNTS.bind(sorted(set(account_ids))))
 
 
 async def open_account(uow: UnitOfWork, account_id: str, kind: str, owner_psn_no: str, now: datetime) -> bool:
@@ -60,7 +74,8 @@ _NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id))
 _MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(
     balance_fen=ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer))
 _MOVE = Prepared(_MOVE_ANY)
-_MOVE_GUARDED = Prepared(_MOVE_ANY.where(ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer) >= 0))
+_MOVE_GUARDED = Prepared(_MOVE_ANY.where(
+    ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer) >= 0))
 _NEW_LINES = Prepared(sa.insert(LINES))
 
 

@@ -16,7 +16,10 @@ CLEARING = "SYS:CLEARING"
 QUOTA_DUE = "SYS:QUOTA_DUE"
 # Resident premiums received for this province's insured.
 PREMIUM_INCOME = "SYS:PREMIUM_INCOME"
-SYSTEM_ACCOUNTS = (FUNDING, IN_FLIGHT, CLEARING, QUOTA_DUE, PREMIUM_INCOME)
+# A premium paid for a person whose year was meanwhile paid by someone else (the reservation had expired):
+# the payer's money arrived and is kept here, visible, for an operator to return; never dropped.
+PREMIUM_SUSPENSE = "SYS:PREMIUM_SUSPENSE"
+SYSTEM_ACCOUNTS = (FUNDING, IN_FLIGHT, CLEARING, QUOTA_DUE, PREMIUM_INCOME, PREMIUM_SUSPENSE)
 
 
 def personal_account(psn_no: str) -> str:

@@ -11,7 +11,8 @@ from shared.db import UnitOfWork
 
 async def close_past_years(ctx: NodeContext) -> None:
     async with UnitOfWork(ctx.db) as uow:
-        if await quotas.close_grants(ctx, uow, None, quota_year(ctx.clock.now())):
+        if await uow.lead("quota-year-end") and await quotas.close_grants(ctx, uow, None,
+                                                                         quota_year(ctx.clock.now())):
             await uow.commit()
 
 

@@ -38,7 +38,7 @@ from shared.contracts.internal_api import (
     PosReverseRequest,
     PosSplitPreview,
 )
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork, for_update
 
 PAYMENTS = PosPaymentRow.__table__  # type: ignore[attr-defined]
 OPERATIONS = PosOperation.__table__  # type: ignore[attr-defined]
@@ -48,6 +48,10 @@ _OPERATION = Prepared(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == sa.bindp
 _NEW_OPERATION = Prepared(sa.insert(OPERATIONS))
 _NEW_PAYMENT = Prepared(sa.insert(PAYMENTS))
 _PAYMENT = Prepared(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == sa.bindparam("b_setl_id")))
+# Locked reads of what a cancel or reversal is about to change: two of them for one settlement (on two replicas,
+# or a 2103 beside a 2601) then run one after the other, and the second sees what the first did.
+_PAYMENT_LOCKED = Prepared(for_update(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == sa.bindparam("b_setl_id"))))
+_OPERATION_LOCKED = Prepared(for_update(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == sa.bindparam("b_msgid"))))
 
 # What each kind of original message is called on the wire, for 2601's `oinfno`.
 _KIND_OF_INFNO = {"2102": "SETTLE", "2103": "CANCEL"}
@@ -211,6 +215,10 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
         return stored
     _check_still_awaited(ctx, request.answer_by)
     await _payable_person(uow, request)
+    # Two tills paying for one person at once (two replicas): the split is computed from balances nobody
+    # else changes meanwhile.
+    await ledger_repo.lock_accounts(uow, [ledger.personal_account(request.psn_no),
+                                          ledger.wallet_account(request.psn_no)])
     funds, balances = await _funds(ctx, uow, request.psn_no)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     now = ctx.clock.now()
@@ -230,7 +238,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
 
 
 async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str) -> Any:
-    row = (await uow.execute(_PAYMENT, {"b_setl_id": setl_id})).first()
+    row = (await uow.execute(_PAYMENT_LOCKED, {"b_setl_id": setl_id})).first()
     if row is None:
         raise NotFound("SETTLEMENT_NOT_FOUND", f"no settlement {setl_id} in this province")
     if row.psn_no != psn_no or row.fixmedins_code != fixmedins_code:
@@ -264,7 +272,7 @@ async def reverse(ctx: NodeContext, uow: UnitOfWork, request: PosReverseRequest)
     stored = await _stored_answer(uow, request.msgid, "REVERSE", request_hash)
     if stored is not None:
         return stored
-    original = (await uow.execute(_OPERATION, {"b_msgid": request.omsgid})).first()
+    original = (await uow.execute(_OPERATION_LOCKED, {"b_msgid": request.omsgid})).first()
     if original is None:
         await uow.execute(_NEW_OPERATION, {
             "msgid": request.omsgid, "kind": "PREEMPTED", "setl_id": None, "effect": "NONE", "request_hash": "",

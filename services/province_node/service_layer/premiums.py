@@ -9,6 +9,7 @@ one transaction — the giver's node only asks, through the hub."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any, Literal
@@ -27,12 +28,14 @@ from services.province_node.service_layer.quotas import spend_quota
 from shared.contracts import topics
 from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservation, PremiumReservationRequest
 from shared.contracts.mutual_aid_events import PremiumPaid
-from shared.db import ReadView, UnitOfWork
+from shared.db import ReadView, UnitOfWork, for_update
 from shared.ids import InvalidIdNo, id_hash
 from shared.outbox import emit
 from shared.tokens import Claims
 
 PAYMENTS = PremiumPayment.__table__  # type: ignore[attr-defined]
+
+log = logging.getLogger("yibao.node.premiums")
 
 
 class PremiumRequest(BaseModel):
@@ -129,19 +132,23 @@ async def _resident(uow: UnitOfWork, beneficiary_id_hash: str) -> Any:
 
 
 async def _claim_slot(ctx: NodeContext, uow: UnitOfWork, person: Any, request: PremiumReservationRequest,
-                      state: str, source: str, binding_id: str | None) -> None:
+                      state: str, source: str, binding_id: str | None) -> bool:
+    """Take the person's premium slot for the year; False when this payment holds it already (a retry)."""
     taken = (await uow.execute(sa.select(PAYMENTS.c.payment_id).where(
         PAYMENTS.c.beneficiary_psn_no == person.psn_no, PAYMENTS.c.year == request.year))).first()
     if taken is not None:
         if taken.payment_id == request.payment_id:
-            return  # a retry of the same payment
+            return False  # a retry of the same payment
         raise DomainError("PREMIUM_ALREADY_PAID", f"the {request.year} premium of this person is already paid",
                           status=409)
+    # Two payers at once (two replicas): the unique (person, year) key lets one in; the other runs again and
+    # finds the slot taken.
     await uow.execute(sa.insert(PAYMENTS).values(
         payment_id=request.payment_id, beneficiary_psn_no=person.psn_no, year=request.year,
         amount_fen=request.amount_fen, state=state, payer_psn_no=request.payer_psn_no,
         payer_admdvs=request.payer_admdvs, source=source, binding_id=binding_id, created_at=ctx.clock.now(),
         paid_at=ctx.clock.now() if state == "PAID" else None))
+    return True
 
 
 def _reservation(ctx: NodeContext, person: Any, request: PremiumReservationRequest) -> dict[str, Any]:
@@ -167,26 +174,48 @@ async def pay_from_quota(ctx: NodeContext, uow: UnitOfWork, request: PremiumQuot
     binding = (await uow.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == request.binding_id))).first()
     if binding is None or binding.giver_psn_no != request.payer_psn_no or binding.relative_psn_no != person.psn_no:
         raise DomainError("QUOTA_NOT_FOUND", "the quota of this binding cannot pay this person's premium")
-    await _claim_slot(ctx, uow, person, request, "PAID", "quota", request.binding_id)
+    if not await _claim_slot(ctx, uow, person, request, "PAID", "quota", request.binding_id):
+        # A retry (the payer's first answer was lost): the quota was spent the first time, and only then.
+        return _reservation(ctx, person, request)
     await spend_quota(ctx, uow, request.binding_id, request.amount_fen, request.payment_id, use="premium")
     await notify(uow, ctx, person.psn_no, notices.premium_paid(request.amount_fen, request.year))
     return _reservation(ctx, person, request)
 
 
 async def on_premium_paid(ctx: NodeContext, uow: UnitOfWork, msg: PremiumPaid) -> None:
-    row = (await uow.execute(sa.select(PAYMENTS).where(PAYMENTS.c.payment_id == msg.payment_id))).first()
-    if row is None or row.state == "PAID":
+    """The payer's node took the money: book it. Locked, so the reservation's expiry (perhaps on another
+    replica) waits and then finds it PAID. A payment that arrives after its reservation expired is booked all
+    the same: the year's slot if it is still free, else the suspense account (someone else paid meanwhile)."""
+    row = (await uow.execute(for_update(sa.select(PAYMENTS).where(PAYMENTS.c.payment_id == msg.payment_id)))).first()
+    if row is not None and row.state == "PAID":
         return
     now = ctx.clock.now()
-    await ledger_repo.post(uow, ledger.move("PREMIUM_RECEIVED", msg.payment_id, ledger.CLEARING,
-                                            ledger.PREMIUM_INCOME, msg.amount_fen), now)
-    await uow.execute(sa.update(PAYMENTS).where(PAYMENTS.c.payment_id == msg.payment_id).values(
-        state="PAID", paid_at=now))
-    await notify(uow, ctx, msg.beneficiary_psn_no, notices.premium_paid(msg.amount_fen, msg.year))
+    income = ledger.PREMIUM_INCOME
+    if row is not None:
+        await uow.execute(sa.update(PAYMENTS).where(PAYMENTS.c.payment_id == msg.payment_id).values(
+            state="PAID", paid_at=now))
+    elif (await uow.execute(sa.select(PAYMENTS.c.payment_id).where(
+            PAYMENTS.c.beneficiary_psn_no == msg.beneficiary_psn_no, PAYMENTS.c.year == msg.year))).first() is None:
+        log.warning("premium %s arrived after its reservation expired; booked, the slot was free", msg.payment_id)
+        await uow.execute(sa.insert(PAYMENTS).values(
+            payment_id=msg.payment_id, beneficiary_psn_no=msg.beneficiary_psn_no, year=msg.year,
+            amount_fen=msg.amount_fen, state="PAID", payer_psn_no=msg.payer_psn_no, payer_admdvs=msg.payer_admdvs,
+            source="wallet", binding_id=None, created_at=now, paid_at=now))
+    else:
+        log.error("premium %s arrived after its reservation expired and the year was paid by another payment; "
+                  "%d fen kept in %s for an operator to return", msg.payment_id, msg.amount_fen,
+                  ledger.PREMIUM_SUSPENSE)
+        income = ledger.PREMIUM_SUSPENSE
+    await ledger_repo.post(uow, ledger.move("PREMIUM_RECEIVED", msg.payment_id, ledger.CLEARING, income,
+                                            msg.amount_fen), now)
+    if income == ledger.PREMIUM_INCOME:
+        await notify(uow, ctx, msg.beneficiary_psn_no, notices.premium_paid(msg.amount_fen, msg.year))
 
 
 async def expire_reservations(ctx: NodeContext, uow: UnitOfWork, ttl_s: float) -> int:
     """A reservation whose payment never came (the payer's node refused or crashed) frees the slot again."""
+    if not await uow.lead("premium-reservations"):
+        return 0
     cutoff = ctx.clock.now() - timedelta(seconds=ttl_s)
     result = await uow.execute(sa.delete(PAYMENTS).where(PAYMENTS.c.state == "RESERVED",
                                                          PAYMENTS.c.created_at < cutoff))

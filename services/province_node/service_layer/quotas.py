@@ -21,13 +21,15 @@ from services.province_node.service_layer.context import NodeContext
 from shared.contracts import topics
 from shared.contracts.events import BindingSnapshot
 from shared.contracts.mutual_aid_events import QuotaMirrorState, QuotaSet, QuotaSpent
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork, for_update
 from shared.outbox import emit
 from shared.tokens import Claims
 
 QuotaUse = Literal["pharmacy", "premium"]
 GRANTS = QuotaGrant.__table__  # type: ignore[attr-defined]
 MIRRORS = QuotaMirror.__table__  # type: ignore[attr-defined]
+_GRANT_LOCKED = for_update(sa.select(GRANTS).where(GRANTS.c.binding_id == sa.bindparam("b_binding_id"),
+                                                   GRANTS.c.year == sa.bindparam("b_year")))
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,17 @@ async def set_quota(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_i
     if binding.state != "ACTIVE":
         raise DomainError("BINDING_NOT_ACTIVE", f"the binding is {binding.state}")
     year = quota_rules.quota_year(now)
-    grant = (await uow.execute(sa.select(GRANTS).where(GRANTS.c.binding_id == binding_id,
-                                                       GRANTS.c.year == year))).first()
+    # Locked: two changes of one quota (two replicas), or a change beside the binding's end, take turns, so
+    # the reserve is topped up once and each version is given once. A first grant's insert race ends in a
+    # unique-key conflict, and the request runs again (shared/db.py run_retrying).
+    grant = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": binding_id, "b_year": year})).first()
     reserve = ledger.quota_reserve_account(binding_id, year)
     if grant is None:
         await ledger_repo.open_account(uow, reserve, "QUOTA", claims.psn_no, now)
         await uow.execute(sa.insert(GRANTS).values(
             binding_id=binding_id, year=year, giver_psn_no=claims.psn_no, relative_psn_no=binding.relative_psn_no,
             relative_admdvs=binding.relative_admdvs, annual_quota_fen=0, version=0, state="OPEN", updated_at=now))
-        grant = (await uow.execute(sa.select(GRANTS).where(GRANTS.c.binding_id == binding_id,
-                                                           GRANTS.c.year == year))).one()
+        grant = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": binding_id, "b_year": year})).one()
     reserved_fen = await ledger_repo.balance(uow, reserve) or 0
     needed_fen = quota_rules.reserve_needed_fen(annual_quota_fen, grant.mirror_quota_fen, grant.mirror_used_fen)
     if needed_fen > reserved_fen:
@@ -87,8 +90,7 @@ async def on_quota_spent_at_giver(ctx: NodeContext, uow: UnitOfWork, msg: QuotaS
 
 
 async def on_mirror_state(ctx: NodeContext, uow: UnitOfWork, msg: QuotaMirrorState) -> None:
-    grant = (await uow.execute(sa.select(GRANTS).where(GRANTS.c.binding_id == msg.binding_id,
-                                                       GRANTS.c.year == msg.year))).first()
+    grant = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": msg.binding_id, "b_year": msg.year})).first()
     if grant is None:
         return
     now = ctx.clock.now()
@@ -108,7 +110,7 @@ async def on_mirror_state(ctx: NodeContext, uow: UnitOfWork, msg: QuotaMirrorSta
 async def close_grants(ctx: NodeContext, uow: UnitOfWork, binding_id: str | None, before_year: int | None) -> int:
     """End quotas (binding ended, or a past year): nothing more may be asked for; the mirror's closing
     state then releases the rest. Returns how many were closed."""
-    query = sa.select(GRANTS).where(GRANTS.c.state == "OPEN")
+    query = for_update(sa.select(GRANTS).where(GRANTS.c.state == "OPEN"))
     if binding_id is not None:
         query = query.where(GRANTS.c.binding_id == binding_id)
     if before_year is not None:
@@ -130,9 +132,19 @@ async def close_grants(ctx: NodeContext, uow: UnitOfWork, binding_id: str | None
 # ------------------------------------------------------------------------------------------- relative's side
 
 
+_MIRROR = sa.select(MIRRORS).where(MIRRORS.c.binding_id == sa.bindparam("b_binding_id"),
+                                   MIRRORS.c.year == sa.bindparam("b_year"))
+# Locked: two tills spending one quota (two replicas), or a spend beside a QuotaSet, change the mirror one after
+# the other, so `used_fen` never loses an update and never passes the quota.
+_MIRROR_LOCKED = Prepared(for_update(_MIRROR))
+
+
 async def _mirror(uow: UnitOfWork | ReadView, binding_id: str, year: int) -> Any:
-    return (await uow.execute(sa.select(MIRRORS).where(MIRRORS.c.binding_id == binding_id,
-                                                       MIRRORS.c.year == year))).first()
+    return (await uow.execute(_MIRROR, {"b_binding_id": binding_id, "b_year": year})).first()
+
+
+async def _locked_mirror(uow: UnitOfWork, binding_id: str, year: int) -> Any:
+    return (await uow.execute(_MIRROR_LOCKED, {"b_binding_id": binding_id, "b_year": year})).first()
 
 
 async def _report(ctx: NodeContext, uow: UnitOfWork, binding_id: str, year: int) -> None:
@@ -144,7 +156,7 @@ async def _report(ctx: NodeContext, uow: UnitOfWork, binding_id: str, year: int)
 
 
 async def on_quota_set(ctx: NodeContext, uow: UnitOfWork, msg: QuotaSet) -> None:
-    mirror = await _mirror(uow, msg.binding_id, msg.year)
+    mirror = await _locked_mirror(uow, msg.binding_id, msg.year)
     now = ctx.clock.now()
     if mirror is None:
         limit = quota_rules.apply_to_mirror(msg.annual_quota_fen, msg.closing, 0)
@@ -166,8 +178,8 @@ async def on_quota_set(ctx: NodeContext, uow: UnitOfWork, msg: QuotaSet) -> None
 
 async def close_mirrors_of_binding(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> None:
     """The binding ended: nothing more is spent from its quotas here, and the giver's node learns what was."""
-    rows = (await uow.execute(sa.select(MIRRORS).where(MIRRORS.c.binding_id == snapshot.binding_id,
-                                                       MIRRORS.c.closed.is_(False)))).all()
+    rows = (await uow.execute(for_update(sa.select(MIRRORS).where(MIRRORS.c.binding_id == snapshot.binding_id,
+                                                                  MIRRORS.c.closed.is_(False))))).all()
     for mirror in rows:
         await uow.execute(sa.update(MIRRORS).where(MIRRORS.c.binding_id == mirror.binding_id,
                                                    MIRRORS.c.year == mirror.year).values(
@@ -193,7 +205,7 @@ async def _change_use(ctx: NodeContext, uow: UnitOfWork, binding_id: str, delta_
     the giver's node. The counterpart of the pharmacy or premium leg is CLEARING / PREMIUM_INCOME."""
     now = ctx.clock.now()
     year = quota_rules.quota_year(now)
-    mirror = await _mirror(uow, binding_id, year)
+    mirror = await _locked_mirror(uow, binding_id, year)
     if mirror is None:
         raise DomainError("QUOTA_NOT_FOUND", "no quota of this binding for this year")
     if delta_fen > 0:

@@ -6,7 +6,8 @@ deadline passed or the hub cancelled first; every answer goes back to the hub th
 
 Where receivers must accept (config: YIBAO_TRANSFER_ACCEPT_REQUIRED_PROVINCES), the destination holds an arriving
 transfer as AWAITING_ACCEPTANCE instead of crediting it, and tells the hub until when (accept_by, next 06:00).
-Then exactly one of three ends it, whichever this node's write lock lets in first: the receiver accepts
+Then exactly one of three ends it, whichever locks the held row first (`FOR UPDATE`, across replicas too): the
+receiver accepts
 (credited by the same code as an immediate credit), accept_by passes (the expiry scan rejects it,
 NOT_ACCEPTED), or the hub cancels (binding ended, or the hub's own deadline passed). The held row is the one
 place each of them reads and changes, so a cancelled or expired transfer can never be accepted afterwards."""
@@ -37,7 +38,7 @@ from shared.contracts.events import (
     TransferRequested,
     TransferSettled,
 )
-from shared.db import ReadView, UnitOfWork
+from shared.db import ReadView, UnitOfWork, for_update
 from shared.outbox import emit
 from shared.tokens import Claims
 
@@ -57,7 +58,7 @@ _INSURED = sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("
 _SENT_TODAY = sa.select(sa.func.count()).select_from(OUT).where(
     OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day"))
 _NEW_OUT = sa.insert(OUT)
-_OUT_BY_ID = sa.select(OUT).where(OUT.c.transfer_id == sa.bindparam("transfer_id"))
+_OUT_BY_ID = for_update(sa.select(OUT).where(OUT.c.transfer_id == sa.bindparam("transfer_id")))
 _IN_STATE = sa.select(IN.c.state).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
 _NEW_IN = sa.insert(IN)
 _BINDING_STATE = sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
@@ -78,9 +79,12 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     if not insured:
         # Bindings end with the insurance (person_status.py): refused at once, before the hub's BindingChanged.
         raise DomainError("BINDING_NOT_ACTIVE", "the giver's insurance has ended, and every binding with it")
+    pa = ledger.personal_account(claims.psn_no)
+    # The giver's account row, locked first: two sends of one giver (two replicas) count today's transfers
+    # and check the balance one after the other, so the daily limit holds.
+    await ledger_repo.lock_accounts(uow, [pa])
     day = shanghai_day(now)
     sent_today = (await uow.execute(_SENT_TODAY, {"giver": claims.psn_no, "day": day})).scalar_one()
-    pa = ledger.personal_account(claims.psn_no)
     check_transfer(ctx.policy, amount_fen=amount_fen, now=now, sent_today=int(sent_today),
                    balance_fen=await ledger_repo.balance(uow, pa) or 0)
     transfer_id = "T" + uuid.uuid4().hex
@@ -161,8 +165,8 @@ async def _credit_refusal(ctx: NodeContext, uow: UnitOfWork, msg: TransferCredit
 async def accept_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, transfer_id: str) -> tuple[int, Any]:
     """`POST /v1/transfers/{id}:accept`, the receiver at their own node. No face step-up: accepting only lets
     money in, into the receiver's own wallet (the giver's face verification guarded the money leaving)."""
-    row = (await uow.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id,
-                                                 IN.c.receiver_psn_no == claims.psn_no))).first()
+    row = (await uow.execute(for_update(sa.select(IN).where(IN.c.transfer_id == transfer_id,
+                                                            IN.c.receiver_psn_no == claims.psn_no)))).first()
     if row is None:
         raise NotFound("TRANSFER_NOT_FOUND", "no such transfer for this person")
     if row.state == "CREDITED":
@@ -184,9 +188,11 @@ async def accept_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, tra
 async def reject_unaccepted(ctx: NodeContext, uow: UnitOfWork, limit: int = 500) -> int:
     """Held transfers whose accept_by has passed go back to the giver: REJECTED (NOT_ACCEPTED) here, so the
     receiver can no longer accept them, and that answer to the hub, which refunds."""
+    if not await uow.lead("transfer-acceptance"):
+        return 0
     now = ctx.clock.now()
     rows = (await uow.execute(sa.select(IN.c.transfer_id).where(IN.c.state == AWAITING, IN.c.accept_by <= now)
-                              .limit(limit))).all()
+                              .limit(limit).with_for_update(skip_locked=True))).all()
     for row in rows:
         await uow.execute(sa.update(IN).where(IN.c.transfer_id == row.transfer_id).values(
             state="REJECTED", reason="NOT_ACCEPTED"))
@@ -204,8 +210,8 @@ async def expire_unaccepted(ctx: NodeContext) -> None:
 
 async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: TransferCancel) -> None:
     """The hub's timeout fired. Answer with what happened; if nothing did, make sure nothing ever will."""
-    row = (await uow.execute(sa.select(IN.c.state, IN.c.reason, IN.c.credited_at).where(
-        IN.c.transfer_id == msg.transfer_id))).first()
+    row = (await uow.execute(for_update(sa.select(IN.c.state, IN.c.reason, IN.c.credited_at).where(
+        IN.c.transfer_id == msg.transfer_id)))).first()
     if row is None:
         await uow.execute(sa.insert(IN).values(
             transfer_id=msg.transfer_id, binding_id="", giver_psn_no="", giver_admdvs="", receiver_psn_no="",
