@@ -21,7 +21,8 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev
 
-# Services run unprivileged; their state (SQLite databases) lives in YIBAO_HOME, a volume per service.
+# Services run unprivileged; on SQLite their state lives in YIBAO_HOME (a volume); docker-compose.yml runs them
+# on PostgreSQL, replicated, with no volume.
 RUN useradd --system --uid 10001 --home-dir /var/lib/yibao yibao \
     && mkdir -p /var/lib/yibao \
     && chown yibao /var/lib/yibao

@@ -26,7 +26,14 @@ from launcher import supervisor
 from launcher.client import FederationClient, Session
 from launcher.loadgen import KeepAlivePool
 from launcher.people import Person, new_person
-from launcher.state import LaunchError, home_dir, load_or_create_secrets, repo_root, resolve_operator_token
+from launcher.state import (
+    LaunchError,
+    federation_shape_report,
+    home_dir,
+    load_or_create_secrets,
+    repo_root,
+    resolve_operator_token,
+)
 
 TARGET_RATE_PER_S = 200.0
 TARGET_P99_MS = 100.0
@@ -238,7 +245,9 @@ async def _collect_finals(client: FederationClient, givers: list[Giver], transfe
 
 
 def save_report(report: dict[str, Any], file_name: str, *, json_out: bool) -> Path:
-    """Every bench's report: reports/<file_name> in the repository, and on stdout too with --json."""
+    """Every bench's report: reports/<file_name> in the repository, and on stdout too with --json. The report
+    names the federation's shape it measured (backend, replicas, brokers) under "federation"."""
+    report = {**report, "federation": federation_shape_report(home_dir())}
     reports = repo_root() / "reports"
     reports.mkdir(exist_ok=True)
     path = reports / file_name

@@ -18,8 +18,15 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from launcher import kafka, supervisor
-from launcher.state import KAFKA_NAME, LaunchError, StatePaths, home_dir, policy_env_summary
-from launcher.topology import DEFAULT_PROVINCES, validate_province_code
+from launcher.state import (
+    LaunchError,
+    StatePaths,
+    UsageError,
+    home_dir,
+    is_broker_name,
+    policy_env_summary,
+)
+from launcher.topology import DEFAULT_PROVINCES, MAX_REPLICAS, validate_province_code
 
 app = typer.Typer(
     name="yibao",
@@ -79,6 +86,18 @@ def up(
                      + ",".join(DEFAULT_PROVINCES) + "."),
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Stop everything and wipe the state first.")] = False,
+    replicas: Annotated[
+        int | None,
+        typer.Option(help=f"Processes per service (1..{MAX_REPLICAS}); above 1 they run behind HAProxy on the "
+                     "public ports and need PostgreSQL (YIBAO_DATABASE_URL). Default: the home's remembered "
+                     "shape, else 1."),
+    ] = None,
+    kafka_brokers: Annotated[
+        int | None,
+        typer.Option("--kafka-brokers", help="Kafka brokers: 1, or 3 (a KRaft cluster on 127.0.0.1:9092-9094, "
+                     "topics replicated 3 times, min.insync.replicas 2). Default: the home's remembered shape, "
+                     "else 1."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start Kafka and every service; return when all answer /readyz."""
@@ -94,12 +113,16 @@ def up(
     except ValueError as exc:
         raise _fail(str(exc), 2) from None
     try:
-        supervisor.start_federation(home, chosen, fresh)
+        shape = supervisor.start_federation(home, chosen, fresh, replicas=replicas, kafka_brokers=kafka_brokers)
+    except UsageError as exc:
+        raise _fail(str(exc), 2) from None
     except LaunchError as exc:
         raise _fail(str(exc)) from None
-    statuses = [s for s in supervisor.federation_status(home) if s.name != KAFKA_NAME or s.alive]
+    statuses = [s for s in supervisor.federation_status(home) if not is_broker_name(s.name) or s.alive]
     _out.print(_status_table(statuses, f"Yibao federation ({home})"))
     paths = StatePaths(home)
+    _out.print(f"shape: --replicas {shape.replicas} --kafka-brokers {shape.kafka_brokers} "
+               f"(remembered in {paths.shape_file})", highlight=False)
     _out.print(f"logs: {paths.logs}", highlight=False)
     _out.print(f"operator token: {paths.operator_token_file}", highlight=False)
     policy = policy_env_summary()

@@ -1,9 +1,13 @@
 """The launcher's state directory (`.yibao/` or YIBAO_HOME) and the processes recorded in it.
 
 Layout:
+    shape.json               the shape `up` last started: {"replicas": N, "kafka_brokers": 1|3}; `status`, `down`,
+                             a later `up` without --replicas/--kafka-brokers and the benches read it
     kafka/libs/              the pinned Kafka jars (kept by `up --fresh`, so a wipe needs no refetch)
-    kafka/data/              KRaft log dirs
+    kafka/data/              KRaft log dir of the single broker
     kafka/server.properties, kafka/log4j2.properties
+    kafka/broker-<n>/        data/ and server.properties of broker n of the 3-broker cluster
+    haproxy/haproxy.cfg      the load balancer's config (with --replicas N > 1), written at every `up`
     logs/<name>.log          stdout+stderr of each process, appended across runs
     pids/<name>.pid          JSON PidRecord of each process this launcher started
     db/                      SQLite files (written by the services themselves)
@@ -30,22 +34,33 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from launcher.topology import HOST, HUB_PORT, KAFKA_PORT, POLICY_ENV, ServiceSpec
+from launcher.topology import HOST, HUB_PORT, POLICY_ENV, ServiceSpec, Shape, local_bootstrap
 
 log = logging.getLogger("yibao.launcher")
 
-KAFKA_NAME = "kafka"
+KAFKA_NAME = "kafka"  # the single broker; brokers of the 3-broker cluster are "kafka.<n>"
+HAPROXY_NAME = "haproxy"
+SHAPE_FILE = "shape.json"
 SECRET_NAMES = ("id_hash_key", "token_key", "internal_token")
 # Written into every home we create, so that `--fresh` can tell a directory of ours from, say, a mistyped
 # YIBAO_HOME=$HOME before it deletes anything.
 MARKER_NAME = ".yibao-home"
-_OUR_TOP_LEVEL = frozenset({MARKER_NAME, "kafka", "logs", "pids", "db", "secrets.json", "operator_token"})
+_OUR_TOP_LEVEL = frozenset({MARKER_NAME, "kafka", "logs", "pids", "db", "secrets.json", "operator_token", SHAPE_FILE,
+                            "haproxy"})
 # secrets.token_urlsafe(32) -> 43 characters, 256 bits: well past brute force for HMAC keys and bearer tokens.
 _SECRET_BYTES = 32
 
 
 class LaunchError(Exception):
     """A failure the operator can act on; the CLI prints the message and exits non-zero (no traceback)."""
+
+
+class UsageError(LaunchError):
+    """A request `up` refuses before starting anything (bad shape, missing prerequisite): exit 2."""
+
+
+def is_broker_name(name: str) -> bool:
+    return name == KAFKA_NAME or name.startswith(f"{KAFKA_NAME}.")
 
 
 def repo_root() -> Path:
@@ -83,6 +98,29 @@ class StatePaths:
     @property
     def log4j2_properties(self) -> Path:
         return self.kafka / "log4j2.properties"
+
+    def broker_dir(self, node_id: int, kafka_brokers: int) -> Path:
+        """Where broker node_id keeps its server.properties and data: kafka/ itself for the single broker (as
+        before the cluster existed), kafka/broker-<n>/ in the 3-broker cluster."""
+        return self.kafka if kafka_brokers == 1 else self.kafka / f"broker-{node_id}"
+
+    def broker_data(self, node_id: int, kafka_brokers: int) -> Path:
+        return self.broker_dir(node_id, kafka_brokers) / "data"
+
+    def broker_properties(self, node_id: int, kafka_brokers: int) -> Path:
+        return self.broker_dir(node_id, kafka_brokers) / "server.properties"
+
+    @property
+    def haproxy_dir(self) -> Path:
+        return self.home / "haproxy"
+
+    @property
+    def haproxy_cfg(self) -> Path:
+        return self.haproxy_dir / "haproxy.cfg"
+
+    @property
+    def shape_file(self) -> Path:
+        return self.home / SHAPE_FILE
 
     @property
     def logs(self) -> Path:
@@ -216,21 +254,95 @@ def external_kafka_bootstrap() -> str | None:
     return os.environ.get("KAFKA_BOOTSTRAP", "").strip() or None
 
 
-def kafka_bootstrap() -> str:
-    return external_kafka_bootstrap() or f"{HOST}:{KAFKA_PORT}"
+def kafka_bootstrap(kafka_brokers: int = 1) -> str:
+    return external_kafka_bootstrap() or local_bootstrap(kafka_brokers)
 
 
-def service_env(spec: ServiceSpec, home: Path, provinces: Iterable[str]) -> dict[str, str]:
+# ------------------------------------------------------------------------------------------------ shape
+
+
+def read_shape(home: Path) -> Shape | None:
+    """The shape `up` last started from this home, or None (never started, wiped, or unreadable)."""
+    try:
+        data = json.loads(StatePaths(home).shape_file.read_text(encoding="utf-8"))
+        return Shape(replicas=int(data["replicas"]), kafka_brokers=int(data["kafka_brokers"])).validate()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def current_shape(home: Path) -> Shape:
+    return read_shape(home) or Shape()
+
+
+def write_shape(home: Path, shape: Shape) -> None:
+    path = StatePaths(home).shape_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"replicas": shape.replicas, "kafka_brokers": shape.kafka_brokers}) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def database_backend() -> str:
+    """"postgresql" when YIBAO_DATABASE_URL is set (the services then use it), else "sqlite"."""
+    return "postgresql" if os.environ.get("YIBAO_DATABASE_URL", "").strip() else "sqlite"
+
+
+def federation_shape_report(home: Path) -> dict[str, object]:
+    """What a bench measured: database backend, replicas per service and Kafka brokers (the home's remembered
+    shape), and the bootstrap the services were given."""
+    shape = current_shape(home)
+    return {"backend": database_backend(), "replicas": shape.replicas, "kafka_brokers": shape.kafka_brokers,
+            "kafka_bootstrap": kafka_bootstrap(shape.kafka_brokers)}
+
+
+def _positive_int_env(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1 (got {value})")
+    return value
+
+
+def kafka_replication(kafka_brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of the federation's topics: YIBAO_KAFKA_REPLICATION_FACTOR /
+    YIBAO_KAFKA_MIN_INSYNC_REPLICAS when set, else by the cluster's shape: 3 and 2 on the 3-broker cluster (an
+    acknowledged message is on two disks, and one broker may be lost), 1 and 1 on the single broker."""
+    default_rf, default_isr = (3, 2) if kafka_brokers >= 3 else (1, 1)
+    rf = _positive_int_env("YIBAO_KAFKA_REPLICATION_FACTOR") or default_rf
+    min_isr = _positive_int_env("YIBAO_KAFKA_MIN_INSYNC_REPLICAS") or min(default_isr, rf)
+    if min_isr > rf:
+        raise UsageError(f"min.insync.replicas {min_isr} is above the replication factor {rf}: every produce "
+                         "would be refused")
+    if external_kafka_bootstrap() is None and rf > kafka_brokers:
+        raise UsageError(f"replication factor {rf} needs at least {rf} brokers; this federation has "
+                         f"{kafka_brokers} (--kafka-brokers 3, or YIBAO_KAFKA_REPLICATION_FACTOR=1)")
+    return rf, min_isr
+
+
+def service_env(spec: ServiceSpec, home: Path, provinces: Iterable[str], shape: Shape | None = None
+                ) -> dict[str, str]:
     """The full environment of one service process. Everything the launcher decides is set explicitly;
-    YIBAO_DATABASE_URL, YIBAO_DB_SCHEMA_PREFIX and the policy knobs pass through from our own environment."""
+    YIBAO_DATABASE_URL, YIBAO_DB_SCHEMA_PREFIX and the policy knobs pass through from our own environment.
+    YIBAO_HUB_URL and the province URLs stay the public ports: with replicas, HAProxy answers there."""
+    shape = shape or Shape()
     keys = load_or_create_secrets(home)
+    replication_factor, min_insync = kafka_replication(shape.kafka_brokers)
     env = dict(os.environ)
     env.update(
         {
             "YIBAO_HOME": str(home.resolve()),
             "YIBAO_HTTP_HOST": HOST,
             "YIBAO_HTTP_PORT": str(spec.port),
-            "YIBAO_KAFKA_BOOTSTRAP": kafka_bootstrap(),
+            "YIBAO_REPLICA_INDEX": str(spec.replica),
+            "YIBAO_KAFKA_BOOTSTRAP": kafka_bootstrap(shape.kafka_brokers),
+            "YIBAO_KAFKA_REPLICATION_FACTOR": str(replication_factor),
+            "YIBAO_KAFKA_MIN_INSYNC_REPLICAS": str(min_insync),
             "YIBAO_ID_HASH_KEY": keys.id_hash_key,
             "YIBAO_TOKEN_KEY": keys.token_key,
             "YIBAO_INTERNAL_TOKEN": keys.internal_token,
@@ -368,10 +480,13 @@ def process_argv(pid: int) -> list[str] | None:
 
 
 def argv_matches(record: PidRecord, argv: list[str]) -> bool:
-    """Is argv the command we would have started for this record? Kafka: a JVM running kafka.Kafka. Services:
-    python -m <the recorded module> (any services.* module for records that predate the module field)."""
-    if record.name == KAFKA_NAME:
+    """Is argv the command we would have started for this record? Kafka: a JVM running kafka.Kafka. HAProxy:
+    the haproxy binary with the config file recorded as its module. Services: python -m <the recorded module>
+    (any services.* module for records that predate the module field)."""
+    if is_broker_name(record.name):
         return "kafka.Kafka" in argv
+    if record.name == HAPROXY_NAME:
+        return bool(argv) and Path(argv[0]).name == "haproxy" and (not record.module or record.module in argv)
     for i, arg in enumerate(argv[:-1]):
         if arg == "-m":
             module = argv[i + 1]

@@ -24,6 +24,14 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     db_schema_prefix: str = "yibao_"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Topic replication as created by the launcher (and for any topic a service would create): the launcher sets
+    # both from the cluster's shape (3 and 2 on the 3-broker cluster, 1 and 1 on one broker) unless the operator
+    # set YIBAO_KAFKA_REPLICATION_FACTOR / YIBAO_KAFKA_MIN_INSYNC_REPLICAS.
+    kafka_replication_factor: int = 1
+    kafka_min_insync_replicas: int = 1
+    # Which replica of its service this process is (1..N, `yibao up --replicas N`), so replicas can tell
+    # themselves apart (e.g. in ids they mint).
+    replica_index: int = 1
     # Keys the launcher generates once into home/secrets.json.
     id_hash_key: str = "dev-only-id-hash-key"
     token_key: str = "dev-only-token-key"
@@ -38,6 +46,9 @@ class ServiceSettings(BaseSettings):
     kafka_linger_ms: int = 1
     kafka_request_timeout_ms: int = 30000
     consumer_max_records: int = 500
+    # Tries of a failing consumer batch, then of each of its messages alone, before that message is parked as a
+    # dead letter (shared/dead_letters.py) instead of freezing its partition.
+    consumer_max_attempts: int = 3
     # getmany() returns as soon as records arrive; the timeout only paces an idle loop.
     consumer_poll_timeout_ms: int = 500
     outbox_poll_interval_s: float = 0.5

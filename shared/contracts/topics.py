@@ -1,11 +1,16 @@
 """Kafka topics. Every message is keyed by the id of the thing it is about (transfer_id, binding_id), so all
-messages of one transfer stay in one partition, in order."""
+messages of one transfer stay in one partition, in order.
+
+Partition counts are sized once for the largest replica count (`yibao up --replicas N`, N <= 9) with room to
+spare: the replicas of a service form one consumer group and split the partitions, so a replica beyond the
+partition count would get none. Changing a count later re-maps keys to partitions, so it is not done lightly
+(the launcher grows an existing topic that has fewer, see launcher/kafka.py)."""
 
 from __future__ import annotations
 
 HUB_INBOUND = "yibao.hub.inbound.v1"
-HUB_INBOUND_PARTITIONS = 6
-PROVINCE_INBOUND_PARTITIONS = 3
+HUB_INBOUND_PARTITIONS = 12
+PROVINCE_INBOUND_PARTITIONS = 12
 
 
 def province_inbound(admdvs: str) -> str:

@@ -23,8 +23,8 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
     props = _props(kafka.render_server_properties(tmp_path))
     assert props["process.roles"] == "broker,controller"
     assert props["node.id"] == "1"
-    assert props["controller.quorum.voters"] == "1@127.0.0.1:9093"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19092"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:19092"
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092"
     assert props["controller.listener.names"] == "CONTROLLER"
     assert props["listener.security.protocol.map"] == "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
