@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.events import BindingSnapshot
+from shared.money import MAX_AMOUNT_FEN
 
 
 class InternalModel(BaseModel):
@@ -127,8 +128,8 @@ class PosPaymentRequest(InternalModel):
     psn_no: str = Field(max_length=32)
     insutype: str = Field(max_length=3)
     fixmedins_code: str = Field(max_length=12)
-    medfee_fen: int = Field(gt=0)
-    eligible_fen: int = Field(ge=0)
+    medfee_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN)
+    eligible_fen: int = Field(ge=0, le=MAX_AMOUNT_FEN)
     use_accounts: bool
     # When the gateway stops waiting: a settle that reaches the node's ledger later is refused unapplied, so an
     # overloaded node drops work nobody waits for instead of charging people the till was told "unknown".
@@ -223,7 +224,7 @@ class PremiumReservationRequest(InternalModel):
     payment_id: str
     beneficiary_id_hash: str
     year: int = Field(ge=2000, le=2100)
-    amount_fen: int = Field(gt=0)
+    amount_fen: int = Field(gt=0, le=MAX_AMOUNT_FEN)
     payer_psn_no: str
     payer_admdvs: str
 

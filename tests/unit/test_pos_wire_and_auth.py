@@ -105,7 +105,7 @@ def test_wire_times_are_shanghai() -> None:
 @pytest.mark.parametrize(("value", "fen"), [
     (Decimal("12.30"), 1230), (Decimal("12.3"), 1230), ("0.01", 1), (7, 700), ("100", 10000), (0, 0),
     (12.3, 1230),  # a float from a JSON parser: its shortest text is what was sent
-    (Decimal("99999999999999.99"), 9_999_999_999_999_999),
+    (Decimal("10000000000.00"), 1_000_000_000_000),  # MAX_WIRE_YUAN itself; beyond it: test_amount_bounds.py
 ])
 def test_amounts_are_parsed_exactly(value: object, fen: int) -> None:
     assert wire.amount_fen(value, "x") == fen

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from shared.clock import SHANGHAI
-from shared.money import InvalidAmount, fen_to_yuan, yuan_to_fen
+from shared.money import InvalidAmount, fen_to_yuan, is_plain_decimal, yuan_to_fen
 
 # Where every message of the interface is POSTed, whatever its infno.
 CALL_SERVICE_PATH = "/fsi/api/rsfComIfsService/callService"
@@ -19,8 +19,9 @@ _MSGID_TIME = "%Y%m%d%H%M%S"
 _WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 MSGID_LENGTH = 30
 REF_SERIAL_DIGITS = 10
-# Counts are decimal(16,4) on the national wire (half a box of tablets is a count).
+# Counts are decimal(16,4) on the national wire (half a box of tablets is a count): below 10^12.
 _CNT_EXPONENT = Decimal("0.0001")
+MAX_CNT = Decimal(10**12)
 
 
 class Refused(ValueError):
@@ -85,15 +86,20 @@ def amount_fen(value: Any, field: str) -> int:
 
 
 def count(value: Any, field: str) -> Decimal:
-    """A positive quantity with at most four decimals."""
+    """A positive quantity below MAX_CNT with at most four decimals, written as plain digits."""
     if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
         raise Refused(f"{field} must be a number")
+    text_value = str(value).strip()
     try:
-        quantity = Decimal(str(value).strip())
+        quantity = Decimal(text_value)
     except InvalidOperation as exc:
         raise Refused(f"{field} must be a number") from exc
     if not quantity.is_finite() or quantity <= 0:
         raise Refused(f"{field} must be a positive number")
+    if not is_plain_decimal(text_value):
+        raise Refused(f"{field} must be a plain decimal number (no exponent, no separators)")
+    if quantity >= MAX_CNT:
+        raise Refused(f"{field} must be below {MAX_CNT}")
     if quantity != quantity.quantize(_CNT_EXPONENT):
         raise Refused(f"{field} has more than four decimals")
     return quantity

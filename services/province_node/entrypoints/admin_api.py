@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from services.province_node.adapters import ledger_repo
+from services.province_node.entrypoints.citizen_api import bounded_amount
 from services.province_node.service_layer import person_status, persons
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.person_status import PoolingChange
@@ -21,6 +22,8 @@ router = APIRouter(tags=["admin"])
 @router.post("/v1/admin/persons:import", dependencies=[Depends(require_operator)])
 async def import_persons(request: Request, body: ImportRequest) -> Response:
     ctx: NodeContext = request.app.state.ctx
+    for index, person in enumerate(body.persons):
+        bounded_amount(person.get("personal_account_fen"), f"persons[{index}].personal_account_fen")
     return await run_idempotent(request, ctx.db, "operator",
                                 lambda uow, plan: persons.import_persons(ctx, uow, plan),
                                 prepare=lambda: persons.prepare_import(ctx, body))
@@ -45,6 +48,8 @@ async def change_pooling(request: Request, id_no: str, body: PoolingChange) -> R
 @router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(require_operator)])
 async def credit_monthly(request: Request, body: MonthlyCreditRequest) -> Response:
     ctx: NodeContext = request.app.state.ctx
+    for index, credit in enumerate(body.credits):
+        bounded_amount(credit.amount_fen, f"credits[{index}].amount_fen")
     return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body))
 
 

@@ -13,7 +13,9 @@ from services.province_node.service_layer.bindings import BindingCreate
 from services.province_node.service_layer.context import NodeContext
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
+from shared.money import above_max_amount
 from shared.tokens import Claims
+from shared.web import ApiError
 
 router = APIRouter(prefix="/v1", tags=["citizen"])
 
@@ -21,6 +23,14 @@ router = APIRouter(prefix="/v1", tags=["citizen"])
 def _ctx(request: Request) -> NodeContext:
     ctx: NodeContext = request.app.state.ctx
     return ctx
+
+
+def bounded_amount(amount_fen: object, field: str) -> None:
+    """Every amount a citizen or an operator names is at most MAX_AMOUNT_FEN (API.md "Conventions"); refused
+    here, before anything runs, with the code the use cases give any other amount they cannot take."""
+    problem = above_max_amount(amount_fen, field)
+    if problem is not None:
+        raise ApiError(422, "INVALID_AMOUNT", problem)
 
 
 @router.get("/me")
@@ -73,6 +83,7 @@ async def end_binding(request: Request, binding_id: str, claims: Claims = Depend
 async def send_transfer(request: Request, body: dict[str, Any] = Body(...),
                         claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
+    bounded_amount(body.get("amount_fen"), "amount_fen")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
         lambda uow: transfers.send_transfer(ctx, uow, claims, body.get("binding_id"), body.get("amount_fen")))

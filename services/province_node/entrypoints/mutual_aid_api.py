@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
+from services.province_node.entrypoints.citizen_api import bounded_amount
 from services.province_node.service_layer import premiums, quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.premiums import PremiumRequest
@@ -31,6 +32,7 @@ def _ctx(request: Request) -> NodeContext:
 async def set_quota(request: Request, binding_id: str, body: dict[str, Any] = Body(...),
                     claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
+    bounded_amount(body.get("annual_quota_fen"), "annual_quota_fen")
     return await run_idempotent(request, ctx.db, claims.psn_no, lambda uow: quotas.set_quota(
         ctx, uow, claims, binding_id, body.get("annual_quota_fen")))
 
@@ -38,6 +40,7 @@ async def set_quota(request: Request, binding_id: str, body: dict[str, Any] = Bo
 @router.post("/v1/premiums", status_code=201)
 async def pay_premium(request: Request, body: PremiumRequest, claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
+    bounded_amount(body.amount_fen, "amount_fen")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
         lambda uow, reservation: premiums.pay(ctx, uow, claims, body, reservation),
