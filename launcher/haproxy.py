@@ -109,7 +109,9 @@ def render_config(fronts: list[Frontend], *, docker_dns: bool = False) -> str:
         "global",
         # Server state changes (a replica going down or up) at notice; no per-request log.
         "    log stdout format raw local0 notice",
-        "    maxconn 20000",
+        # Needs about 2 file descriptors per connection (client and server side): 4096 stays well under the
+        # usual hard limits, and is far above what the tills and benches of one machine open.
+        "    maxconn 4096",
         "",
     ]
     if docker_dns:
