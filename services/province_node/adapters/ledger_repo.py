@@ -72,10 +72,10 @@ async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[
 # Built once: a constant statement's compiled form and cache key are reused, which matters on the hot path.
 _NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id))
 _MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(
-    balance_fen=ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer))
+    balance_fen=ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.BigInteger))
 _MOVE = Prepared(_MOVE_ANY)
 _MOVE_GUARDED = Prepared(_MOVE_ANY.where(
-    ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.Integer) >= 0))
+    ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.BigInteger) >= 0))
 _NEW_LINES = Prepared(sa.insert(LINES))
 
 
