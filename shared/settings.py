@@ -23,6 +23,9 @@ class ServiceSettings(BaseSettings):
     # (postgresql+asyncpg://user:pw@host:port/db); each service instance gets its own schema in it.
     database_url: str = ""
     db_schema_prefix: str = "yibao_"
+    # PostgreSQL connections per process (every replica of every service holds this many: the server's
+    # max_connections must cover them all).
+    db_pool_size: int = 10
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Topic replication as created by the launcher (and for any topic a service would create): the launcher sets
     # both from the cluster's shape (3 and 2 on the 3-broker cluster, 1 and 1 on one broker) unless the operator
