@@ -5,7 +5,14 @@ committed only after the database commit, so nothing is acknowledged before it i
 Offsets are committed at most every `commit_interval_s` while messages keep coming, and at once when the
 stream pauses or the loop stops: a commit per batch was a broker round trip per message at low batch sizes.
 Offsets that lag behind only mean a restarted consumer reads again what it already applied, and the inbox
-drops those."""
+drops those.
+
+A batch that keeps failing no longer freezes the partition (scale_out.md §1 "poison batch"): after
+`max_attempts` tries with backoff the batch is applied one message per unit of work, each again with
+`max_attempts` tries; a message that still fails is parked in the `dead_letters` table (shared/dead_letters.py)
+with its error, in its own unit of work, and the loop goes on. Later messages of the same key are parked behind
+it without running (their order matters: a credit and its cancel); other keys go on. Parked = durably stored,
+so offsets are committed past it; an operator replays it later."""
 
 from __future__ import annotations
 
@@ -13,23 +20,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
-import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from shared.contracts.envelope import Envelope
-from shared.db import Database, Prepared, PreparedIn, UnitOfWork
-from shared.messaging_tables import InboxMessage
+from shared.db import Database, UnitOfWork, run_retrying
+from shared.dead_letters import Inbound, apply_inbound, error_text, inbox_seen, park_failed, remember_applied
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("yibao.kafka")
-_INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
-_SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
-_NEW_INBOX = Prepared(sa.insert(_INBOX))
 
 BatchHandler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+MAX_RETRY_DELAY_S = 5.0
 
 
 def make_producer(settings: ServiceSettings, client_id: str) -> AIOKafkaProducer:
@@ -64,45 +67,51 @@ async def filter_new(uow: UnitOfWork, envelopes: list[Envelope]) -> list[Envelop
     in the same transaction that applies them."""
     if not envelopes:
         return []
-    ids = list({env.id for env in envelopes})
-    seen = {row.message_id for row in await uow.execute(*_SEEN.bind(ids))}
+    seen = await inbox_seen(uow, list({env.id for env in envelopes}))
     fresh: list[Envelope] = []
     for env in envelopes:
         if env.id in seen:
             continue
         seen.add(env.id)
         fresh.append(env)
-    if fresh:
-        now = datetime.now(UTC)
-        await uow.execute(_NEW_INBOX, [{"message_id": e.id, "message_type": e.type, "received_at": now}
-                                       for e in fresh])
+    await remember_applied(uow, fresh)
     return fresh
 
 
-def decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[Envelope]:
-    envelopes: list[Envelope] = []
+def decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[Inbound]:
+    """Each record with its place and key (the key orders dead letters); one no schema reads keeps
+    `envelope=None` and is parked by the loop rather than skipped."""
+    inbound: list[Inbound] = []
     for record in records:
+        value = record.value or b""
+        key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
         try:
-            envelopes.append(Envelope.from_bytes(record.value or b""))
-        except Exception:
-            # A message no schema can read would block the partition forever; it is logged and skipped.
-            log.error("undecodable message at %s[%s]@%s skipped", record.topic, record.partition, record.offset)
-    return envelopes
+            envelope: Envelope | None = Envelope.from_bytes(value)
+            problem = None
+        except Exception as exc:
+            envelope, problem = None, error_text(exc)
+        inbound.append(Inbound(topic=record.topic, partition=record.partition, offset=record.offset, key=key,
+                               value=value, envelope=envelope, decode_error=problem))
+    return inbound
 
 
 class ConsumerLoop:
     def __init__(self, db: Database, consumer: AIOKafkaConsumer, handler: BatchHandler, *, poll_timeout_ms: int,
-                 max_records: int, commit_interval_s: float = 1.0) -> None:
+                 max_records: int, commit_interval_s: float = 1.0, max_attempts: int = 3,
+                 retry_delay_s: float = 0.2) -> None:
         self._db = db
         self._consumer = consumer
-        self._handler = handler
+        self.handler = handler  # also what a replay of a dead letter runs (shared/dead_letters_api.py)
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
         self._commit_interval_s = commit_interval_s
+        self._max_attempts = max(1, max_attempts)
+        self._retry_delay_s = retry_delay_s
         self._uncommitted = False  # applied in the database, offsets not yet told to Kafka
         self._last_commit_s = 0.0
         self._stopping = False
         self.applied_total = 0
+        self.parked_total = 0  # messages this process parked as dead letters (exported on /metrics)
 
     def stop(self) -> None:
         self._stopping = True
@@ -134,20 +143,65 @@ class ConsumerLoop:
         self._uncommitted = False
         self._last_commit_s = time.monotonic()
 
-    async def _apply_until_done(self, envelopes: list[Envelope]) -> None:
-        # A failure here is the database or a bug, never the message's fault (handlers turn bad messages into
-        # rejections), so the batch is retried rather than skipped: skipping would lose money movements.
-        delay_s = 0.2
+    async def _backoff(self, attempt: int) -> None:
+        await asyncio.sleep(min(self._retry_delay_s * 2 ** (attempt - 1), MAX_RETRY_DELAY_S))
+
+    async def _apply(self, items: list[Inbound]) -> None:
+        async def attempt() -> int:
+            async with UnitOfWork(self._db) as uow:
+                parked = await apply_inbound(uow, items, self.handler)
+                await uow.commit()
+            return parked
+
+        # Losing a race with a concurrent transaction (PostgreSQL) is no failure of the messages.
+        parked = await run_retrying(attempt)
+        self.parked_total += parked
+        self.applied_total += len(items) - parked
+
+    async def _apply_until_done(self, items: list[Inbound]) -> None:
+        # The whole batch in one transaction first (the fast path). A failure may be the database (then the
+        # retries outlast it) or one message (then only that one is parked, below): never skipped, since
+        # skipping would lose money movements.
+        if len(items) > 1:
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    await self._apply(items)
+                    return
+                except Exception:
+                    log.exception("applying a batch of %d messages failed (try %d of %d)", len(items), attempt,
+                                  self._max_attempts)
+                    await self._backoff(attempt)
+            log.error("the batch keeps failing; applying its %d messages one by one", len(items))
+        for item in items:
+            await self._apply_one(item)
+
+    async def _apply_one(self, item: Inbound) -> None:
+        error = ""
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                await self._apply([item])
+                return
+            except Exception as exc:
+                log.warning("applying message %s failed (try %d of %d): %s", item.where, attempt,
+                            self._max_attempts, type(exc).__name__)
+                error = error_text(exc)
+                if attempt < self._max_attempts:
+                    await self._backoff(attempt)
+        await self._park_until_done(item, error)
+
+    async def _park_until_done(self, item: Inbound, error: str) -> None:
+        # Storing the dead letter can only fail with the database: retried until it is stored, since the
+        # offset must not move past a message that is neither applied nor parked.
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 async with UnitOfWork(self._db) as uow:
-                    fresh = await filter_new(uow, envelopes)
-                    if fresh:
-                        await self._handler(uow, fresh)
+                    parked = await park_failed(uow, item, error, self._max_attempts)
                     await uow.commit()
-                self.applied_total += len(envelopes)
+                if parked is not None:
+                    self.parked_total += 1
                 return
             except Exception:
-                log.exception("applying a batch of %d messages failed; retrying", len(envelopes))
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
+                log.exception("parking message %s failed; retrying", item.where)
+                await self._backoff(attempt)

@@ -10,13 +10,14 @@ from fastapi import FastAPI
 
 from services.national_hub.adapters.node_client import NodeClient
 from services.national_hub.config import HubSettings
-from services.national_hub.entrypoints import api, ops_api
+from services.national_hub.entrypoints import api, dead_letters_ops_api, ops_api
 from services.national_hub.service_layer import messages, transfers
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
 from shared.db import UnitOfWork
+from shared.dead_letters_api import install_dead_letters
 from shared.logs import configure_logging
 from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
 from shared.web import create_app
@@ -57,9 +58,11 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
             await stop_runtime(runtime)
             await nodes.close()
 
-    app, _ = create_app("Yibao national hub", lifespan, readiness_checks(state))
+    app, metrics = create_app("Yibao national hub", lifespan, readiness_checks(state))
     app.include_router(api.public)
     app.include_router(api.admin)
     app.include_router(api.internal)
     app.include_router(ops_api.router)
+    app.include_router(dead_letters_ops_api.router)
+    install_dead_letters(app, metrics, state, internal_routes=False)
     return app

@@ -14,6 +14,7 @@ from services.pharmacy_gateway.entrypoints import admin_api, pos_api
 from services.pharmacy_gateway.service_layer.context import GatewayContext, Registry
 from services.pharmacy_gateway.service_layer.exchange import forget_old_nonces
 from shared.clock import Clock, SystemClock
+from shared.dead_letters_api import install_dead_letters
 from shared.logs import configure_logging
 from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
 from shared.web import create_app
@@ -52,7 +53,8 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
             await nodes.close()
             await directory.close()
 
-    app, _ = create_app("Yibao pharmacy gateway (national 两定机构 interface)", lifespan,
-                        readiness_checks(state), fast_routes=pos_api.ROUTES)
+    app, metrics = create_app("Yibao pharmacy gateway (national 两定机构 interface)", lifespan,
+                              readiness_checks(state), fast_routes=pos_api.ROUTES)
     app.include_router(admin_api.router)
+    install_dead_letters(app, metrics, state)
     return app

@@ -17,6 +17,7 @@ from services.province_node.service_layer.context import NodeContext
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.db import UnitOfWork
+from shared.dead_letters_api import install_dead_letters
 from shared.logs import configure_logging
 from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
 from shared.web import create_app
@@ -59,11 +60,12 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
             await stop_runtime(runtime)
             await hub.close()
 
-    app, _ = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
-                        readiness_checks(state), fast_routes=pos_api.ROUTES)
+    app, metrics = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
+                              readiness_checks(state), fast_routes=pos_api.ROUTES)
     app.include_router(citizen_api.router)
     app.include_router(ec_token_api.router)
     app.include_router(admin_api.router)
     app.include_router(mutual_aid_api.router)
     app.include_router(mutual_aid_api.internal_router)
+    install_dead_letters(app, metrics, state)
     return app

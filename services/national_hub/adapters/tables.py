@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from services.national_hub.adapters.ops_tables import OPS_TABLES
+from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
 
@@ -101,4 +102,4 @@ class ClearingObligation(SQLModel, table=True):
 
 
 HUB_TABLES = (*OPS_TABLES, DirectoryPerson, KinshipFact, Binding, HubTransfer, TransferHop, ClearingObligation,
-              OutboxMessage, InboxMessage, IdempotencyRecord)
+              OutboxMessage, InboxMessage, IdempotencyRecord, DeadLetter)

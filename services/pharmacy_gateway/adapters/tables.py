@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
 
@@ -105,4 +106,4 @@ class Settlement(SQLModel, table=True):
 
 
 GATEWAY_TABLES = (Institution, SignIn, SeenNonce, CatalogueItem, PosMessage, Settlement, OutboxMessage,
-                  InboxMessage, IdempotencyRecord)
+                  InboxMessage, IdempotencyRecord, DeadLetter)

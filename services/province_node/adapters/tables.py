@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
 from services.province_node.adapters.pos_tables import POS_TABLES
+from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
 
@@ -127,4 +128,4 @@ class Notification(SQLModel, table=True):
 
 
 NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
-               OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES)
+               OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES, DeadLetter)

@@ -1,0 +1,50 @@
+"""Operator routes for the federation's dead letters (hub, operator token); shapes in
+services/national_hub/service_layer/dead_letters.py and the README's operator part.
+
+- `GET /v1/ops/dead-letters[?state=PARKED|REPLAYED]` → `{dead_letters: [{id, service, topic, key, message_type,
+  message_id, error, state, parked_at, replayed_at, blocked_by, attempts}], services: [service],
+  unreachable: [service]}`.
+- `POST /v1/ops/dead-letters/{id}:replay` (`Idempotency-Key`) → `{id, service, state, replayed, still_parked,
+  error?}`; 404 DEAD_LETTER_NOT_FOUND, 409 DEAD_LETTER_ALREADY_REPLAYED / DEAD_LETTER_BLOCKED."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.national_hub.service_layer import dead_letters
+from services.national_hub.service_layer.context import HubContext
+from shared.db import UnitOfWork
+from shared.dead_letters_api import host_of
+from shared.idempotency import run_idempotent
+from shared.web import require_operator
+
+router = APIRouter(prefix="/v1/ops/dead-letters", tags=["operator"], dependencies=[Depends(require_operator)])
+
+
+def _ctx(request: Request) -> HubContext:
+    ctx: HubContext = request.app.state.ctx
+    return ctx
+
+
+@router.get("")
+async def list_dead_letters(request: Request, state: str | None = Query(None)) -> dict[str, Any]:
+    return await dead_letters.list_all(host_of(request), _ctx(request).settings, state)
+
+
+@router.post("/{dead_letter_id}:replay")
+async def replay_dead_letter(request: Request, dead_letter_id: str) -> Response:
+    ctx = _ctx(request)
+    host = host_of(request)
+
+    async def replay() -> dict[str, Any]:
+        return await dead_letters.replay(host, ctx.settings, dead_letter_id)
+
+    async def answer(_: UnitOfWork, outcome: dict[str, Any]) -> tuple[int, Any]:
+        return 200, outcome
+
+    # The replay happens at the owning service (its own units of work); the hub stores the answer under the key,
+    # so a retry with the same key gets the same answer instead of replaying again.
+    return await run_idempotent(request, ctx.db, "operator", answer, prepare=replay)

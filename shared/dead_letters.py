@@ -1,0 +1,378 @@
+"""Dead letters: a consumed message that fails every retry is parked here instead of freezing its partition.
+
+Why: the consumer loop (shared/kafka.py) applies a batch in one transaction and commits Kafka offsets only
+after the database commit. A message whose handler always fails (a bug, a race the guards refuse, a payload a
+newer producer wrote) used to be retried without end, so the whole consumer stopped, and with it every
+partition it owns. Now such a message is stored in the `dead_letters` table of the service that consumed it,
+with the error, and the loop goes on. Parked = durably stored, so its offset may then be committed.
+
+Rules (the issue: "nothing is lost or applied twice, and the money it concerns stays where it was"):
+- A parked message is NOT in the inbox: it has not been applied. It is applied only by a replay, in one unit of
+  work with inbox dedupe (a message some other path applied meanwhile is marked REPLAYED without running twice).
+- Order per key: every later message with the same (topic, Kafka key) is parked too, without running its
+  handler, `blocked_by` the first PARKED one of that key (the head), so that a cancel cannot overtake its credit.
+  Messages with other keys go on. A message without a key orders with nothing and blocks nothing.
+- A message no schema can read is parked too (its id is then `kafka:<topic>:<partition>:<offset>`), and blocks its
+  key: it may be a newer producer's message that a consumer upgrade will read on replay.
+- A redelivered message that is already PARKED (offsets not committed before a restart) is dropped, not parked
+  twice: `message_id` is unique.
+- Replay (`replay`) runs at the service that parked the message: the head first, then the ones behind it in id
+  order, each in its own unit of work, stopping at the first that fails again (it stays PARKED with the new
+  error and becomes the head; the rest stay blocked behind it). Replaying one that has a PARKED dead letter of
+  the same key before it is refused with 409 DEAD_LETTER_BLOCKED naming that head: the operator replays the head,
+  which takes the rest along (an explicit choice rather than a replay that silently does more than asked).
+- Replicas: state changes are guarded (`UPDATE … WHERE id=:id AND state='PARKED'`, act on the rowcount), in the
+  same unit of work as the handler, so two replicas replaying the same dead letter apply it once. A message a
+  consumer parks on one replica while a replay on another is draining that key may end up PARKED behind a head
+  that is already REPLAYED; it is then a head itself (no PARKED one before it) and replayable on its own.
+
+Shapes (internal API, shared/dead_letters_api.py): `list_dead_letters` items are
+`{id, topic, partition, offset, key, message_type, message_id, error, state, parked_at, replayed_at, blocked_by,
+attempts}` (no payload: operators see what and why, not the personal data); a replay answers
+`{id, state, replayed: [ids], still_parked: [ids], error?}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from shared.clock import iso
+from shared.contracts.envelope import Envelope
+from shared.db import Database, Prepared, PreparedIn, ReadView, UnitOfWork, run_retrying
+from shared.messaging_tables import InboxMessage
+from shared.web import ApiError
+
+log = logging.getLogger("yibao.dead_letters")
+
+PARKED = "PARKED"
+REPLAYED = "REPLAYED"
+STATES = (PARKED, REPLAYED)
+ERROR_MAX_CHARS = 2000
+LIST_LIMIT = 1000
+
+Handler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+# Every integer 64-bit on PostgreSQL (int4 sequences run out, scale_out.md B13); SQLite's INTEGER is 64-bit
+# already and autoincrements only under that exact type name.
+_INT64 = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class DeadLetter(SQLModel, table=True):
+    __tablename__ = "dead_letters"
+    __table_args__ = (sa.Index("ix_dead_letters_topic_key_state", "topic", "key", "state"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(_INT64, primary_key=True, autoincrement=True))
+    # The envelope's id; `kafka:<topic>:<partition>:<offset>` for a message no schema reads. Unique: a
+    # redelivery of a parked message is recognised, never parked twice.
+    message_id: str = Field(sa_column=sa.Column(sa.Text(), nullable=False, unique=True))
+    topic: str = Field(max_length=255)
+    partition: int = Field(sa_type=_INT64)
+    offset: int = Field(sa_column=sa.Column(_INT64, nullable=False))
+    key: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    message_type: str | None = Field(default=None, max_length=255)
+    payload: bytes
+    error: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    state: str = Field(max_length=16)
+    blocked_by: int | None = Field(default=None, sa_column=sa.Column(_INT64, nullable=True))
+    parked_at: datetime
+    replayed_at: datetime | None = None
+    # Handler runs that failed (0 for a message parked behind another without running).
+    attempts: int = Field(default=0, sa_type=_INT64)
+
+
+DEAD_LETTERS = DeadLetter.__table__  # type: ignore[attr-defined]
+_INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
+_SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
+_NEW_INBOX = Prepared(sa.insert(_INBOX))
+# Run for every consumed batch (usually answering nothing): the PARKED dead letters of the batch's keys.
+_PARKED_OF_KEYS = PreparedIn(lambda keys: sa.select(DEAD_LETTERS.c.id, DEAD_LETTERS.c.key, DEAD_LETTERS.c.message_id)
+                             .where(DEAD_LETTERS.c.topic == sa.bindparam("topic"), DEAD_LETTERS.c.key.in_(keys),
+                                    DEAD_LETTERS.c.state == PARKED)
+                             .order_by(DEAD_LETTERS.c.id))
+_PARKED_OF_IDS = PreparedIn(lambda ids: sa.select(DEAD_LETTERS.c.message_id)
+                            .where(DEAD_LETTERS.c.message_id.in_(ids), DEAD_LETTERS.c.state == PARKED))
+_INSERT = sa.insert(DEAD_LETTERS).returning(DEAD_LETTERS.c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One consumed Kafka record: where it came from, its key, its bytes, and its envelope (None when no
+    schema reads it; `decode_error` says why)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    envelope: Envelope | None
+    decode_error: str | None = None
+
+    @property
+    def message_id(self) -> str:
+        if self.envelope is not None:
+            return self.envelope.id
+        return f"kafka:{self.topic}:{self.partition}:{self.offset}"
+
+    @property
+    def where(self) -> str:
+        """For log lines: the record's place, never its key or payload (those may name a person)."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:ERROR_MAX_CHARS]
+
+
+# ------------------------------------------------------------------------------------------ inbox dedupe
+
+
+async def inbox_seen(uow: UnitOfWork, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    return {row.message_id for row in await uow.execute(*_SEEN.bind(ids))}
+
+
+async def remember_applied(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
+    if envelopes:
+        now = datetime.now(UTC)
+        await uow.execute(_NEW_INBOX, [{"message_id": e.id, "message_type": e.type, "received_at": now}
+                                       for e in envelopes])
+
+
+# ------------------------------------------------------------------------------------------ consuming
+
+
+async def _park(uow: UnitOfWork, item: Inbound, *, error: str, blocked_by: int | None, attempts: int) -> int:
+    values = {"message_id": item.message_id, "topic": item.topic, "partition": item.partition,
+              "offset": item.offset, "key": item.key,
+              "message_type": item.envelope.type if item.envelope is not None else None, "payload": item.value,
+              "error": error[:ERROR_MAX_CHARS], "state": PARKED, "blocked_by": blocked_by,
+              "parked_at": datetime.now(UTC), "attempts": attempts}
+    parked_id = int((await uow.execute(_INSERT, values)).scalar_one())
+    log.error("message %s of type %s parked as dead letter %d (%s)", item.where, values["message_type"], parked_id,
+              f"waiting behind dead letter {blocked_by}" if blocked_by is not None else "failed")
+    return parked_id
+
+
+async def _head(uow: UnitOfWork, topic: str, key: str | None) -> int | None:
+    if key is None:
+        return None
+    head = (await uow.execute(sa.select(sa.func.min(DEAD_LETTERS.c.id)).where(
+        DEAD_LETTERS.c.topic == topic, DEAD_LETTERS.c.key == key, DEAD_LETTERS.c.state == PARKED))).scalar()
+    return int(head) if head is not None else None
+
+
+async def apply_inbound(uow: UnitOfWork, items: Sequence[Inbound], handler: Handler) -> int:
+    """Apply consumed records in this unit of work, in order: drop those already applied (inbox) or already
+    parked (a redelivery); park, without running the handler, those whose key waits behind a PARKED dead letter
+    and those no schema reads; hand the rest to `handler` and remember them in the inbox. Returns how many were
+    parked. Raises what the handler raises (the caller rolls back and retries or parks; see ConsumerLoop)."""
+    decoded = [item.envelope.id for item in items if item.envelope is not None]
+    seen = await inbox_seen(uow, list(dict.fromkeys(decoded)))
+    heads: dict[tuple[str, str], int] = {}
+    already_parked: set[str] = set()
+    keys_by_topic: dict[str, set[str]] = {}
+    keyless_ids: list[str] = []
+    for item in items:
+        if item.key is None:
+            keyless_ids.append(item.message_id)
+        else:
+            keys_by_topic.setdefault(item.topic, set()).add(item.key)
+    for topic, keys in keys_by_topic.items():
+        for row in await uow.execute(*_PARKED_OF_KEYS.bind(sorted(keys), topic=topic)):
+            heads.setdefault((topic, row.key), int(row.id))
+            already_parked.add(row.message_id)
+    if keyless_ids:
+        already_parked.update(row.message_id for row in await uow.execute(*_PARKED_OF_IDS.bind(keyless_ids)))
+
+    fresh: list[Envelope] = []
+    parked = 0
+    for item in items:
+        message_id = item.message_id
+        if message_id in seen or message_id in already_parked:
+            continue
+        seen.add(message_id)  # a repeat within the batch
+        head = heads.get((item.topic, item.key)) if item.key is not None else None
+        if head is not None:
+            await _park(uow, item, error=f"waiting behind dead letter {head} (same key)", blocked_by=head,
+                        attempts=0)
+            parked += 1
+        elif item.envelope is None:
+            new_head = await _park(uow, item, error=f"undecodable: {item.decode_error or 'no schema reads it'}",
+                                   blocked_by=None, attempts=1)
+            parked += 1
+            if item.key is not None:
+                heads[(item.topic, item.key)] = new_head
+        else:
+            fresh.append(item.envelope)
+    if fresh:
+        await remember_applied(uow, fresh)
+        await handler(uow, fresh)
+    return parked
+
+
+async def park_failed(uow: UnitOfWork, item: Inbound, error: str, attempts: int) -> int | None:
+    """Park a message whose handler failed every retry (its own unit of work: what the handler did was rolled
+    back). If a PARKED dead letter of its key exists meanwhile (another replica), it waits behind it. None when
+    it is already parked (a redelivery, or a replica that got there first)."""
+    existing = (await uow.execute(sa.select(DEAD_LETTERS.c.id).where(
+        DEAD_LETTERS.c.message_id == item.message_id))).first()
+    if existing is not None:
+        return None
+    return await _park(uow, item, error=error, blocked_by=await _head(uow, item.topic, item.key), attempts=attempts)
+
+
+# ------------------------------------------------------------------------------------------ operators
+
+
+def view(row: Any) -> dict[str, Any]:
+    return {"id": int(row.id), "topic": row.topic, "partition": int(row.partition), "offset": int(row.offset),
+            "key": row.key, "message_type": row.message_type, "message_id": row.message_id, "error": row.error,
+            "state": row.state, "parked_at": iso(row.parked_at),
+            "replayed_at": iso(row.replayed_at) if row.replayed_at is not None else None,
+            "blocked_by": int(row.blocked_by) if row.blocked_by is not None else None,
+            "attempts": int(row.attempts)}
+
+
+_LISTED = [c for c in DEAD_LETTERS.c if c.name != "payload"]
+
+
+def parse_state(state: str | None) -> str | None:
+    if state is None or state == "":
+        return None
+    wanted = state.upper()
+    if wanted not in STATES:
+        raise ApiError(422, "INVALID_STATE", "state is PARKED or REPLAYED")
+    return wanted
+
+
+async def list_dead_letters(db: Database, state: str | None = None) -> list[dict[str, Any]]:
+    """Oldest first, at most LIST_LIMIT (PARKED ones are what operators act on: filter with state)."""
+    wanted = parse_state(state)
+    query = sa.select(*_LISTED).order_by(DEAD_LETTERS.c.id).limit(LIST_LIMIT)
+    if wanted is not None:
+        query = query.where(DEAD_LETTERS.c.state == wanted)
+    async with ReadView(db) as reader:
+        return [view(row) for row in (await reader.execute(query)).all()]
+
+
+async def count_parked(db: Database) -> int:
+    async with ReadView(db) as reader:
+        return int((await reader.execute(
+            sa.select(sa.func.count()).select_from(DEAD_LETTERS).where(DEAD_LETTERS.c.state == PARKED))).scalar_one())
+
+
+def _decode_row(row: Any) -> Envelope:
+    return Envelope.from_bytes(bytes(row.payload))
+
+
+async def _replay_one(db: Database, handler: Handler, row: Any) -> str | None:
+    """Apply one dead letter in one unit of work (inbox dedupe inside), marking it REPLAYED in the same unit.
+    None on success; the error text when it failed again (then nothing it did is kept)."""
+
+    async def attempt() -> None:
+        async with UnitOfWork(db) as uow:
+            claimed = await uow.execute(
+                sa.update(DEAD_LETTERS).where(DEAD_LETTERS.c.id == row.id, DEAD_LETTERS.c.state == PARKED)
+                .values(state=REPLAYED, replayed_at=datetime.now(UTC), blocked_by=None))
+            if claimed.rowcount != 1:
+                return  # another replica (or request) replayed it meanwhile: applied once, by that one
+            envelope = _decode_row(row)
+            if not await inbox_seen(uow, [envelope.id]):
+                await remember_applied(uow, [envelope])
+                await handler(uow, [envelope])
+            await uow.commit()
+        log.info("dead letter %d replayed", row.id)
+
+    try:
+        # A transaction that merely lost a race with a concurrent one runs again, as everywhere; any other
+        # failure is the message's and is recorded.
+        await run_retrying(attempt)
+        return None
+    except Exception as exc:
+        error = error_text(exc)
+        log.error("replaying dead letter %d (%s) failed again: %s", row.id, row.message_type, type(exc).__name__)
+        async with UnitOfWork(db) as uow:
+            # It is now the head of its key: the ones behind it wait for it.
+            await uow.execute(sa.update(DEAD_LETTERS).where(DEAD_LETTERS.c.id == row.id,
+                                                            DEAD_LETTERS.c.state == PARKED)
+                              .values(error=error, attempts=DEAD_LETTERS.c.attempts + 1, blocked_by=None))
+            if row.key is not None:
+                await uow.execute(sa.update(DEAD_LETTERS).where(
+                    DEAD_LETTERS.c.topic == row.topic, DEAD_LETTERS.c.key == row.key,
+                    DEAD_LETTERS.c.state == PARKED, DEAD_LETTERS.c.id > row.id).values(blocked_by=row.id))
+            await uow.commit()
+        return error
+
+
+async def _load(db: Database, dead_letter_id: int) -> Any:
+    async with ReadView(db) as reader:
+        return (await reader.execute(sa.select(DEAD_LETTERS).where(DEAD_LETTERS.c.id == dead_letter_id))).first()
+
+
+async def _next_behind(db: Database, row: Any) -> Any:
+    """The first PARKED dead letter of the same key after `row` (re-read each step: the consumer may park more
+    behind the chain while it drains)."""
+    if row.key is None:
+        return None
+    async with ReadView(db) as reader:
+        return (await reader.execute(sa.select(DEAD_LETTERS).where(
+            DEAD_LETTERS.c.topic == row.topic, DEAD_LETTERS.c.key == row.key, DEAD_LETTERS.c.state == PARKED,
+            DEAD_LETTERS.c.id > row.id).order_by(DEAD_LETTERS.c.id).limit(1))).first()
+
+
+async def _parked_ids_from(db: Database, row: Any) -> list[int]:
+    query = sa.select(DEAD_LETTERS.c.id).where(DEAD_LETTERS.c.state == PARKED)
+    if row.key is None:
+        query = query.where(DEAD_LETTERS.c.id == row.id)
+    else:
+        query = query.where(DEAD_LETTERS.c.topic == row.topic, DEAD_LETTERS.c.key == row.key,
+                            DEAD_LETTERS.c.id >= row.id)
+    async with ReadView(db) as reader:
+        return [int(r.id) for r in (await reader.execute(query.order_by(DEAD_LETTERS.c.id))).all()]
+
+
+async def replay(db: Database, handler: Handler | None, dead_letter_id: int) -> dict[str, Any]:
+    """Replay a PARKED head and then those waiting behind it (module docstring). Answers
+    `{id, state, replayed, still_parked, error?}`; `state` is that of `dead_letter_id` afterwards."""
+    row = await _load(db, dead_letter_id)
+    if row is None:
+        raise ApiError(404, "DEAD_LETTER_NOT_FOUND", f"no dead letter {dead_letter_id}")
+    if row.state == REPLAYED:
+        raise ApiError(409, "DEAD_LETTER_ALREADY_REPLAYED", f"dead letter {dead_letter_id} was replayed already")
+    head = await _head_before(db, row)
+    if head is not None:
+        raise ApiError(409, "DEAD_LETTER_BLOCKED",
+                       f"dead letter {dead_letter_id} waits behind dead letter {head} (same key): replay that one")
+    if handler is None:
+        raise ApiError(503, "DEAD_LETTER_REPLAY_UNAVAILABLE", "this service consumes nothing now")
+    replayed: list[int] = []
+    error: str | None = None
+    current = row
+    while current is not None:
+        error = await _replay_one(db, handler, current)
+        if error is not None:
+            break
+        replayed.append(int(current.id))
+        current = await _next_behind(db, current)
+    still_parked = await _parked_ids_from(db, row)
+    answer: dict[str, Any] = {"id": dead_letter_id, "state": PARKED if dead_letter_id in still_parked else REPLAYED,
+                              "replayed": replayed, "still_parked": still_parked}
+    if error is not None:
+        answer["error"] = error
+    return answer
+
+
+async def _head_before(db: Database, row: Any) -> int | None:
+    if row.key is None:
+        return None
+    async with ReadView(db) as reader:
+        head = (await reader.execute(sa.select(sa.func.min(DEAD_LETTERS.c.id)).where(
+            DEAD_LETTERS.c.topic == row.topic, DEAD_LETTERS.c.key == row.key, DEAD_LETTERS.c.state == PARKED,
+            DEAD_LETTERS.c.id < row.id))).scalar()
+    return int(head) if head is not None else None
