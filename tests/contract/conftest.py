@@ -12,7 +12,10 @@ No Kafka, no network: the real-federation tests live in tests/e2e."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +50,7 @@ from shared.clock import FixedClock
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EVENT_TYPES, Payload
-from shared.db import Database, UnitOfWork, open_database
+from shared.db import Database, UnitOfWork, drop_schemas, open_database
 from shared.ids import id_hash, make_id_no
 from shared.kafka import filter_new
 from shared.messaging_tables import OutboxMessage
@@ -292,10 +295,15 @@ class InProcessFederation:
         raise AssertionError("messages keep flowing: a loop between services?")
 
 
-@pytest.fixture
-async def fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
+@contextlib.asynccontextmanager
+async def in_process_federation(home: Path, *, database_url: str = "",
+                                schema_prefix: str = "yibao_") -> AsyncIterator[InProcessFederation]:
+    """The hub and both nodes, each on its own database: SQLite files under `home` (database_url empty), or
+    one PostgreSQL schema per service instance, named with `schema_prefix`, in `database_url`'s database."""
     clock = FixedClock(START)
-    hub_settings = HubSettings(home=tmp_path, transfer_timeout_s=TRANSFER_TIMEOUT_S, **SECRETS)
+    common = {**SECRETS, "database_url": database_url}
+    hub_settings = HubSettings(home=home, transfer_timeout_s=TRANSFER_TIMEOUT_S, db_schema_prefix=schema_prefix,
+                               **common)
     # What shared.runtime.start_runtime does first: the instance's database, migrated to head by Alembic.
     hub_db = await open_database(hub_settings, "hub", HUB_MIGRATIONS)
     hub = HubContext(settings=hub_settings, db=hub_db, clock=clock)
@@ -308,9 +316,9 @@ async def fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
     nodes: dict[str, NodeContext] = {}
     try:
         for admdvs in PROVINCES:
-            settings = NodeSettings(province_admdvs=admdvs, home=tmp_path, transfer_quiet_hours="22:00-06:00",
+            settings = NodeSettings(province_admdvs=admdvs, home=home, transfer_quiet_hours="22:00-06:00",
                                     transfer_max_per_day=3, transfer_max_fen=200_000, password_hash_iterations=1000,
-                                    **SECRETS)
+                                    db_schema_prefix=schema_prefix, **common)
             db = await open_database(settings, settings.db_instance, NODE_MIGRATIONS)
             nodes[admdvs] = NodeContext(settings=settings, db=db, clock=clock,
                                         hub=wired_hub_client(settings, transport), policy=settings.transfer_policy())
@@ -324,6 +332,27 @@ async def fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
             await ctx.hub.close()
             await ctx.db.dispose()
         await hub_db.dispose()
+
+
+@pytest.fixture
+async def fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
+    async with in_process_federation(tmp_path) as federation:
+        yield federation
+
+
+@pytest.fixture
+async def pg_fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
+    """The same federation on PostgreSQL (YIBAO_TEST_POSTGRES_URL; skipped without it), in schemas of its own
+    that are dropped afterwards. Several `Database`s opened on one of its schemas are replicas of that service."""
+    database_url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
+    if not database_url:
+        pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
+    prefix = f"r{secrets.token_hex(3)}_"
+    try:
+        async with in_process_federation(tmp_path, database_url=database_url, schema_prefix=prefix) as federation:
+            yield federation
+    finally:
+        await drop_schemas(database_url, [f"{prefix}hub"] + [f"{prefix}node_{admdvs}" for admdvs in PROVINCES])
 
 
 # ------------------------------------------------------------------------------------------ people and money
