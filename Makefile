@@ -7,16 +7,31 @@ PY := $(VENV)/bin/python
 YIBAO := $(VENV)/bin/yibao
 UV_VERSION := 0.13.9
 
-.PHONY: install demo test test-fast lint bench down migration clean
+.PHONY: install haproxy demo test test-fast lint bench down migration clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
-# Python packages from the committed lock file, then the pinned Kafka jars (Maven Central).
+# Python packages from the committed lock file, then the pinned Kafka jars (Maven Central), then HAProxy.
 install: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
 	$(YIBAO) fetch-kafka
+	@$(MAKE) --no-print-directory haproxy
+
+# Debian's HAProxy, which `yibao up --replicas N` (N > 1) puts in front of the replicas. Installed only when
+# missing, with apt-get, as root; otherwise a note and on: the default one-process federation does not need it.
+haproxy:
+	@if command -v haproxy >/dev/null 2>&1; then \
+	  :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing haproxy (apt-get)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; } \
+	  || echo "note: installing haproxy failed; only \`yibao up --replicas N\` (N > 1) needs it"; \
+	else \
+	  echo "note: haproxy is not installed (as root: apt-get install haproxy); only \`yibao up --replicas N\` (N > 1) needs it"; \
+	fi
 
 # Quiet hours (22:00-06:00 Asia/Shanghai) would refuse the demo's transfer at night; the demo federation
 # runs without them so the stories work at any hour. `yibao up` alone applies the default policy.
