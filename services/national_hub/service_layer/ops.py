@@ -104,7 +104,10 @@ async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> tuple[int, A
         claimed = await uow.execute(sa.update(OBLIGATIONS).where(
             OBLIGATIONS.c.id.in_([r.id for r in open_rows]), OBLIGATIONS.c.window_id.is_(None))
             .values(window_id=window_id))
-        assert claimed.rowcount == len(open_rows), "obligations netted twice"
+        if claimed.rowcount != len(open_rows):
+            # Cannot happen under the lock above; if it ever did, the whole close rolls back rather than net an
+            # obligation in two windows (settled twice between provinces).
+            raise RuntimeError("obligations already claimed by another window: close refused")
     row = (await uow.execute(sa.select(WINDOWS).where(WINDOWS.c.window_id == window_id))).one()
     return 200, _window_view(row)
 
