@@ -44,6 +44,9 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
                              registry=registry)
 
         runtime.every("nonce-cleanup", settings.nonce_cleanup_interval_s, lambda: forget_old_nonces(ctx))
+        if not runtime.db.inline:
+            # Other replicas change institutions, sign-ins and the catalogue too (service_layer/context.py).
+            runtime.every("registry-refresh", settings.registry_refresh_s, lambda: registry.load(runtime.db))
         state["runtime"] = runtime
         app.state.ctx = ctx
         try:
