@@ -31,6 +31,7 @@ class Runtime:
     consumer: AIOKafkaConsumer | None = None
     consumer_loop: ConsumerLoop | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    consumer_joined: bool = False
 
     async def check_database(self) -> None:
         await self.db.ping()
@@ -38,8 +39,13 @@ class Runtime:
     async def check_kafka(self) -> None:
         if self.producer.client.cluster.brokers() == set():
             raise RuntimeError("no Kafka broker known")
-        if self.consumer is not None and not self.consumer.assignment():
-            raise RuntimeError("consumer has no partitions assigned yet")
+        # Ready once the consumer has joined its group the first time (every topic has 12 partitions, more than
+        # the launcher's largest replica count). Later rebalances (another replica joining or dying) must not take
+        # every replica out of the load balancer at once.
+        if self.consumer is not None and not self.consumer_joined:
+            if not self.consumer.assignment():
+                raise RuntimeError("consumer has not joined its group yet")
+            self.consumer_joined = True
 
     def spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         async def _guarded() -> None:
