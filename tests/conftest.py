@@ -43,6 +43,12 @@ class Federation:
         return FederationClient(self.operator_token)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chaos tests start their own replicated federation on the same public ports as the shared `federation`
+    fixture, which lives until the session ends: they run first, before it starts."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("chaos") else 1)
+
+
 def _backends() -> list[str]:
     return ["sqlite", "postgres"]
 
