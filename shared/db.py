@@ -445,6 +445,9 @@ class UnitOfWork(_Session):
         self.wrote_outbox = False
         self._driver: Any = None  # the group's sqlite3 connection (SQLite only)
         self._durable: asyncio.Future[None] | None = None
+        # What adapters keep for the length of this transaction (ledger_repo's deferred system-account sums).
+        self.state: dict[str, Any] = {}
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> UnitOfWork:
         group = self._db.group
@@ -486,7 +489,15 @@ class UnitOfWork(_Session):
             for hook in self._db.after_commit_hooks:
                 hook()
 
+    def before_commit(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` inside this transaction just before it commits (last statements: their row locks are held
+        for the shortest time)."""
+        self._before_commit.append(work)
+
     async def commit(self) -> None:
+        for work in self._before_commit:
+            await work()
+        self._before_commit.clear()
         if self._db.group is not None:
             self._driver.execute("RELEASE SAVEPOINT unit_of_work")
             if self._durable_wanted:

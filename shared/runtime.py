@@ -98,7 +98,9 @@ async def start_runtime(settings: ServiceSettings, *, instance: str, client_id: 
         consumer = make_consumer(settings, inbound_topic, group_id=client_id)
         await _start_with_retry(consumer.start, "consumer")
         loop = ConsumerLoop(db, consumer, handler, poll_timeout_ms=settings.consumer_poll_timeout_ms,
-                            max_records=settings.consumer_max_records, max_attempts=settings.consumer_max_attempts)
+                            max_records=settings.consumer_max_records if db.inline
+                            else min(settings.consumer_max_records, settings.consumer_max_records_postgres),
+                            max_attempts=settings.consumer_max_attempts)
         runtime.consumer, runtime.consumer_loop = consumer, loop
         runtime.spawn("consumer", loop.run)
     return runtime

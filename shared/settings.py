@@ -49,6 +49,9 @@ class ServiceSettings(BaseSettings):
     kafka_linger_ms: int = 1
     kafka_request_timeout_ms: int = 30000
     consumer_max_records: int = 500
+    # On PostgreSQL a batch's transaction holds the row locks of every account it credits until it commits,
+    # while tills and other replicas wait for them: smaller batches there.
+    consumer_max_records_postgres: int = 100
     # Tries of a failing consumer batch, then of each of its messages alone, before that message is parked as a
     # dead letter (shared/dead_letters.py) instead of freezing its partition.
     consumer_max_attempts: int = 3
