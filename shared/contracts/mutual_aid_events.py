@@ -39,7 +39,7 @@ class QuotaSpent(Payload):
     giver_admdvs: str
     relative_admdvs: str
     amount_fen: int  # negative: a cancel or reversal gave it back
-    use: Literal["pharmacy", "premium"]
+    use: Literal["pharmacy", "outpatient", "inpatient", "premium"]  # outpatient / inpatient: at hospitals
     occurred_at: datetime
 
 

@@ -25,7 +25,7 @@ from shared.db import Prepared, ReadView, UnitOfWork, for_update
 from shared.outbox import emit
 from shared.tokens import Claims
 
-QuotaUse = Literal["pharmacy", "premium"]
+QuotaUse = Literal["pharmacy", "outpatient", "inpatient", "premium"]
 GRANTS = QuotaGrant.__table__  # type: ignore[attr-defined]
 MIRRORS = QuotaMirror.__table__  # type: ignore[attr-defined]
 _GRANT_LOCKED = for_update(sa.select(GRANTS).where(GRANTS.c.binding_id == sa.bindparam("b_binding_id"),
@@ -237,9 +237,10 @@ async def spend_quota(ctx: NodeContext, uow: UnitOfWork, binding_id: str, amount
     await _change_use(ctx, uow, binding_id, amount_fen, use)
 
 
-async def return_quota_spend(ctx: NodeContext, uow: UnitOfWork, binding_id: str, amount_fen: int, ref: str) -> None:
-    """Undo a spend (POS cancel or reversal)."""
-    await _change_use(ctx, uow, binding_id, -amount_fen, "pharmacy")
+async def return_quota_spend(ctx: NodeContext, uow: UnitOfWork, binding_id: str, amount_fen: int, ref: str,
+                             use: QuotaUse = "pharmacy") -> None:
+    """Undo a spend (POS or medical cancel or reversal)."""
+    await _change_use(ctx, uow, binding_id, -amount_fen, use)
 
 
 # ------------------------------------------------------------------------------------------------ /v1/me

@@ -1,0 +1,100 @@
+"""Medical routes of a province node: the province's policy (operator token, API.md "Medical institutions"),
+filings (citizen, API.md "Filings"), and the internal medical API the gateway calls while a HIS waits
+(internal token, on the fast lane like the POS API; bodies in shared/contracts/medical_api.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+from starlette.datastructures import Headers
+
+from services.province_node.domain.medical_policy import MedicalPolicy, PolicyInvalid
+from services.province_node.entrypoints.auth import citizen
+from services.province_node.service_layer import filings, medical
+from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.filings import FilingCreate
+from shared.contracts.medical_api import MedicalCall
+from shared.db import ReadView, in_unit_of_work
+from shared.idempotency import run_idempotent
+from shared.tokens import Claims
+from shared.web import ApiError, FastRoute, require_operator, require_static_token
+
+router = APIRouter(tags=["medical"])
+
+_POLICY_EXAMPLE = {"rules": [{"insutype": "310", "setting": "inpatient", "hosp_lv": "3", "deductible_fen": 80000,
+                              "ratio": "0.85", "annual_cap_fen": 50000000}], "unfiled_ratio_cut": "0.10"}
+
+
+def _ctx(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
+
+@router.get("/v1/admin/medical-policy", dependencies=[Depends(require_operator)])
+async def get_policy(request: Request) -> dict[str, Any]:
+    """The policy settlements use now: the province's documented default until an operator replaces it."""
+    ctx = _ctx(request)
+    async with ReadView(ctx.db) as view:
+        policy = await medical.current_policy(ctx, view)
+    return {"admdvs": ctx.admdvs, **policy.to_json()}
+
+
+@router.put("/v1/admin/medical-policy", dependencies=[Depends(require_operator)],
+            responses={422: {"description": "INVALID_POLICY: a ratio outside [0, 1], a negative amount, a rule "
+                                            "twice"}})
+async def put_policy(request: Request, body: dict[str, Any] = Body(..., examples=[_POLICY_EXAMPLE])) -> Response:
+    """Replace the policy; it applies to settlements after this answer (each rule: insutype 310|390, setting
+    outpatient|inpatient, hosp_lv 1|2|3, deductible_fen ≥ 0, ratio "0".."1", annual_cap_fen ≥ 0)."""
+    ctx = _ctx(request)
+    try:
+        policy = MedicalPolicy.from_json(body)
+    except PolicyInvalid as exc:
+        raise ApiError(422, "INVALID_POLICY", str(exc)) from exc
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: medical.put_policy(ctx, uow, policy))
+
+
+@router.post("/v1/filings", status_code=201)
+async def create_filing(request: Request, body: FilingCreate, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: filings.create_filing(ctx, uow, claims.psn_no, body))
+
+
+@router.get("/v1/filings")
+async def list_filings(request: Request, claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
+    async with ReadView(_ctx(request).db) as view:
+        return await filings.list_filings(view, claims.psn_no)
+
+
+@router.delete("/v1/filings/{filing_id}")
+async def end_filing(request: Request, filing_id: str, claims: Claims = Depends(citizen)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, claims.psn_no,
+                                lambda uow: filings.end_filing(ctx, uow, claims.psn_no, filing_id))
+
+
+# ------------------------------------------------------------------------------------------------ internal
+
+PREFIX = "/internal/v1/medical"
+
+
+async def _apply(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
+    ctx: NodeContext = state.ctx
+    require_static_token(headers, ctx.settings.internal_token, "internal")
+    call = MedicalCall.model_validate_json(raw)
+    result = await in_unit_of_work(ctx.db, lambda uow: medical.apply(ctx, uow, call))
+    return 200, result.model_dump_json().encode()
+
+
+async def _preview(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
+    ctx: NodeContext = state.ctx
+    require_static_token(headers, ctx.settings.internal_token, "internal")
+    call = MedicalCall.model_validate_json(raw)
+    async with ReadView(ctx.db) as view:
+        result = await medical.preview(ctx, view, call)
+    return 200, result.model_dump_json().encode()
+
+
+ROUTES = [FastRoute(PREFIX + "/messages:apply", _apply), FastRoute(PREFIX + "/messages:preview", _preview)]
