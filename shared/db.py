@@ -34,6 +34,7 @@ from shared.settings import ServiceSettings
 log = logging.getLogger("yibao.db")
 T = TypeVar("T")
 _SCHEMA_SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
 
 def schema_name(settings: ServiceSettings, instance: str) -> str:
@@ -173,23 +174,28 @@ class Database:
 
 
 class Prepared:
-    """A constant Core statement of a hot path, run on SQLite straight through the sqlite3 driver.
+    """A constant Core statement of a hot path, run straight on the driver inside a unit of work.
 
-    SQLAlchemy's execution around a cached statement (context, events, result wrapping) costs 15–50 µs per
-    statement here, several times the statement itself; a settle runs about ten. Compiled once to the
-    dialect's SQL, with the same bind and result converters SQLAlchemy would use, a Prepared statement in a
-    SQLite unit of work skips all that and answers rows with attribute access (`row.balance_fen`). Anywhere
-    else (PostgreSQL, read views) it is executed by SQLAlchemy as usual. As with SQLAlchemy, an INSERT or
-    UPDATE sets the columns its parameters name: one plan per set of names. Every bind must be given."""
+    SQLAlchemy's execution around a cached statement (context, events, result wrapping; on PostgreSQL also the
+    greenlet hop of its asyncio layer) costs 15–100 µs per statement here, several times the statement itself;
+    a settle runs about twenty. Compiled once to the dialect's SQL, with the same bind and result converters
+    SQLAlchemy would use, a Prepared statement skips all that and answers rows with attribute access
+    (`row.balance_fen`): on SQLite through the sqlite3 connection of the group commit, on PostgreSQL through
+    the unit of work's asyncpg connection, inside the transaction SQLAlchemy began on it, with asyncpg's
+    statement cache (the one SQLAlchemy's own asyncpg adapter fills). In read views it is executed by
+    SQLAlchemy as usual. As with SQLAlchemy, an INSERT or UPDATE sets the columns its parameters name: one plan
+    per set of names and dialect. Every bind must be given. tests/contract/test_prepared.py checks both
+    drivers against SQLAlchemy's own execution."""
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._plans: dict[frozenset[str], _SqlitePlan] = {}
+        self._plans: dict[tuple[str, frozenset[str]], _Plan] = {}
 
-    def plan(self, dialect: Any, names: frozenset[str]) -> _SqlitePlan:
-        plan = self._plans.get(names)
+    def plan(self, dialect: Any, names: frozenset[str]) -> _Plan:
+        key = (dialect.name, names)
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[names] = _SqlitePlan(self.statement, dialect, names)
+            plan = self._plans[key] = _Plan(self.statement, dialect, names)
         return plan
 
 
@@ -212,7 +218,7 @@ class PreparedIn:
 _NO_VALUE = object()
 
 
-class _SqlitePlan:
+class _Plan:
     def __init__(self, statement: Any, dialect: Any, names: frozenset[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
         self.sql: str = compiled.string
@@ -282,11 +288,14 @@ class _Session:
     _db: Database
     session: AsyncConnection | sa.Connection
     _driver: Any = None  # the group's sqlite3 connection, in a SQLite unit of work
+    _asyncpg: Any = None  # SQLAlchemy's adapted asyncpg connection, in a PostgreSQL unit of work
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
         if isinstance(statement, Prepared):
             if self._driver is not None:
                 return self._run_on_driver(statement, params)
+            if self._asyncpg is not None:
+                return await self._run_on_asyncpg(statement, params)
             statement = statement.statement
         if isinstance(self.session, sa.Connection):
             return self.session.execute(statement, params)
@@ -308,6 +317,40 @@ class _Session:
             # The exceptions callers catch (IntegrityError for a duplicate key) are SQLAlchemy's.
             raise sa.exc.DBAPIError.instance(plan.sql, params, exc, sqlite3.Error) from exc
         return _Rows(rows, cursor.rowcount)
+
+    async def _run_on_asyncpg(self, prepared: Prepared, params: Any) -> _Rows:
+        assert self._db.engine is not None
+        dialect = self._db.engine.dialect
+        batch: list[dict[str, Any]] = params if isinstance(params, list) else [params or {}]
+        if not batch:
+            return _Rows([], 0)
+        plan = prepared.plan(dialect, frozenset(batch[0]))
+        adapted = self._asyncpg
+        try:
+            async with adapted._execute_mutex:
+                # The transaction SQLAlchemy began on this connection (its adapter starts it lazily, at the
+                # first statement, exactly so).
+                if adapted._transaction is None:
+                    await adapted._start_transaction()
+                statement, _ = await adapted._prepare(plan.sql, 0)
+                if isinstance(params, list):
+                    await statement.executemany([plan.parameters(one) for one in batch])
+                    return _Rows([], len(batch))
+                records = await statement.fetch(*plan.parameters(batch[0]))
+                status = statement.get_statusmsg() or ""
+        except Exception as exc:
+            # The exceptions callers catch (IntegrityError for a duplicate key, the SQLSTATEs run_retrying
+            # looks for) are SQLAlchemy's, around its adapter's DBAPI errors.
+            try:
+                adapted._handle_exception(exc)
+            except Exception as dbapi_error:
+                raise sa.exc.DBAPIError.instance(plan.sql, params, dbapi_error, dialect.loaded_dbapi.Error,
+                                                 dialect=dialect) from exc
+            raise
+        # An INSERT compiled for PostgreSQL returns its new key implicitly; a plan without columns wants no rows.
+        rows = [plan.row(tuple(record)) for record in records] if plan.row_type._fields else []
+        counted = _STATUS_COUNT.search(status)
+        return _Rows(rows, int(counted.group(1)) if counted else len(rows))
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -453,7 +496,12 @@ class UnitOfWork(_Session):
         group = self._db.group
         if group is None:
             # PostgreSQL: no process lock (replicas share the schema; the database guards every change).
-            self.session = await self._db.connect()
+            session = await self._db.connect()
+            assert isinstance(session, AsyncConnection)
+            self.session = session
+            # Begun here, so that commit() commits what Prepared statements did straight on the driver.
+            await session.begin()
+            self._asyncpg = (await session.get_raw_connection()).dbapi_connection
             return self
         group.wanting_lock += 1
         try:

@@ -1,0 +1,105 @@
+"""`Prepared` statements run straight on the driver (sqlite3 in a SQLite unit of work, asyncpg in a PostgreSQL
+one). The same statements must answer exactly what SQLAlchemy's own execution answers: rows with the same
+values and types, row counts, and SQLAlchemy's IntegrityError for a duplicate key (callers and run_retrying
+depend on it). Run on SQLite always and on PostgreSQL when YIBAO_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
+from services.province_node.config import NodeSettings
+from shared.db import Database, Prepared, ReadView, UnitOfWork, drop_schemas, open_database
+from shared.messaging_tables import OutboxMessage
+
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+AT = datetime(2026, 12, 1, 8, 30, 15, 123456, tzinfo=UTC)
+
+NEW = Prepared(sa.insert(OUTBOX))
+NEW_RETURNING = Prepared(sa.insert(OUTBOX).returning(OUTBOX.c.seq, OUTBOX.c.created_at))
+BY_ID = Prepared(sa.select(OUTBOX).where(OUTBOX.c.message_id == sa.bindparam("b_id")))
+BY_TOPIC = Prepared(sa.select(OUTBOX.c.message_id, OUTBOX.c.payload).where(
+    OUTBOX.c.topic == sa.bindparam("b_topic")).order_by(OUTBOX.c.message_id).limit(2))
+RETOPIC = Prepared(sa.update(OUTBOX).where(OUTBOX.c.topic == sa.bindparam("b_topic")))
+COUNT = Prepared(sa.select(sa.func.count()).select_from(OUTBOX))
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgres"]
+
+
+@pytest.fixture(params=_backends())
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "") if request.param == "postgres" else ""
+    if request.param == "postgres" and not url:
+        pytest.skip("YIBAO_TEST_POSTGRES_URL not set")
+    settings = NodeSettings(province_admdvs="640000", home=tmp_path, database_url=url,
+                            db_schema_prefix=f"p{secrets.token_hex(3)}_", id_hash_key="k", token_key="k",
+                            internal_token="k", operator_token="k")
+    db = await open_database(settings, settings.db_instance, NODE_MIGRATIONS)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        if url:
+            await drop_schemas(url, [db.schema])
+
+
+def _row(message_id: str, topic: str = "t1") -> dict[str, object]:
+    return {"message_id": message_id, "topic": topic, "key": "k", "payload": b"\x00\xffbytes", "created_at": AT}
+
+
+async def test_prepared_statements_answer_as_sqlalchemy_does(database: Database) -> None:
+    async with UnitOfWork(database) as uow:
+        inserted = await uow.execute(NEW, _row("m1"))
+        assert inserted.rowcount == 1
+        returned = (await uow.execute(NEW_RETURNING, _row("m2"))).one()
+        await uow.execute(NEW, [_row("m3", "t2"), _row("m4", "t2")])
+        straight = (await uow.execute(BY_ID, {"b_id": "m1"})).one()
+        listed = (await uow.execute(BY_TOPIC, {"b_topic": "t2"})).all()
+        moved = await uow.execute(RETOPIC, {"b_topic": "t2", "topic": "t3"})
+        counted = (await uow.execute(COUNT, {})).scalar_one()
+        await uow.commit()
+    async with ReadView(database) as view:  # SQLAlchemy's own execution of the same statements
+        reference = (await view.execute(BY_ID.statement, {"b_id": "m1"})).one()
+        reference_returned = (await view.execute(BY_ID.statement, {"b_id": "m2"})).one()
+        reference_listed = (await view.execute(BY_TOPIC.statement, {"b_topic": "t3"})).all()
+    assert tuple(straight) == tuple(reference)
+    assert [type(value) for value in straight] == [type(value) for value in reference]
+    assert straight.created_at == AT and straight.payload == b"\x00\xffbytes"
+    assert (returned.seq, returned.created_at) == (reference_returned.seq, reference_returned.created_at)
+    assert [tuple(row) for row in listed] == [tuple(row) for row in reference_listed]
+    assert moved.rowcount == 2 and counted == 4
+
+
+async def test_a_duplicate_key_is_sqlalchemys_integrity_error_and_rolls_back(database: Database) -> None:
+    async with UnitOfWork(database) as uow:
+        await uow.execute(NEW, _row("dup"))
+        await uow.commit()
+    with pytest.raises(sa.exc.IntegrityError):
+        async with UnitOfWork(database) as uow:
+            await uow.execute(NEW, _row("other"))
+            await uow.execute(NEW, _row("dup"))
+            await uow.commit()
+    async with ReadView(database) as view:
+        assert (await view.execute(COUNT.statement)).scalar_one() == 1  # "other" rolled back with it
+
+
+async def test_prepared_work_is_committed_with_sqlalchemys_and_rolled_back_without_commit(
+        database: Database) -> None:
+    async with UnitOfWork(database) as uow:
+        await uow.execute(NEW, _row("kept"))
+        await uow.execute(sa.insert(OUTBOX).values(**_row("kept-too")))
+        await uow.commit()
+    async with UnitOfWork(database) as uow:
+        await uow.execute(NEW, _row("dropped"))  # no commit: the unit of work rolls back
+    async with ReadView(database) as view:
+        ids = set((await view.execute(sa.select(OUTBOX.c.message_id))).scalars())
+    assert ids == {"kept", "kept-too"}
