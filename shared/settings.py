@@ -45,6 +45,8 @@ class ServiceSettings(BaseSettings):
     province_url_template: str = "http://127.0.0.1:{port}"
     clock_offset_s: float = 0.0
     log_level: str = "INFO"
+    # How often each instance sends its audit journal's head to the hub (API.md: at least every 10 s).
+    audit_checkpoint_interval_s: float = 5.0
     # Kafka and relay knobs, explicit so that nothing rides on a library default.
     kafka_linger_ms: int = 1
     kafka_request_timeout_ms: int = 30000

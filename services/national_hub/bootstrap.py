@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from services.national_hub.adapters.node_client import NodeClient
 from services.national_hub.config import HubSettings
 from services.national_hub.entrypoints import api, dead_letters_ops_api, ops_api
-from services.national_hub.service_layer import messages, transfers
+from services.national_hub.service_layer import audit_chain, messages, transfers
 from services.national_hub.service_layer.context import HubContext
+from shared import audit
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
@@ -50,6 +51,10 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
                     await uow.commit()
 
         runtime.every("transfer-timeouts", settings.timeout_scan_interval_s, cancel_overdue_transfers)
+        # Issue 12: the hub's own audit journal; its head is stored straight into its checkpoints.
+        await audit.ensure_genesis(runtime.db, None)
+        runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
+                      audit_chain.hub_checkpointer(ctx).round)
         state["runtime"] = runtime
         app.state.ctx = ctx
         try:

@@ -21,6 +21,7 @@ from services.province_node.entrypoints import (
 )
 from services.province_node.service_layer import housekeeping, messages, transfers
 from services.province_node.service_layer.context import NodeContext
+from shared import audit
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
 from shared.db import UnitOfWork
@@ -54,6 +55,10 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
         async with UnitOfWork(runtime.db) as uow:
             await ledger_repo.ensure_system_accounts(uow, clock.now())
             await uow.commit()
+        # Issue 12: the audit journal (genesis on a database that had none) and its head at the hub.
+        await audit.ensure_genesis(runtime.db, ledger_repo.AUDITED_LEDGER)
+        runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
+                      audit.Checkpointer(runtime.db, settings.service_name, audit.outbox_sender(ctx.source)).round)
         runtime.every("quota-year-end", settings.housekeeping_interval_s, lambda: housekeeping.close_past_years(ctx))
         runtime.every("premium-reservations", settings.housekeeping_interval_s,
                       lambda: housekeeping.expire_premium_reservations(ctx))
@@ -76,4 +81,6 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
     app.include_router(mutual_aid_api.internal_router)
     app.include_router(medical_api.router)
     install_dead_letters(app, metrics, state)
+    app.include_router(audit.internal_router(lambda: state["runtime"].db, settings.service_name,
+                                             ledger_repo.AUDITED_LEDGER))
     return app

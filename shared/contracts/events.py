@@ -151,10 +151,68 @@ class PosSettlementRecorded(Payload):
         return self
 
 
+class TransferUnderReview(Payload):
+    """Hub -> giver's node (issue 12): a risk rule holds the transfer for review (HELD, reason RISK_REVIEW), or
+    the review released it (RELEASED: on its way again). A rejection comes as TransferSettled REFUNDED with reason
+    RISK_REJECTED. Keyed by transfer_id, so it stays in order with the transfer's other messages."""
+
+    TYPE: ClassVar[str] = "wallet.transfer.under-review.v1"
+    transfer_id: str
+    state: Literal["HELD", "RELEASED"]
+    reason: str | None = None
+
+
+class PersonNotice(Payload):
+    """Hub -> a person's home node (issue 12): an SMS-style notice for that person (e.g. a transfer to them was
+    rejected on review). The node adds it to the person's notifications."""
+
+    TYPE: ClassVar[str] = "wallet.person.notice.v1"
+    psn_no: str
+    text: str = Field(max_length=200)
+
+
+class SettlementReported(Payload):
+    """Gateway (and, for hospital settlements, whoever records them) -> hub, for supervision and statistics
+    (issue 12): a settlement of any province's payer at any institution took effect (CHARGE) or stopped taking
+    effect (REFUND: cancel or reversal). Sent through the outbox after the till was answered, so nobody waits
+    for it; the hub keeps the newest `version` per setl_id. Nothing here is cleared (see PosSettlementRecorded)."""
+
+    TYPE: ClassVar[str] = "supervision.settlement.reported.v1"
+    setl_id: str
+    version: int = Field(ge=1)
+    effect: Literal["CHARGE", "REFUND"]
+    use: Literal["pharmacy", "outpatient", "inpatient"] = "pharmacy"
+    infno: str = Field(max_length=4)  # the message whose answer revealed the change (2102, 2103, 2601, 2207 ...)
+    fixmedins_code: str
+    institution_admdvs: str
+    payer_admdvs: str  # the payer's home province
+    psn_no: str
+    medfee_fen: int = Field(ge=0)
+    acct_pay_fen: int = Field(ge=0)
+    wallet_pay_fen: int = Field(ge=0)
+    quota_pay_fen: int = Field(ge=0)
+    cash_pay_fen: int = Field(ge=0)
+    settled_at: datetime  # when the settlement was made (the rules' windows count from it)
+    occurred_at: datetime  # when this change happened
+
+
+class AuditCheckpointed(Payload):
+    """Any service instance -> hub, at least every 10 s (issue 12): the head of its audit journal
+    (shared/audit.py). The hub keeps every distinct head; verification checks the chain still contains them."""
+
+    TYPE: ClassVar[str] = "audit.checkpoint.v1"
+    service: str
+    head_seq: int = Field(ge=0)
+    head_hash: str = Field(min_length=64, max_length=64)
+    entries: int = Field(ge=0)
+    at: datetime
+
+
 EVENT_TYPES: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (TransferRequested, TransferCredit, TransferCancel, TransferCreditResult, TransferSettled,
-                BindingChanged, PosSettlementRecorded, TransferAwaitingAcceptance, PersonStatusChanged)
+                BindingChanged, PosSettlementRecorded, TransferAwaitingAcceptance, PersonStatusChanged,
+                TransferUnderReview, PersonNotice, SettlementReported, AuditCheckpointed)
 }
 
 # Quota and premium payloads live in their own module; registered here so that every consumer knows them.

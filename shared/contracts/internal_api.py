@@ -30,6 +30,8 @@ class DirectoryRegistration(InternalModel):
     insured: bool = True
     # keyed_hash(id_hash_key, "card:" + social-security card number): lets a till find the person by card (03).
     card_hash: str | None = None
+    # The person's pooling region (统筹区): the hub's statistics compare two persons' (issue 12).
+    pooling_admdvs: str | None = Field(default=None, max_length=6)
 
 
 class DirectoryRegistrationBatch(InternalModel):

@@ -1,8 +1,5 @@
-from datetime import UTC, datetime, timedelta
+"""Netting of inter-province obligations (the risk rules' tests are in test_risk_rules.py)."""
 
-import pytest
-
-from services.national_hub.domain import risk_rules
 from services.national_hub.domain.netting import Obligation, PairPosition, net_positions
 
 
@@ -21,18 +18,3 @@ def test_net_positions_sum_to_zero_and_net_each_pair_both_ways() -> None:
 
 def test_nothing_to_net() -> None:
     assert net_positions([]) == ({}, [])
-
-
-@pytest.mark.parametrize(("age_h", "amount_fen", "alert"), [(1, 150_000, True), (1, 149_999, False),
-                                                             (25, 200_000, False)])
-def test_new_binding_drain(age_h: int, amount_fen: int, alert: bool) -> None:
-    now = datetime(2026, 3, 1, tzinfo=UTC)
-    policy = risk_rules.RiskPolicy()
-    assert risk_rules.new_binding_drain(policy, now - timedelta(hours=age_h), now, amount_fen) is alert
-
-
-def test_rapid_transfers_and_large_remote_purchases() -> None:
-    policy = risk_rules.RiskPolicy()
-    assert risk_rules.rapid_transfers(policy, 5) and not risk_rules.rapid_transfers(policy, 4)
-    assert risk_rules.large_remote_purchase(policy, 100_000)
-    assert not risk_rules.large_remote_purchase(policy, 99_999)

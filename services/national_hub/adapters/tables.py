@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from services.national_hub.adapters.ops_tables import OPS_TABLES
+from shared.audit import AuditEntry
 from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
@@ -27,6 +29,8 @@ class DirectoryPerson(SQLModel, table=True):
     updated_at: datetime
     # Keyed hash of the social-security card number: a till that reads the card (03) finds the holder's province.
     card_hash: str | None = Field(default=None, index=True, max_length=64)
+    # The person's pooling region (统筹区), for the statistics' scope (issue 12); NULL if the node did not say.
+    pooling_admdvs: str | None = Field(default=None, max_length=6)
 
 
 class KinshipFact(SQLModel, table=True):
@@ -60,6 +64,9 @@ class Binding(SQLModel, table=True):
 
 class HubTransfer(SQLModel, table=True):
     __tablename__ = "hub_transfers"
+    # The high-frequency rule counts one giver's and one receiver's recent transfers on every transfer.
+    __table_args__ = (sa.Index("ix_hub_transfers_giver_accepted", "giver_psn_no", "accepted_at"),
+                      sa.Index("ix_hub_transfers_receiver_accepted", "receiver_psn_no", "accepted_at"))
 
     transfer_id: str = Field(primary_key=True, max_length=40)
     binding_id: str = Field(max_length=40)
@@ -68,7 +75,7 @@ class HubTransfer(SQLModel, table=True):
     receiver_psn_no: str = Field(max_length=32)
     receiver_admdvs: str = Field(max_length=6)
     amount_fen: int = Field(sa_type=BIGINT)
-    state: str = Field(index=True, max_length=20)
+    state: str = Field(index=True, max_length=20)  # ROUTED | HELD | CANCEL_REQUESTED | CREDITED | REFUNDED
     reason: str | None = Field(default=None, max_length=64)
     accepted_at: datetime
     routed_at: datetime
@@ -102,4 +109,4 @@ class ClearingObligation(SQLModel, table=True):
 
 
 HUB_TABLES = (*OPS_TABLES, DirectoryPerson, KinshipFact, Binding, HubTransfer, TransferHop, ClearingObligation,
-              OutboxMessage, InboxMessage, IdempotencyRecord, DeadLetter)
+              OutboxMessage, InboxMessage, IdempotencyRecord, DeadLetter, AuditEntry)

@@ -1,17 +1,25 @@
-"""Operator API of the hub (../shared/API.md "Operator API"), behind the operator token."""
+"""Operator API of the hub (../shared/API.md "Operator API" and "Supervision"), behind the operator token."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 
-from services.national_hub.service_layer import ops
+from services.national_hub.domain import statistics
+from services.national_hub.service_layer import activity, audit_chain, holds, ops, risk
 from services.national_hub.service_layer.context import HubContext
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
 from shared.web import require_operator
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """What the OpenAPI document lists for a route's refusals: `{"error": {"code", "message"}}`."""
+    return {status: {"description": "refused: {\"error\": {\"code\": STABLE_CODE, \"message\": text}}"}
+            for status in statuses}
+
 
 router = APIRouter(prefix="/v1/ops", tags=["operator"], dependencies=[Depends(require_operator)])
 
@@ -21,11 +29,17 @@ def _ctx(request: Request) -> HubContext:
     return ctx
 
 
-@router.get("/stats")
-async def stats(request: Request, from_month: str = Query(alias="from"),
-                to_month: str = Query(alias="to")) -> dict[str, Any]:
+@router.get("/stats", responses=error_responses(422))
+async def stats(request: Request, from_month: str = Query(alias="from", pattern=r"^\d{4}-\d{2}$"),
+                to_month: str = Query(alias="to", pattern=r"^\d{4}-\d{2}$"),
+                output: Literal["json", "csv"] = Query("json", alias="format")) -> Any:
     async with ReadView(_ctx(request).db) as view:
-        return await ops.stats(view, from_month, to_month)
+        result = await ops.stats(view, from_month, to_month)
+    if output == "csv":
+        return Response(statistics.to_csv(result["rows"]), media_type="text/csv; charset=utf-8",
+                        headers={"content-disposition": f'attachment; filename="yibao-stats-{from_month}'
+                                                        f'-{to_month}.csv"'})
+    return result
 
 
 @router.get("/settlement-windows")
@@ -40,15 +54,59 @@ async def close_window(request: Request) -> Response:
     return await run_idempotent(request, ctx.db, "operator", lambda uow: ops.close_current_window(ctx, uow))
 
 
-@router.get("/alerts")
-async def alerts(request: Request, state: str | None = Query(None)) -> list[dict[str, Any]]:
+# ------------------------------------------------------------------------------------------ supervision
+
+
+@router.get("/risk-rules")
+async def risk_rules(request: Request) -> list[dict[str, Any]]:
     async with ReadView(_ctx(request).db) as view:
-        return await ops.list_alerts(view, state)
+        return await risk.list_rules(view)
 
 
-@router.post("/alerts/{alert_id}:resolve")
-async def resolve_alert(request: Request, alert_id: str, body: dict[str, Any] | None = Body(None)) -> Response:
+@router.put("/risk-rules/{rule_id}", responses=error_responses(404, 409, 422))
+async def put_risk_rule(request: Request, rule_id: str, body: Any = Body(...)) -> Response:
+    """`{enabled?, action?, params?}`: a param the rule does not have, or a value out of its bounds → 422."""
     ctx = _ctx(request)
-    resolution = str((body or {}).get("resolution") or "") or None
-    return await run_idempotent(request, ctx.db, "operator",
-                                lambda uow: ops.resolve_alert(ctx, uow, alert_id, resolution))
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: risk.put_rule(ctx, uow, rule_id, body))
+
+
+@router.get("/alerts", responses=error_responses(422))
+async def alerts(request: Request, state: str | None = Query(None, pattern="^(open|resolved|OPEN|RESOLVED)$"),
+                 rule_id: str | None = Query(None, max_length=40)) -> list[dict[str, Any]]:
+    async with ReadView(_ctx(request).db) as view:
+        return await holds.list_alerts(view, state, rule_id)
+
+
+@router.post("/alerts/{alert_id}:resolve", responses=error_responses(404, 409, 422))
+async def resolve_alert(request: Request, alert_id: str, body: Any = Body(None)) -> Response:
+    """`{decision: dismiss|release|reject, reviewer, note}`. release/reject on an alert holding nothing → 422
+    ALERT_HOLDS_NOTHING; an alert already resolved → 409 ALERT_ALREADY_RESOLVED (the same Idempotency-Key gets
+    the first answer back)."""
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: holds.resolve(ctx, uow, alert_id, body))
+
+
+@router.get("/persons/{id_no}/activity", responses=error_responses(404, 422))
+async def person_activity(request: Request, id_no: str, from_day: str | None = Query(None, alias="from"),
+                          to_day: str | None = Query(None, alias="to"),
+                          reviewer: str | None = Query(None, max_length=64),
+                          x_reviewer: str | None = Header(None, max_length=64)) -> dict[str, Any]:
+    """Recorded in the access log with the reviewer's name (`reviewer` query parameter or `X-Reviewer` header)."""
+    return await activity.person_activity(_ctx(request), id_no, from_day, to_day, reviewer or x_reviewer)
+
+
+@router.get("/access-log")
+async def access_log(request: Request, limit: int = Query(1000, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    async with ReadView(_ctx(request).db) as view:
+        return await activity.access_log(view, limit)
+
+
+@router.get("/audit")
+async def audit_heads(request: Request) -> list[dict[str, Any]]:
+    return await audit_chain.heads(_ctx(request))
+
+
+@router.post("/audit:verify")
+async def audit_verify(request: Request) -> list[dict[str, Any]]:
+    return await audit_chain.verify_all(_ctx(request))
+

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from services.national_hub.adapters.tables import Binding
 from services.national_hub.domain.kinship import facts_proving
-from services.national_hub.service_layer import transfers
+from services.national_hub.service_layer import risk, transfers
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import DIRECTORY, KINSHIP
+from shared import audit
 from shared.contracts import topics
 from shared.contracts.events import BindingChanged, BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
@@ -82,7 +83,12 @@ async def _change(ctx: HubContext, uow: UnitOfWork, row: Any, state: str, reason
     if state == "ENDED":
         # Ending refunds what is still in flight on the binding, whoever or whatever ended it.
         await transfers.cancel_in_flight_of_binding(ctx, uow, row.binding_id)
-    snapshot = snapshot_of(await _binding(uow, row.binding_id))
+    changed = await _binding(uow, row.binding_id)
+    if state == "ACTIVE":
+        await risk.on_binding_active(ctx, uow, changed)  # issue 12: fake kinship (many givers, one relative)
+    await audit.append(uow, "binding.state", row.binding_id, {"state": state, "reason": reason,
+                                                               "version": row.version + 1})
+    snapshot = snapshot_of(changed)
     await publish(ctx, uow, snapshot)
     return {"binding": snapshot.model_dump(mode="json")}
 

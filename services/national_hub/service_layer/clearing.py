@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from services.national_hub.adapters.tables import ClearingObligation
-from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.events import PosSettlementRecorded
 from shared.db import Prepared, UnitOfWork
@@ -33,13 +32,5 @@ async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlement
         "kind": POS_KINDS[msg.effect], "ref": ref, "debtor_admdvs": province_of(msg.payer_admdvs),
         "creditor_admdvs": province_of(msg.pharmacy_admdvs), "amount_fen": amount_fen,
         "created_at": ctx.clock.now()})
-    if msg.mulaid_pay_fen:
-        # Wallet and quota money used at a pharmacy is mutual aid too (个人账户共济支付).
-        sign = 1 if msg.effect == "CHARGE" else -1
-        await ops.record_use(uow, ref=ref, from_admdvs=province_of(msg.payer_admdvs),
-                             to_admdvs=province_of(msg.pharmacy_admdvs), use="pharmacy", person_key=msg.psn_no,
-                             amount_fen=sign * msg.mulaid_pay_fen, at=msg.occurred_at)
-    if msg.effect == "CHARGE":
-        await ops.check_remote_purchase(ctx, uow, setl_ref=msg.setl_id, psn_no=msg.psn_no,
-                                        amount_fen=msg.amount_fen, payer_admdvs=msg.payer_admdvs,
-                                        pharmacy_admdvs=msg.pharmacy_admdvs)
+    # Statistics and the settlement rules learn of every settlement, in- and cross-province, from
+    # supervision.settlement.reported.v1 (supervised_settlements.py), not from this clearing event.

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from services.national_hub.service_layer import clearing, mutual_aid, person_status, transfers
+from services.national_hub.service_layer import (
+    audit_chain,
+    clearing,
+    mutual_aid,
+    person_status,
+    supervised_settlements,
+    transfers,
+)
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
+    AuditCheckpointed,
     PersonStatusChanged,
     PosSettlementRecorded,
+    SettlementReported,
     TransferAwaitingAcceptance,
     TransferCreditResult,
     TransferRequested,
@@ -40,5 +49,9 @@ async def handle_batch(ctx: HubContext, uow: UnitOfWork, envelopes: list[Envelop
             await mutual_aid.on_premium_paid(ctx, uow, env, PremiumPaid.model_validate(env.data))
         elif env.type == PosSettlementRecorded.TYPE:
             await clearing.on_pos_settlement(ctx, uow, PosSettlementRecorded.model_validate(env.data))
+        elif env.type == SettlementReported.TYPE:
+            await supervised_settlements.on_settlement_reported(ctx, uow, SettlementReported.model_validate(env.data))
+        elif env.type == AuditCheckpointed.TYPE:
+            await audit_chain.on_checkpoint(ctx, uow, AuditCheckpointed.model_validate(env.data))
         else:
             log.warning("ignoring message of unknown type %s", env.type)

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from services.national_hub.adapters.node_client import NodeClient
+from services.national_hub.adapters.tables import Binding
+from services.national_hub.domain import statistics
 from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import DIRECTORY
@@ -20,6 +22,8 @@ from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, Qu
 from shared.db import ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.web import ApiError
+
+BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 
 
 async def _forward(ctx: HubContext, uow: UnitOfWork, env: Envelope, admdvs: str, key: str,
@@ -45,9 +49,14 @@ async def on_quota_spent(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Q
     # The giver's province pays for what the relative spent in theirs (a return withdraws it).
     await _obligation(ctx, uow, "QUOTA", f"QUOTA:{msg.spend_id}", msg.giver_admdvs, msg.relative_admdvs,
                       msg.amount_fen)
+    binding = (await uow.execute(sa.select(BINDINGS.c.giver_psn_no, BINDINGS.c.relative_psn_no).where(
+        BINDINGS.c.binding_id == msg.binding_id))).first()
+    giver, relative = (binding.giver_psn_no, binding.relative_psn_no) if binding else (None, msg.binding_id)
     await ops.record_use(uow, ref=f"QUOTA:{msg.spend_id}", from_admdvs=msg.giver_admdvs,
-                         to_admdvs=msg.relative_admdvs, use=msg.use, person_key=msg.binding_id,
-                         amount_fen=msg.amount_fen, at=msg.occurred_at)
+                         to_admdvs=msg.relative_admdvs, use=msg.use, person_key=relative,
+                         amount_fen=msg.amount_fen, at=msg.occurred_at, kind=statistics.QUOTA_USE,
+                         scope=await ops.scope_between(uow, giver, relative) if giver else None,
+                         payer_psn_no=giver)
     await _forward(ctx, uow, env, msg.giver_admdvs, msg.binding_id, msg)
 
 
@@ -58,9 +67,11 @@ async def on_mirror_state(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: 
 async def on_premium_paid(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: PremiumPaid) -> None:
     await _obligation(ctx, uow, "PREMIUM", f"PREMIUM:{msg.payment_id}", msg.payer_admdvs, msg.beneficiary_admdvs,
                       msg.amount_fen)
+    # Money relatives put in the payer's wallet, spent by its holder: a wallet use at the holder's province.
     await ops.record_use(uow, ref=f"PREMIUM:{msg.payment_id}", from_admdvs=msg.payer_admdvs,
-                         to_admdvs=msg.beneficiary_admdvs, use="premium", person_key=msg.beneficiary_psn_no,
-                         amount_fen=msg.amount_fen, at=msg.paid_at)
+                         to_admdvs=msg.payer_admdvs, use="premium", person_key=msg.payer_psn_no,
+                         amount_fen=msg.amount_fen, at=msg.paid_at, kind=statistics.WALLET_USE, scope=None,
+                         payer_psn_no=msg.payer_psn_no)
     await _forward(ctx, uow, env, msg.beneficiary_admdvs, msg.payment_id, msg)
 
 

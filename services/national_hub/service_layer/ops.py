@@ -1,19 +1,19 @@
-"""What operators see and do: mutual-aid statistics as NHSA publishes them (person-times and amounts by
-province pair, month and use), settlement windows that net the inter-province obligations, risk alerts."""
+"""What operators see and do: mutual-aid statistics as NHSA publishes them (person-times and amounts by month,
+kind, use, province pair and scope), settlement windows that net the inter-province obligations. Risk rules and
+alerts: risk.py and holds.py."""
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from services.national_hub.adapters.ops_tables import AidFact, RiskAlert, SettlementWindow
-from services.national_hub.adapters.tables import Binding, ClearingObligation
-from services.national_hub.domain import risk_rules
+from services.national_hub.adapters.ops_tables import AidFact, SettlementWindow
+from services.national_hub.adapters.tables import ClearingObligation, DirectoryPerson
+from services.national_hub.domain import statistics
 from services.national_hub.domain.netting import Obligation, net_positions
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI, iso
@@ -22,17 +22,14 @@ from shared.web import ApiError
 
 FACTS = AidFact.__table__  # type: ignore[attr-defined]
 WINDOWS = SettlementWindow.__table__  # type: ignore[attr-defined]
-ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
 OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
-BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
 # Statements run for every credited transfer, built once (their compiled forms are reused).
 _FACT_SEEN = Prepared(sa.select(FACTS.c.ref).where(FACTS.c.ref == sa.bindparam("ref")))
 _NEW_FACT = Prepared(sa.insert(FACTS))
-_BINDING_CREATED = sa.select(BINDINGS.c.created_at).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
-_RECENT_TRANSFERS_TO = sa.select(sa.func.count()).select_from(FACTS).where(
-    FACTS.c.use == "transfer", FACTS.c.person_key == sa.bindparam("person"), FACTS.c.at >= sa.bindparam("since"))
+_POOLING = Prepared(sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.pooling_admdvs, DIRECTORY.c.insuplc_admdvs).where(
+    DIRECTORY.c.psn_no.in_([sa.bindparam("a"), sa.bindparam("b")])))
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-POLICY = risk_rules.RiskPolicy()
 
 
 def month_of(at: datetime) -> str:
@@ -40,35 +37,45 @@ def month_of(at: datetime) -> str:
 
 
 async def record_use(uow: UnitOfWork, *, ref: str, from_admdvs: str, to_admdvs: str, use: str, person_key: str,
-                     amount_fen: int, at: datetime) -> None:
-    """One use of mutual aid; `ref` makes a redelivered event count once."""
+                     amount_fen: int, at: datetime, kind: str, scope: str | None,
+                     payer_psn_no: str | None) -> None:
+    """One use of mutual aid (a negative amount: a cancel or return); `ref` makes a redelivered event count once."""
     if (await uow.execute(_FACT_SEEN, {"ref": ref})).first():
         return
     await uow.execute(_NEW_FACT, {"ref": ref, "month": month_of(at), "from_admdvs": from_admdvs,
                                   "to_admdvs": to_admdvs, "use": use, "person_key": person_key,
-                                  "amount_fen": amount_fen, "at": at})
+                                  "amount_fen": amount_fen, "at": at, "kind": kind, "scope": scope,
+                                  "payer_psn_no": payer_psn_no})
+
+
+async def scope_between(uow: UnitOfWork, psn_a: str, psn_b: str) -> str:
+    """same_pool / in_province / cross_province from the two persons' pooling regions in the directory."""
+    rows = (await uow.execute(_POOLING, {"a": psn_a, "b": psn_b})).all()
+    pooling = {row.psn_no: row.pooling_admdvs or row.insuplc_admdvs for row in rows}
+    return statistics.scope_of(pooling.get(psn_a), pooling.get(psn_b))
 
 
 async def stats(view: ReadView, from_month: str, to_month: str) -> dict[str, Any]:
-    if not (_MONTH.match(from_month) and _MONTH.match(to_month)) or from_month > to_month:
-        raise ApiError(422, "INVALID_PERIOD", "from and to are months YYYY-MM, from <= to")
+    if not (_MONTH.match(from_month) and _MONTH.match(to_month)):
+        raise ApiError(422, "INVALID_PERIOD", "from and to are months YYYY-MM")
+    if from_month > to_month:
+        raise ApiError(422, "INVALID_PERIOD", "from is after to")
+    f = FACTS.c
+    # Facts from before issue 12 carry no kind: a transfer, or a quota spend.
+    kind = sa.func.coalesce(f.kind, sa.case((f.use == "transfer", "transfer"), else_="quota_use")).label("kind")
+    times = sa.func.sum(sa.case((f.amount_fen > 0, 1), (f.amount_fen < 0, -1), else_=0)).label("person_times")
     rows = (await view.execute(
-        sa.select(FACTS.c.month, FACTS.c.from_admdvs, FACTS.c.to_admdvs, FACTS.c.use,
-                  sa.func.count().label("person_times"), sa.func.sum(FACTS.c.amount_fen).label("amount_fen"))
-        .where(FACTS.c.month >= from_month, FACTS.c.month <= to_month)
-        .group_by(FACTS.c.month, FACTS.c.from_admdvs, FACTS.c.to_admdvs, FACTS.c.use)
-        .order_by(FACTS.c.month, FACTS.c.from_admdvs, FACTS.c.to_admdvs, FACTS.c.use))).all()
-    out = [{"month": r.month, "from_admdvs": r.from_admdvs, "to_admdvs": r.to_admdvs, "use": r.use,
-            "cross_region": r.from_admdvs != r.to_admdvs, "person_times": int(r.person_times),
-            "amount_fen": int(r.amount_fen)} for r in rows]
-    by_use: dict[str, dict[str, int]] = {}
-    for row in out:
-        bucket = by_use.setdefault(str(row["use"]), {"person_times": 0, "amount_fen": 0})
-        bucket["person_times"] += int(row["person_times"])
-        bucket["amount_fen"] += int(row["amount_fen"])
-    return {"from": from_month, "to": to_month, "rows": out, "totals_by_use": by_use,
-            "person_times": sum(int(r["person_times"]) for r in out),
-            "amount_fen": sum(int(r["amount_fen"]) for r in out)}
+        sa.select(f.month, kind, f.use, f.from_admdvs, f.to_admdvs, f.scope, times,
+                  sa.func.sum(f.amount_fen).label("amount_fen"))
+        .where(f.month >= from_month, f.month <= to_month)
+        .group_by(f.month, kind, f.use, f.from_admdvs, f.to_admdvs, f.scope)
+        .order_by(f.month, kind, f.use, f.from_admdvs, f.to_admdvs, f.scope))).all()
+    out = [{"month": r.month, "kind": r.kind, "use": r.use, "from_admdvs": r.from_admdvs,
+            "to_admdvs": r.to_admdvs, "scope": r.scope, "person_times": int(r.person_times),
+            "amount_fen": int(r.amount_fen),
+            # Before issue 12 rows said whether a use crossed provinces; kept for existing readers.
+            "cross_region": r.from_admdvs != r.to_admdvs} for r in rows]
+    return {"from": from_month, "to": to_month, "rows": out, **statistics.totals(out)}
 
 
 def _window_view(row: Any) -> dict[str, Any]:
@@ -112,71 +119,11 @@ async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> tuple[int, A
     return 200, _window_view(row)
 
 
-# ------------------------------------------------------------------------------------------------- risk
-
-
-async def raise_alert(ctx: HubContext, uow: UnitOfWork, *, rule: str, subject: str, ref: str,
-                      details: dict[str, Any]) -> None:
-    if (await uow.execute(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == ref))).first():
-        return
-    await uow.execute(sa.insert(ALERTS).values(alert_id="A" + uuid.uuid4().hex, rule=rule, subject=subject, ref=ref,
-                                               details_json=json.dumps(details, ensure_ascii=False), state="OPEN",
-                                               created_at=ctx.clock.now()))
-
-
 async def on_transfer_credited(ctx: HubContext, uow: UnitOfWork, transfer: Any, credited_at: datetime) -> None:
-    """Statistics and risk for a credited transfer (called by the transfer routing when it decides)."""
+    """Statistics for a credited transfer (called by the transfer routing when it decides): from the giver's
+    province to the receiver's."""
     await record_use(uow, ref=f"TRANSFER:{transfer.transfer_id}", from_admdvs=transfer.giver_admdvs,
                      to_admdvs=transfer.receiver_admdvs, use="transfer", person_key=transfer.receiver_psn_no,
-                     amount_fen=transfer.amount_fen, at=credited_at)
-    binding = (await uow.execute(_BINDING_CREATED, {"binding_id": transfer.binding_id})).first()
-    await check_credited_transfer(ctx, uow, transfer, binding.created_at if binding else None)
-
-
-async def check_credited_transfer(ctx: HubContext, uow: UnitOfWork, transfer: Any,
-                                  binding_created_at: datetime | None) -> None:
-    now = ctx.clock.now()
-    since = now.timestamp() - POLICY.rapid_transfers_window_s
-    recent = (await uow.execute(_RECENT_TRANSFERS_TO, {
-        "person": transfer.receiver_psn_no, "since": datetime.fromtimestamp(since, tz=now.tzinfo)})).scalar_one()
-    if risk_rules.rapid_transfers(POLICY, int(recent)):
-        await raise_alert(ctx, uow, rule="RAPID_TRANSFERS", subject=transfer.receiver_psn_no,
-                          ref=f"RAPID:{transfer.transfer_id}",
-                          details={"credited_in_window": int(recent), "window_s": POLICY.rapid_transfers_window_s})
-    if binding_created_at and risk_rules.new_binding_drain(POLICY, binding_created_at, now, transfer.amount_fen):
-        await raise_alert(ctx, uow, rule="NEW_BINDING_DRAIN", subject=transfer.binding_id,
-                          ref=f"DRAIN:{transfer.transfer_id}",
-                          details={"transfer_id": transfer.transfer_id, "amount_fen": transfer.amount_fen,
-                                   "binding_created_at": iso(binding_created_at)})
-
-
-async def check_remote_purchase(ctx: HubContext, uow: UnitOfWork, *, setl_ref: str, psn_no: str,
-                                amount_fen: int, payer_admdvs: str, pharmacy_admdvs: str) -> None:
-    if risk_rules.large_remote_purchase(POLICY, amount_fen):
-        await raise_alert(ctx, uow, rule="LARGE_REMOTE_PURCHASE", subject=psn_no, ref=f"REMOTE:{setl_ref}",
-                          details={"amount_fen": amount_fen, "payer_admdvs": payer_admdvs,
-                                   "pharmacy_admdvs": pharmacy_admdvs})
-
-
-def _alert_view(row: Any) -> dict[str, Any]:
-    return {"alert_id": row.alert_id, "rule": row.rule, "subject": row.subject, "state": row.state,
-            "created_at": iso(row.created_at), "details": json.loads(row.details_json),
-            "resolved_at": iso(row.resolved_at) if row.resolved_at else None, "resolution": row.resolution}
-
-
-async def list_alerts(view: ReadView, state: str | None) -> list[dict[str, Any]]:
-    query = sa.select(ALERTS).order_by(ALERTS.c.created_at)
-    if state:
-        query = query.where(ALERTS.c.state == state.upper())
-    return [_alert_view(row) for row in (await view.execute(query)).all()]
-
-
-async def resolve_alert(ctx: HubContext, uow: UnitOfWork, alert_id: str, resolution: str | None) -> tuple[int, Any]:
-    row = (await uow.execute(sa.select(ALERTS).where(ALERTS.c.alert_id == alert_id))).first()
-    if row is None:
-        raise ApiError(404, "ALERT_NOT_FOUND", "no such alert")
-    if row.state == "OPEN":
-        await uow.execute(sa.update(ALERTS).where(ALERTS.c.alert_id == alert_id).values(
-            state="RESOLVED", resolved_at=ctx.clock.now(), resolution=(resolution or "")[:200] or None))
-        row = (await uow.execute(sa.select(ALERTS).where(ALERTS.c.alert_id == alert_id))).one()
-    return 200, _alert_view(row)
+                     amount_fen=transfer.amount_fen, at=credited_at, kind=statistics.TRANSFER,
+                     scope=await scope_between(uow, transfer.giver_psn_no, transfer.receiver_psn_no),
+                     payer_psn_no=transfer.giver_psn_no)

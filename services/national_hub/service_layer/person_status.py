@@ -16,6 +16,6 @@ from shared.db import UnitOfWork
 async def on_person_status_changed(ctx: HubContext, uow: UnitOfWork, msg: PersonStatusChanged) -> None:
     """Idempotent: a redelivery writes the same flag again and finds no binding left to end."""
     await uow.execute(sa.update(DIRECTORY).where(DIRECTORY.c.psn_no == msg.psn_no).values(
-        insured=msg.insured, updated_at=ctx.clock.now()))
+        insured=msg.insured, pooling_admdvs=msg.pooling_admdvs, updated_at=ctx.clock.now()))
     if msg.binding_end_reason is not None:
         await bindings.end_all_of_person(ctx, uow, msg.psn_no, msg.binding_end_reason)

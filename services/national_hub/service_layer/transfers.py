@@ -8,9 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.national_hub.adapters.tables import Binding, ClearingObligation, HubTransfer, TransferHop
-from services.national_hub.domain import transfer_state
-from services.national_hub.service_layer import ops
+from services.national_hub.domain import risk_rules, transfer_state
+from services.national_hub.service_layer import ops, risk
 from services.national_hub.service_layer.context import HubContext
+from shared import audit
 from shared.clock import iso
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
@@ -21,6 +22,7 @@ from shared.contracts.events import (
     TransferCreditResult,
     TransferRequested,
     TransferSettled,
+    TransferUnderReview,
 )
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.outbox import emit
@@ -49,6 +51,9 @@ async def _hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: An
     await uow.execute(_NEW_HOP, {"transfer_id": transfer_id, "hop": hop, "service": service, "at": at})
 
 
+record_hop = _hop  # for the review decisions (holds.py)
+
+
 async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferRequested) -> None:
     if (await uow.execute(_STATE_BY_ID, {"transfer_id": msg.transfer_id})).first():
         return
@@ -67,14 +72,39 @@ async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Tra
     if refusal:
         await uow.execute(sa.insert(TRANSFERS).values(state=transfer_state.REFUNDED, reason=refusal,
                                                       decided_at=now, **row))
-        await _settle(ctx, uow, env, msg.transfer_id, msg.giver_admdvs, "REFUNDED", refusal, None)
+        await audit.append(uow, "transfer.state", msg.transfer_id, {"state": transfer_state.REFUNDED,
+                                                                    "reason": refusal}, now)
+        await settle(ctx, uow, env.trace_id, msg.transfer_id, msg.giver_admdvs, "REFUNDED", refusal, None)
+        return
+    fired = await risk.judge_transfer(ctx, uow, msg, binding)
+    held_by = risk_rules.holding_rule(rule for rule, _ in fired)
+    if held_by is not None:
+        # Issue 12: kept here, before routing, until a reviewer decides (holds.py); the giver sees HELD.
+        await uow.execute(_NEW_TRANSFER, {"state": transfer_state.HELD, **row,
+                                          "reason": transfer_state.RISK_REVIEW})
+        await risk.alert_transfer(ctx, uow, msg, fired, held_by)
+        await audit.append(uow, "transfer.state", msg.transfer_id, {"state": transfer_state.HELD,
+                                                                    "rule_id": held_by.rule_id}, now)
+        await _hop(uow, msg.transfer_id, f"HELD_{held_by.rule_id}", ctx.source, now)
+        await emit(uow, topics.province_inbound(msg.giver_admdvs), msg.transfer_id, TransferUnderReview(
+            transfer_id=msg.transfer_id, state="HELD", reason=transfer_state.RISK_REVIEW),
+            source=ctx.source, trace_id=env.trace_id)
         return
     await uow.execute(_NEW_TRANSFER, {"state": transfer_state.ROUTED, **row})
+    await audit.append(uow, "transfer.state", msg.transfer_id, {"state": transfer_state.ROUTED,
+                                                                "amount_fen": msg.amount_fen}, now)
+    if fired:
+        await risk.alert_transfer(ctx, uow, msg, fired, None)
+    await route(ctx, uow, msg, deadline, env.trace_id)
+
+
+async def route(ctx: HubContext, uow: UnitOfWork, msg: Any, deadline: Any, trace_id: str) -> None:
+    """Send the transfer on to the destination (on arrival, or when a review releases it)."""
     await emit(uow, topics.province_inbound(msg.receiver_admdvs), msg.transfer_id, TransferCredit(
         transfer_id=msg.transfer_id, binding_id=msg.binding_id, giver_psn_no=msg.giver_psn_no,
         giver_admdvs=msg.giver_admdvs, receiver_psn_no=msg.receiver_psn_no, receiver_admdvs=msg.receiver_admdvs,
         amount_fen=msg.amount_fen, accepted_at=msg.accepted_at, credit_by=deadline),
-        source=ctx.source, trace_id=env.trace_id)
+        source=ctx.source, trace_id=trace_id)
 
 
 async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferCreditResult) -> None:
@@ -88,6 +118,7 @@ async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Transf
         return  # already decided; a late or repeated answer changes nothing
     await uow.execute(_DECIDE, {"b_transfer_id": msg.transfer_id, "b_state": next_state, "b_reason": msg.reason,
                                 "b_decided_at": now})
+    await audit.append(uow, "transfer.state", msg.transfer_id, {"state": next_state, "reason": msg.reason}, now)
     if next_state == transfer_state.CREDITED and row.giver_admdvs != row.receiver_admdvs:
         await uow.execute(_NEW_OBLIGATION, {
             "kind": "TRANSFER", "ref": msg.transfer_id, "debtor_admdvs": row.giver_admdvs,
@@ -95,16 +126,16 @@ async def on_result(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Transf
     if next_state == transfer_state.CREDITED:
         await ops.on_transfer_credited(ctx, uow, row, msg.credited_at or now)
     outcome = "CREDITED" if next_state == transfer_state.CREDITED else "REFUNDED"
-    await _settle(ctx, uow, env, msg.transfer_id, row.giver_admdvs, outcome, msg.reason, msg.credited_at)
+    await settle(ctx, uow, env.trace_id, msg.transfer_id, row.giver_admdvs, outcome, msg.reason, msg.credited_at)
 
 
-async def _settle(ctx: HubContext, uow: UnitOfWork, env: Envelope, transfer_id: str, giver_admdvs: str,
+async def settle(ctx: HubContext, uow: UnitOfWork, trace_id: str, transfer_id: str, giver_admdvs: str,
                   outcome: str, reason: str | None, credited_at: Any) -> None:
     await _hop(uow, transfer_id, f"DECIDED_{outcome}", ctx.source, ctx.clock.now())
     await emit(uow, topics.province_inbound(giver_admdvs), transfer_id,
                TransferSettled(transfer_id=transfer_id, outcome=outcome,
                                reason=reason, credited_at=credited_at),
-               source=ctx.source, trace_id=env.trace_id)
+               source=ctx.source, trace_id=trace_id)
 
 
 async def on_awaiting_acceptance(ctx: HubContext, uow: UnitOfWork, env: Envelope,

@@ -18,11 +18,14 @@ import sqlalchemy as sa
 from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine
 from services.province_node.domain.errors import DomainError
 from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
+from shared import audit
 from shared.db import Prepared, PreparedIn, ReadView, UnitOfWork, for_update
 
 ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
 ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
 LINES = LedgerLine.__table__  # type: ignore[attr-defined]
+# What audit verification replays the journaled postings against (shared/audit.py).
+AUDITED_LEDGER = audit.LedgerTables(lines=LINES, accounts=ACCOUNTS)
 
 
 async def ensure_system_accounts(uow: UnitOfWork, now: datetime) -> None:
@@ -122,6 +125,9 @@ async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:
             raise DomainError("INSUFFICIENT_FUNDS", f"{account_id.split(':')[0]} cannot cover {-amount_fen} fen")
     await uow.execute(_NEW_LINES, [{"entry_id": entry_id, "account_id": a, "amount_fen": f}
                                    for a, f in posting.legs])
+    # Issue 12: the posting in the audit journal, same transaction (verification replays it on the balances).
+    await audit.append(uow, audit.POSTING, posting.ref, audit.legs_data(entry_id, posting.kind, posting.ref,
+                                                                        posting.legs), now)
 
 
 async def totals_by_kind(view: UnitOfWork | ReadView) -> dict[str, int]:

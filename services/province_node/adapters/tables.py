@@ -11,6 +11,7 @@ from sqlmodel import Field, SQLModel
 from services.province_node.adapters.medical_tables import MEDICAL_TABLES
 from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
 from services.province_node.adapters.pos_tables import POS_TABLES
+from shared.audit import AuditEntry
 from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
@@ -130,4 +131,4 @@ class Notification(SQLModel, table=True):
 
 NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
                OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES, DeadLetter,
-               *MEDICAL_TABLES)
+               *MEDICAL_TABLES, AuditEntry)

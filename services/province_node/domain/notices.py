@@ -15,7 +15,8 @@ def transfer_received(amount_fen: int) -> str:
 # Why a transfer came back, in the notice's words; a code not listed here is shown as it is.
 _REFUND_BECAUSE = {"TIMEOUT": "超时未到账", "EXPIRED": "超时未到账", "BINDING_ENDED": "共济绑定已解除",
                    "BINDING_NOT_ACTIVE": "共济绑定已解除", "NOT_ACCEPTED": "对方未确认接收",
-                   "WALLET_NOT_OPEN": "对方未开通医保钱包", "RECEIVER_NOT_INSURED": "对方参保关系已终止"}
+                   "WALLET_NOT_OPEN": "对方未开通医保钱包", "RECEIVER_NOT_INSURED": "对方参保关系已终止",
+                   "RISK_REJECTED": "经医保基金监管审核未通过"}
 
 
 def transfer_refunded(amount_fen: int, reason: str | None) -> str:
@@ -56,3 +57,8 @@ def quota_granted(annual_quota_fen: int, year: int) -> str:
 
 def premium_paid(amount_fen: int, year: int) -> str:
     return f"您的{year}年城乡居民医保费{yuan_text(amount_fen)}元已缴纳"
+
+
+def transfer_held_for_review() -> str:
+    """To a giver whose transfer a risk rule holds (issue 12): it waits for a reviewer, the money stays held."""
+    return "您的共济转账正在接受医保基金安全审核，审核通过后到账，未通过将退回个人账户"

@@ -10,9 +10,11 @@ from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
     BindingChanged,
     BindingSnapshot,
+    PersonNotice,
     TransferCancel,
     TransferCredit,
     TransferSettled,
+    TransferUnderReview,
 )
 from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import UnitOfWork
@@ -41,6 +43,11 @@ async def handle_batch(ctx: NodeContext, uow: UnitOfWork, envelopes: list[Envelo
             await quotas.on_mirror_state(ctx, uow, QuotaMirrorState.model_validate(env.data))
         elif env.type == PremiumPaid.TYPE:
             await premiums.on_premium_paid(ctx, uow, PremiumPaid.model_validate(env.data))
+        elif env.type == TransferUnderReview.TYPE:
+            await transfers.on_under_review(ctx, uow, TransferUnderReview.model_validate(env.data))
+        elif env.type == PersonNotice.TYPE:
+            notice = PersonNotice.model_validate(env.data)
+            await bindings.notify(uow, ctx, notice.psn_no, notice.text)
         else:
             log.warning("ignoring message of unknown type %s", env.type)
 

@@ -105,6 +105,7 @@ async def prepare_import(ctx: NodeContext, request: ImportRequest) -> ImportPlan
             if person.password else None,
             face_hash=face,
             card_hash=card_hash(key, person.card_no) if person.card_no else None,
+            pooling_admdvs=person.pooling_admdvs,
         )
         accepted.append((person, id_no, registration))
     if accepted:

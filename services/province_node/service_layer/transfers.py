@@ -27,6 +27,7 @@ from services.province_node.domain.transfer_rules import accept_by, check_transf
 from services.province_node.service_layer.bindings import BINDINGS, binding_for_giver, notify
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
+from shared import audit
 from shared.clock import iso
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
@@ -37,6 +38,7 @@ from shared.contracts.events import (
     TransferCreditResult,
     TransferRequested,
     TransferSettled,
+    TransferUnderReview,
 )
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.outbox import emit
@@ -45,6 +47,8 @@ from shared.tokens import Claims
 OUT = TransferOut.__table__  # type: ignore[attr-defined]
 IN = TransferIn.__table__  # type: ignore[attr-defined]
 AWAITING = "AWAITING_ACCEPTANCE"
+HELD = "HELD"  # issue 12: held at the hub for a risk review; the money stays in flight
+IN_FLIGHT_STATES = ("ACCEPTED", HELD)
 
 
 def parse_amount_fen(value: Any) -> int:
@@ -231,7 +235,7 @@ async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
 
 async def on_settled(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) -> None:
     row = (await uow.execute(_OUT_BY_ID, {"transfer_id": msg.transfer_id})).first()
-    if row is None or row.state != "ACCEPTED":
+    if row is None or row.state not in IN_FLIGHT_STATES:
         return  # unknown or already final: settling twice must not move money twice
     now = ctx.clock.now()
     if msg.outcome == "CREDITED":
@@ -244,6 +248,25 @@ async def on_settled(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) ->
         values = {"state": "REFUNDED", "reason": msg.reason, "settled_at": now}
         await notify(uow, ctx, row.giver_psn_no, notices.transfer_refunded(row.amount_fen, msg.reason))
     await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == msg.transfer_id).values(**values))
+    await audit.append(uow, "transfer.state", msg.transfer_id, {"state": values["state"], "reason": msg.reason})
+
+
+async def on_under_review(ctx: NodeContext, uow: UnitOfWork, msg: TransferUnderReview) -> None:
+    """Issue 12: the hub holds the giver's transfer for a risk review (the giver sees HELD, reason RISK_REVIEW),
+    or released it (ACCEPTED again, on its way). Guarded by state: a late or repeated message changes nothing."""
+    if msg.state == "HELD":
+        changed = await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == msg.transfer_id,
+                                                         OUT.c.state == "ACCEPTED").values(
+            state=HELD, reason=msg.reason or "RISK_REVIEW"))
+        row = (await uow.execute(sa.select(OUT.c.giver_psn_no).where(OUT.c.transfer_id == msg.transfer_id))).first()
+        if changed.rowcount == 1 and row is not None:
+            await notify(uow, ctx, row.giver_psn_no, notices.transfer_held_for_review())
+    else:
+        changed = await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == msg.transfer_id,
+                                                         OUT.c.state == HELD).values(state="ACCEPTED", reason=None))
+    if changed.rowcount == 1:
+        await audit.append(uow, "transfer.state", msg.transfer_id,
+                           {"state": HELD if msg.state == "HELD" else "ACCEPTED", "reason": msg.reason})
 
 
 def _out_view(row: Any) -> dict[str, Any]:

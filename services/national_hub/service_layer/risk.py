@@ -1,0 +1,234 @@
+"""Risk rules at run time (API.md "Supervision"): operators' settings of the built-in rules, and their evaluation
+on the hub from the events it receives: transfers as they arrive (before routing, so a `hold` rule can keep one
+HELD), bindings as they become active, settlements as the gateway reports them. Alerts are raised in the same
+transaction as the event that caused them; `ref` is unique per cause, so a redelivered event raises nothing twice.
+
+Settlements are only ever alerted (a patient at a till never waits for the hub: the gateway reports them through
+its outbox after answering)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.national_hub.adapters.ops_tables import RiskAlert, RiskRuleSetting, SupervisedSettlement
+from services.national_hub.adapters.tables import Binding, HubTransfer
+from services.national_hub.domain import risk_rules
+from services.national_hub.domain.risk_rules import RuleConfigError, RuleSetting
+from services.national_hub.service_layer.context import HubContext
+from shared.clock import iso
+from shared.db import Prepared, ReadView, UnitOfWork
+from shared.regions import province_of
+from shared.web import ApiError
+
+ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
+SETTINGS = RiskRuleSetting.__table__  # type: ignore[attr-defined]
+SETTLEMENTS = SupervisedSettlement.__table__  # type: ignore[attr-defined]
+TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
+BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+
+_ALL_SETTINGS = Prepared(sa.select(SETTINGS))
+_ALERT_BY_REF = Prepared(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == sa.bindparam("ref")))
+_NEW_ALERT = Prepared(sa.insert(ALERTS))
+_FROM_GIVER = Prepared(sa.select(sa.func.count()).select_from(TRANSFERS).where(
+    TRANSFERS.c.giver_psn_no == sa.bindparam("psn"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
+    TRANSFERS.c.accepted_at <= sa.bindparam("until")))
+_TO_RECEIVER = Prepared(sa.select(sa.func.count()).select_from(TRANSFERS).where(
+    TRANSFERS.c.receiver_psn_no == sa.bindparam("psn"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
+    TRANSFERS.c.accepted_at <= sa.bindparam("until")))
+
+
+async def settings(view: UnitOfWork | ReadView) -> dict[str, RuleSetting]:
+    """Every built-in rule's setting: the stored one, else the defaults."""
+    stored = {row.rule_id: row for row in (await view.execute(_ALL_SETTINGS)).all()}
+    out: dict[str, RuleSetting] = {}
+    for rule_id in risk_rules.RULES:
+        row = stored.get(rule_id)
+        out[rule_id] = (risk_rules.default_setting(rule_id) if row is None else
+                        risk_rules.stored_setting(rule_id, bool(row.enabled), row.action,
+                                                  json.loads(row.params_json)))
+    return out
+
+
+def rule_view(rule: RuleSetting) -> dict[str, Any]:
+    return {"rule_id": rule.rule_id, "enabled": rule.enabled, "action": rule.action, "params": dict(rule.params),
+            "description": risk_rules.RULES[rule.rule_id].description}
+
+
+async def list_rules(view: ReadView) -> list[dict[str, Any]]:
+    return [rule_view(rule) for rule in (await settings(view)).values()]
+
+
+async def put_rule(ctx: HubContext, uow: UnitOfWork, rule_id: str, body: Any) -> tuple[int, Any]:
+    if rule_id not in risk_rules.RULES:
+        raise ApiError(404, "RULE_NOT_FOUND", f"no built-in rule {rule_id!r}")
+    if not isinstance(body, dict):
+        raise ApiError(422, "VALIDATION_ERROR", "the body is an object {enabled?, action?, params?}")
+    await uow.lock_name(f"risk-rule|{rule_id}")  # two operators' changes apply one after the other
+    current = (await settings(uow))[rule_id]
+    try:
+        changed = risk_rules.apply_change(current, body)
+    except RuleConfigError as exc:
+        raise ApiError(422, exc.code, exc.message) from exc
+    values = {"enabled": changed.enabled, "action": changed.action,
+              "params_json": json.dumps(dict(changed.params), sort_keys=True), "updated_at": ctx.clock.now()}
+    updated = await uow.execute(sa.update(SETTINGS).where(SETTINGS.c.rule_id == rule_id).values(**values))
+    if updated.rowcount == 0:
+        await uow.execute(sa.insert(SETTINGS).values(rule_id=rule_id, **values))
+    return 200, rule_view(changed)
+
+
+# ------------------------------------------------------------------------------------------------- alerts
+
+
+async def raise_alert(ctx: HubContext, uow: UnitOfWork, *, rule_id: str, subject_key: str,
+                      subject: dict[str, Any], ref: str, detail: dict[str, Any],
+                      held_transfer_id: str | None = None) -> str | None:
+    """One alert per cause (`ref`); the new alert's id, or None when that cause already raised one."""
+    if (await uow.execute(_ALERT_BY_REF, {"ref": ref})).first():
+        return None
+    alert_id = "A" + uuid.uuid4().hex
+    await uow.execute(_NEW_ALERT, {
+        "alert_id": alert_id, "rule": rule_id, "subject": subject_key[:64], "ref": ref,
+        "details_json": json.dumps(detail, ensure_ascii=False, sort_keys=True), "state": "OPEN",
+        "created_at": ctx.clock.now(), "subject_json": json.dumps(subject, ensure_ascii=False, sort_keys=True),
+        "held_transfer_id": held_transfer_id})
+    return alert_id
+
+
+# -------------------------------------------------------------------------------------------- transfers
+
+
+async def judge_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any, binding: Any) -> list[tuple[RuleSetting,
+                                                                                                  dict[str, Any]]]:
+    """The rules a transfer that just arrived trips, each with its evidence; called before the transfer's own
+    row is written (so the counts add one for it)."""
+    rules = await settings(uow)
+    fired: list[tuple[RuleSetting, dict[str, Any]]] = []
+    frequent = rules[risk_rules.HIGH_FREQUENCY_TRANSFERS]
+    if frequent.enabled:
+        since = msg.accepted_at - frequent.window()
+        window = {"since": since, "until": msg.accepted_at}
+        from_giver = int((await uow.execute(_FROM_GIVER, {"psn": msg.giver_psn_no, **window})).scalar_one()) + 1
+        to_receiver = int((await uow.execute(_TO_RECEIVER, {"psn": msg.receiver_psn_no, **window})
+                           ).scalar_one()) + 1
+        if risk_rules.high_frequency_transfers(frequent, from_giver, to_receiver):
+            fired.append((frequent, {"from_giver_in_window": from_giver, "to_receiver_in_window": to_receiver,
+                                     "window_min": frequent.param("window_min"),
+                                     "max_count": frequent.param("max_count")}))
+    young = rules[risk_rules.NEW_BINDING_LARGE_TRANSFER]
+    if young.enabled and binding is not None and risk_rules.new_binding_large_transfer(
+            young, binding.created_at, msg.accepted_at, msg.amount_fen):
+        fired.append((young, {"amount_fen": msg.amount_fen, "binding_created_at": iso(binding.created_at),
+                              "binding_age_h": young.param("binding_age_h"),
+                              "min_amount_fen": young.param("min_amount_fen")}))
+    return fired
+
+
+async def alert_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any,
+                         fired: list[tuple[RuleSetting, dict[str, Any]]], held_by: RuleSetting | None) -> None:
+    for rule, evidence in fired:
+        holds = held_by is not None and rule.rule_id == held_by.rule_id
+        await raise_alert(
+            ctx, uow, rule_id=rule.rule_id, subject_key=msg.giver_psn_no,
+            subject={"psn_no": msg.giver_psn_no, "binding_id": msg.binding_id},
+            ref=f"{rule.rule_id}:{msg.transfer_id}",
+            detail={"transfer_id": msg.transfer_id, "amount_fen": msg.amount_fen,
+                    "giver_psn_no": msg.giver_psn_no, "giver_admdvs": msg.giver_admdvs,
+                    "receiver_psn_no": msg.receiver_psn_no, "receiver_admdvs": msg.receiver_admdvs,
+                    "action": rule.action, **evidence},
+            held_transfer_id=msg.transfer_id if holds else None)
+
+
+# --------------------------------------------------------------------------------------------- bindings
+
+
+async def on_binding_active(ctx: HubContext, uow: UnitOfWork, binding: Any) -> None:
+    """MANY_GIVERS_ONE_RELATIVE (虚假亲属): when a binding becomes active, how many active bindings make its
+    relative someone's relative?"""
+    rule = (await settings(uow))[risk_rules.MANY_GIVERS_ONE_RELATIVE]
+    if not rule.enabled:
+        return
+    givers = int((await uow.execute(sa.select(sa.func.count(sa.distinct(BINDINGS.c.giver_psn_no))).where(
+        BINDINGS.c.relative_psn_no == binding.relative_psn_no, BINDINGS.c.state == "ACTIVE"))).scalar_one())
+    if risk_rules.many_givers_one_relative(rule, givers):
+        await raise_alert(ctx, uow, rule_id=rule.rule_id, subject_key=binding.relative_psn_no,
+                          subject={"psn_no": binding.relative_psn_no, "binding_id": binding.binding_id,
+                                   "name_masked": binding.relative_name_masked},
+                          ref=f"{rule.rule_id}:{binding.binding_id}",
+                          detail={"active_givers": givers, "max_givers": rule.param("max_givers"),
+                                  "binding_id": binding.binding_id, "giver_psn_no": binding.giver_psn_no})
+
+
+# ------------------------------------------------------------------------------------------- settlements
+
+
+async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
+    """The settlement rules, for a settlement that has just taken effect (row of supervised_settlements)."""
+    rules = await settings(uow)
+    payer_province, institution_province = province_of(row.payer_admdvs), province_of(row.institution_admdvs)
+    subject = {"psn_no": row.psn_no, "fixmedins_code": row.fixmedins_code}
+    base = {"setl_id": row.setl_id, "fixmedins_code": row.fixmedins_code,
+            "institution_admdvs": row.institution_admdvs, "payer_admdvs": row.payer_admdvs,
+            "use": row.use, "settled_at": iso(row.settled_at)}
+    accounts_fen = row.acct_pay_fen + row.wallet_pay_fen + row.quota_pay_fen
+    large = rules[risk_rules.LARGE_REMOTE_PAYMENT]
+    if large.enabled and risk_rules.large_remote_payment(large, payer_province, institution_province, accounts_fen):
+        await raise_alert(ctx, uow, rule_id=large.rule_id, subject_key=row.psn_no, subject=subject,
+                          ref=f"{large.rule_id}:{row.setl_id}",
+                          detail={**base, "accounts_fen": accounts_fen,
+                                  "min_amount_fen": large.param("min_amount_fen")})
+    s = SETTLEMENTS.c
+    in_effect = s.cancelled.is_(False)
+    split = rules[risk_rules.SPLIT_PURCHASES]
+    if split.enabled:
+        count = int((await uow.execute(sa.select(sa.func.count()).select_from(SETTLEMENTS).where(
+            s.psn_no == row.psn_no, s.fixmedins_code == row.fixmedins_code, in_effect,
+            s.settled_at > row.settled_at - split.window(), s.settled_at <= row.settled_at))).scalar_one())
+        if risk_rules.split_purchases(split, count):
+            await raise_alert(ctx, uow, rule_id=split.rule_id, subject_key=row.psn_no, subject=subject,
+                              ref=f"{split.rule_id}:{row.setl_id}",
+                              detail={**base, "settlements_in_window": count, "max_count": split.param("max_count"),
+                                      "window_min": split.param("window_min")})
+    distant = rules[risk_rules.DISTANT_PAYMENTS]
+    if distant.enabled:
+        window = distant.window()
+        regions = [r.institution_admdvs for r in (await uow.execute(sa.select(s.institution_admdvs).where(
+            s.psn_no == row.psn_no, in_effect, s.settled_at > row.settled_at - window,
+            s.settled_at < row.settled_at + window))).all()]
+        provinces = {province_of(admdvs) for admdvs in regions}
+        if risk_rules.distant_payments(distant, provinces):
+            await raise_alert(ctx, uow, rule_id=distant.rule_id, subject_key=row.psn_no, subject=subject,
+                              ref=f"{distant.rule_id}:{row.setl_id}",
+                              detail={**base, "provinces": sorted(provinces),
+                                      "window_min": distant.param("window_min")})
+    cluster = rules[risk_rules.INSTITUTION_CLUSTER]
+    if cluster.enabled and row.wallet_pay_fen + row.quota_pay_fen > 0:
+        await _institution_cluster(ctx, uow, cluster, row, base)
+
+
+async def _institution_cluster(ctx: HubContext, uow: UnitOfWork, rule: RuleSetting, row: Any,
+                               base: dict[str, Any]) -> None:
+    """聚集性购药: one alert per institution per window, however many more payers follow within it (the lock
+    keeps two replicas from both raising it)."""
+    s = SETTLEMENTS.c
+    since: datetime = row.settled_at - rule.window()
+    payers = int((await uow.execute(sa.select(sa.func.count(sa.distinct(s.psn_no))).where(
+        s.fixmedins_code == row.fixmedins_code, s.cancelled.is_(False), s.settled_at > since,
+        s.settled_at <= row.settled_at, (s.wallet_pay_fen + s.quota_pay_fen) > 0))).scalar_one())
+    if not risk_rules.institution_cluster(rule, payers):
+        return
+    await uow.lock_name(f"risk|{rule.rule_id}|{row.fixmedins_code}")
+    recent = (await uow.execute(sa.select(ALERTS.c.alert_id).where(
+        ALERTS.c.rule == rule.rule_id, ALERTS.c.subject == row.fixmedins_code,
+        ALERTS.c.created_at > ctx.clock.now() - rule.window()).limit(1))).first()
+    if recent is not None:
+        return
+    await raise_alert(ctx, uow, rule_id=rule.rule_id, subject_key=row.fixmedins_code,
+                      subject={"fixmedins_code": row.fixmedins_code}, ref=f"{rule.rule_id}:{row.setl_id}",
+                      detail={**base, "distinct_payers_in_window": payers, "min_persons": rule.param("min_persons"),
+                              "window_min": rule.param("window_min")})

@@ -1,0 +1,310 @@
+"""The audit journal of one service instance (issue 12; API.md "Audit chain"): append-only, hash-chained, and
+written in the same transaction as the change each entry records, so no change commits without its entry.
+
+Entry `seq` n holds `body`, the canonical JSON (sorted keys, no spaces, UTF-8) of {seq, at, kind, ref, data}, and
+`hash` = SHA-256(0x00 ‖ bytes(prev_hash) ‖ body), prev_hash being entry n-1's hash (entry 1: 32 zero bytes).
+Editing any entry breaks its own hash; rewriting the chain from there on breaks the heads the hub holds
+(checkpoints, sent over Kafka at least every 10 s). Ledger postings carry their legs, so verification also
+replays them against the stored postings and balances (`verify`): an edited line or balance shows up too.
+
+Replicas of an instance share one schema and one chain: an append takes the instance's `audit-journal` lock
+(PostgreSQL advisory lock, to the end of the transaction), reads the head and writes the next entry, so entries
+are numbered and chained in commit order. On SQLite the write lock already serialises writers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydField
+from sqlmodel import Field, SQLModel
+
+from shared.contracts import topics
+from shared.contracts.events import AuditCheckpointed
+from shared.db import Database, Prepared, ReadView, UnitOfWork, in_unit_of_work
+from shared.messaging_tables import BIGINT
+from shared.outbox import emit
+from shared.web import require_internal
+
+ZERO_HASH = "0" * 64
+POSTING = "ledger.posting"
+GENESIS = "genesis"
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_journal"
+
+    seq: int = Field(primary_key=True, sa_type=BIGINT, sa_column_kwargs={"autoincrement": False})
+    kind: str = Field(max_length=40)
+    ref: str = Field(max_length=80)  # no index: every posting appends one, and nothing looks entries up by ref
+    body: str  # the canonical JSON that was hashed
+    hash: str = Field(max_length=64)
+
+
+JOURNAL = AuditEntry.__table__  # type: ignore[attr-defined]
+_HEAD = Prepared(sa.select(JOURNAL.c.seq, JOURNAL.c.hash).order_by(JOURNAL.c.seq.desc()).limit(1))
+_NEW_ENTRY = Prepared(sa.insert(JOURNAL))
+
+
+def canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash: str, body: bytes) -> str:
+    return hashlib.sha256(b"\x00" + bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+def entry_body(seq: int, at: datetime, kind: str, ref: str, data: Mapping[str, Any]) -> bytes:
+    return canonical({"seq": seq, "at": at.astimezone(UTC).isoformat(), "kind": kind, "ref": ref,
+                      "data": dict(data)})
+
+
+async def append(uow: UnitOfWork, kind: str, ref: str, data: Mapping[str, Any],
+                 at: datetime | None = None) -> int:
+    """Journal one change inside the transaction making it; its seq."""
+    await uow.lock_name("audit-journal")
+    head = (await uow.execute(_HEAD, {})).first()
+    prev_seq, prev_hash = (0, ZERO_HASH) if head is None else (int(head.seq), head.hash)
+    seq = prev_seq + 1
+    body = entry_body(seq, at or datetime.now(UTC), kind, ref, data)
+    await uow.execute(_NEW_ENTRY, {"seq": seq, "kind": kind, "ref": ref[:80], "body": body.decode(),
+                                   "hash": chain_hash(prev_hash, body)})
+    return seq
+
+
+@dataclass(frozen=True)
+class Head:
+    entries: int
+    head_seq: int
+    head_hash: str
+
+
+async def head(view: UnitOfWork | ReadView) -> Head:
+    row = (await view.execute(_HEAD, {})).first()
+    if row is None:
+        return Head(0, 0, ZERO_HASH)
+    count = int((await view.execute(sa.select(sa.func.count()).select_from(JOURNAL))).scalar_one())
+    return Head(count, int(row.seq), row.hash)
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    entries_checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+    def view(self, service: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"service": service, "ok": self.ok, "entries_checked": self.entries_checked}
+        if not self.ok:
+            out |= {"first_bad_seq": self.first_bad_seq, "reason": self.reason}
+        return out
+
+    def fail(self, seq: int, reason: str) -> None:
+        """Keep the earliest failure."""
+        if self.ok or (self.first_bad_seq is not None and seq < self.first_bad_seq):
+            self.ok, self.first_bad_seq, self.reason = False, seq, reason
+
+
+@dataclass
+class ReplayedPostings:
+    """What the journal says the ledger holds: each posting's legs (by ledger entry id) and each account's
+    balance (from the genesis snapshot plus every journaled leg), with the seq that last touched it."""
+
+    legs_by_entry: dict[int, tuple[int, list[tuple[str, int]]]]  # entry_id -> (seq, legs)
+    balances: dict[str, int]
+    last_seq_of_account: dict[str, int]
+    genesis_max_entry_id: int
+
+
+def verify_chain(rows: Iterable[Any], checkpoints: Mapping[int, str], verdict: Verdict) -> ReplayedPostings:
+    """Recompute the chain (rows in seq order: seq, body, hash) and check it holds every checkpointed head;
+    gather the journaled postings for the caller's ledger check."""
+    replay = ReplayedPostings({}, {}, {}, 0)
+    prev_seq, prev_hash = 0, ZERO_HASH
+    for row in rows:
+        seq = int(row.seq)
+        verdict.entries_checked += 1
+        if seq != prev_seq + 1:
+            verdict.fail(prev_seq + 1, "entry missing")
+        body = row.body.encode()
+        if chain_hash(prev_hash, body) != row.hash:
+            verdict.fail(seq, "hash mismatch: the entry was changed")
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            decoded = {}
+        if decoded.get("seq") != seq:
+            verdict.fail(seq, "entry renumbered")
+        expected = checkpoints.get(seq)
+        if expected is not None and expected != row.hash:
+            verdict.fail(seq, "differs from the head checkpointed at the hub")
+        data = decoded.get("data") or {}
+        if decoded.get("kind") == GENESIS:
+            for account, balance in (data.get("balances") or {}).items():
+                replay.balances[account] = int(balance)
+                replay.last_seq_of_account[account] = seq
+            replay.genesis_max_entry_id = int(data.get("max_entry_id") or 0)
+        elif decoded.get("kind") == POSTING:
+            legs = [(str(a), int(f)) for a, f in data.get("legs", [])]
+            replay.legs_by_entry[int(data.get("entry_id", 0))] = (seq, legs)
+            for account, amount in legs:
+                replay.balances[account] = replay.balances.get(account, 0) + amount
+                replay.last_seq_of_account[account] = seq
+        prev_seq, prev_hash = seq, row.hash
+    beyond = [s for s in checkpoints if s > prev_seq]
+    if beyond:
+        verdict.fail(prev_seq + 1, "the journal is shorter than a head checkpointed at the hub")
+    return replay
+
+
+def check_ledger(replay: ReplayedPostings, stored_lines: Mapping[int, list[tuple[str, int]]],
+                 stored_balances: Mapping[str, int], verdict: Verdict) -> None:
+    """The stored postings (ledger lines by entry id, entries after the genesis) and balances against the
+    journal's: a posting edited, added or removed, or a balance changed behind the service's back."""
+    head_seq = verdict.entries_checked
+    for entry_id, lines in stored_lines.items():
+        journaled = replay.legs_by_entry.get(entry_id)
+        if journaled is None:
+            verdict.fail(head_seq, f"ledger entry {entry_id} is not in the journal")
+        elif sorted(journaled[1]) != sorted(lines):
+            verdict.fail(journaled[0], f"ledger entry {entry_id} differs from its journal entry")
+    for entry_id, (seq, _) in replay.legs_by_entry.items():
+        if entry_id not in stored_lines:
+            verdict.fail(seq, f"ledger entry {entry_id} was removed")
+    for account, balance in stored_balances.items():
+        if replay.balances.get(account, 0) != balance:
+            verdict.fail(replay.last_seq_of_account.get(account, head_seq),
+                         f"balance of {account.split(':')[0]} differs from the journaled postings")
+
+
+async def journal_rows(view: UnitOfWork | ReadView) -> list[Any]:
+    return list((await view.execute(sa.select(JOURNAL.c.seq, JOURNAL.c.body, JOURNAL.c.hash)
+                                     .order_by(JOURNAL.c.seq))).all())
+
+
+def checkpoint_map(pairs: Iterable[tuple[int, str]]) -> dict[int, str]:
+    return {int(seq): str(hash_) for seq, hash_ in pairs}
+
+
+def stored_lines_from(rows: Iterable[Any]) -> dict[int, list[tuple[str, int]]]:
+    out: dict[int, list[tuple[str, int]]] = {}
+    for row in rows:
+        out.setdefault(int(row.entry_id), []).append((str(row.account_id), int(row.amount_fen)))
+    return out
+
+
+def legs_data(entry_id: int, kind: str, ref: str, legs: Iterable[tuple[str, int]]) -> dict[str, Any]:
+    return {"entry_id": entry_id, "kind": kind, "ref": ref, "legs": [[a, f] for a, f in legs]}
+
+
+# ------------------------------------------------------------------------------- verification, checkpoints
+
+
+@dataclass(frozen=True)
+class LedgerTables:
+    """A service whose journal carries ledger postings (the province node): where its postings and balances are."""
+
+    lines: sa.Table  # entry_id, account_id, amount_fen
+    accounts: sa.Table  # account_id, balance_fen
+
+
+async def verify(db: Database, checkpoints: Mapping[int, str], ledger: LedgerTables | None) -> Verdict:
+    """Recompute the chain, check the checkpointed heads, replay the journaled postings against the ledger.
+    One snapshot: on PostgreSQL a REPEATABLE READ transaction, on SQLite the read transaction (WAL)."""
+    verdict = Verdict(True, 0)
+    async with ReadView(db) as view:
+        if not db.inline:
+            await view.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        replay = verify_chain(await journal_rows(view), checkpoints, verdict)
+        if ledger is not None:
+            lines = stored_lines_from((await view.execute(sa.select(
+                ledger.lines.c.entry_id, ledger.lines.c.account_id, ledger.lines.c.amount_fen).where(
+                ledger.lines.c.entry_id > replay.genesis_max_entry_id))).all())
+            balances = {row.account_id: int(row.balance_fen) for row in (await view.execute(sa.select(
+                ledger.accounts.c.account_id, ledger.accounts.c.balance_fen))).all()}
+            check_ledger(replay, lines, balances, verdict)
+    return verdict
+
+
+async def ensure_genesis(db: Database, ledger: LedgerTables | None, entries: sa.Table | None = None) -> None:
+    """The first entry of a journal started on an existing database: the balances and the last ledger entry it
+    starts from (postings before it are outside the chain). Idempotent; replicas take turns (lock)."""
+
+    async def work(uow: UnitOfWork) -> None:
+        await uow.lock_name("audit-journal")
+        if (await uow.execute(_HEAD, {})).first() is not None:
+            return
+        data: dict[str, Any] = {}
+        if ledger is not None:
+            data["balances"] = {row.account_id: int(row.balance_fen) for row in (await uow.execute(sa.select(
+                ledger.accounts.c.account_id, ledger.accounts.c.balance_fen))).all() if row.balance_fen}
+            data["max_entry_id"] = int((await uow.execute(sa.select(sa.func.coalesce(
+                sa.func.max(ledger.lines.c.entry_id), 0)))).scalar_one())
+        await append(uow, GENESIS, "genesis", data)
+
+    await in_unit_of_work(db, work)
+
+
+class Checkpointer:
+    """Sends this instance's journal head to the hub through the outbox (`audit.checkpoint.v1`), every round
+    (API.md: at least every 10 s); on PostgreSQL one replica per round (they share the journal)."""
+
+    def __init__(self, db: Database, service: str, send: Callable[[UnitOfWork, AuditCheckpointed], Awaitable[None]]
+                 ) -> None:
+        self._db = db
+        self._service = service
+        self._send = send
+
+    async def round(self) -> None:
+        async def work(uow: UnitOfWork) -> None:
+            if not await uow.lead("audit-checkpoint"):
+                return
+            current = await head(uow)
+            await self._send(uow, AuditCheckpointed(service=self._service, head_seq=current.head_seq,
+                                                    head_hash=current.head_hash, entries=current.entries,
+                                                    at=datetime.now(UTC)))
+
+        await in_unit_of_work(self._db, work)
+
+
+def outbox_sender(source: str) -> Callable[[UnitOfWork, AuditCheckpointed], Awaitable[None]]:
+    """Nodes and the gateway: the checkpoint goes to the hub's inbound topic."""
+
+    async def send(uow: UnitOfWork, checkpoint: AuditCheckpointed) -> None:
+        await emit(uow, topics.HUB_INBOUND, checkpoint.service, checkpoint, source=source,
+                   trace_id=f"audit-{checkpoint.service}")
+
+    return send
+
+
+class VerifyRequest(BaseModel):
+    """POST /internal/v1/audit:verify (hub -> node or gateway): the heads the hub holds for this service."""
+
+    model_config = ConfigDict(extra="ignore")
+    checkpoints: list[tuple[int, str]] = PydField(default_factory=list, max_length=1_000_000)
+
+
+def internal_router(db_of: Callable[[], Database], service: str, ledger: LedgerTables | None) -> APIRouter:
+    router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_internal)])
+
+    @router.post("/audit:verify")
+    async def verify_route(body: VerifyRequest) -> dict[str, Any]:
+        verdict = await verify(db_of(), checkpoint_map(body.checkpoints), ledger)
+        return verdict.view(service)
+
+    @router.get("/audit/head")
+    async def head_route() -> dict[str, Any]:
+        async with ReadView(db_of()) as view:
+            current = await head(view)
+        return {"service": service, "entries": current.entries, "head_seq": current.head_seq,
+                "head_hash": current.head_hash}
+
+    return router
