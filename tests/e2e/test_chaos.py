@@ -77,10 +77,14 @@ def scaled_federation() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _victims(home: Path) -> list[str]:
+def _victims_by_kind(home: Path) -> list[list[str]]:
+    """The processes a kill may hit, by kind: brokers, hub replicas, gateway replicas, node replicas."""
     replicas = [status.name for status in supervisor.federation_status(home) if "." in status.name
                 and not status.name.startswith(("kafka", "haproxy"))]
-    return replicas + [record.name for record in running_brokers(home)]
+    return [[record.name for record in running_brokers(home)],
+            [name for name in replicas if name.startswith("hub.")],
+            [name for name in replicas if name.startswith("gateway.")],
+            [name for name in replicas if name.startswith("node-")]]
 
 
 def _kill_and_restart(home: Path, victim: str) -> None:
@@ -90,10 +94,12 @@ def _kill_and_restart(home: Path, victim: str) -> None:
 
 
 async def _chaos(home: Path, ledger: Ledger, stop: asyncio.Event) -> None:
-    rng = random.Random(20261201)
-    for _ in range(KILLS):
+    rng = random.Random()
+    kinds = list(range(4))
+    rng.shuffle(kinds)  # each kind (broker, hub, gateway, node) is hit at least once, in a random order
+    for number in range(KILLS):
         await asyncio.sleep(rng.uniform(4.0, 7.0))
-        victim = rng.choice(_victims(home))
+        victim = rng.choice(_victims_by_kind(home)[kinds[number % len(kinds)]])
         ledger.kills.append(victim)
         await asyncio.to_thread(_kill_and_restart, home, victim)
     stop.set()
