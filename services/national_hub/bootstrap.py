@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.national_hub.adapters.node_client import NodeClient
 from services.national_hub.config import HubSettings
-from services.national_hub.entrypoints import api, dead_letters_ops_api, ops_api
+from services.national_hub.entrypoints import api, console, dead_letters_ops_api, ops_api
 from services.national_hub.service_layer import audit_chain, messages, transfers
 from services.national_hub.service_layer.context import HubContext
 from shared import audit
@@ -70,4 +70,5 @@ def bootstrap(settings: HubSettings | None = None, clock: Clock | None = None) -
     app.include_router(ops_api.router)
     app.include_router(dead_letters_ops_api.router)
     install_dead_letters(app, metrics, state, internal_routes=False)
+    console.install(app)  # issue 14: the operator console at /console/
     return app
