@@ -568,16 +568,21 @@ class UnitOfWork(_Session):
         commit or rollback (so a crashed leader's turn passes at once); on SQLite, always (one process)."""
         if self._db.group is not None:
             return True
-        result = await self.execute(sa.text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
-                                    {"name": f"{self._db.schema}.{job}"})
+        result = await self.execute(_TRY_NAMED_LOCK, {"name": f"{self._db.schema}.{job}"})
         return bool(result.scalar())
 
     async def lock_name(self, name: str) -> None:
         """Wait until no other transaction holds `name` (PostgreSQL advisory lock, released at the end of this
         transaction): for check-then-act on something that has no row yet, such as an Idempotency-Key."""
         if self._db.group is None:
-            await self.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                               {"name": f"{self._db.schema}.{name}"})
+            await self.execute(_NAMED_LOCK, {"name": f"{self._db.schema}.{name}"})
+
+
+# PostgreSQL's transaction-scoped advisory locks, keyed by a name's hash (hot: idempotency keys, settlements).
+_NAMED_LOCK = Prepared(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(
+    sa.bindparam("name", type_=sa.String))).label("locked")))
+_TRY_NAMED_LOCK = Prepared(sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(
+    sa.bindparam("name", type_=sa.String))).label("locked")))
 
 
 def for_update(statement: Any) -> Any:
