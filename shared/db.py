@@ -220,6 +220,7 @@ _NO_VALUE = object()
 
 class _Plan:
     def __init__(self, statement: Any, dialect: Any, names: frozenset[str]) -> None:
+        _refuse_python_side_values(statement, names)
         compiled = statement.compile(dialect=dialect, column_keys=sorted(names))
         self.sql: str = compiled.string
         positions = list(compiled.positiontup or ())
@@ -250,6 +251,20 @@ class _Plan:
             raw = tuple(value if convert is None else convert(value)
                         for value, convert in zip(raw, self.converters, strict=True))
         return self.row_type._make(raw)
+
+
+def _refuse_python_side_values(statement: Any, names: frozenset[str]) -> None:
+    """SQLAlchemy fills a column's Python-side `default` (INSERT) or `onupdate` (UPDATE) when the parameters
+    leave it out; a plan run straight on the driver would not, and would silently store NULL or leave it be. So
+    such a statement is refused when the plan is made, unless its parameters name those columns."""
+    table = getattr(statement, "table", None)
+    if table is None or not isinstance(statement, sa.Insert | sa.Update):
+        return
+    for column in table.columns:
+        value = column.default if isinstance(statement, sa.Insert) else column.onupdate
+        if value is not None and not getattr(value, "is_sequence", False) and column.key not in names:
+            raise ValueError(f"Prepared {type(statement).__name__} on {table.name} leaves out {column.key}, which "
+                             "has a Python-side default or onupdate: pass it explicitly")
 
 
 class _Rows:

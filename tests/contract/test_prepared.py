@@ -103,3 +103,15 @@ async def test_prepared_work_is_committed_with_sqlalchemys_and_rolled_back_witho
     async with ReadView(database) as view:
         ids = set((await view.execute(sa.select(OUTBOX.c.message_id))).scalars())
     assert ids == {"kept", "kept-too"}
+
+
+def test_statements_whose_python_side_defaults_would_be_skipped_are_refused() -> None:
+    metadata = sa.MetaData()
+    table = sa.Table("t", metadata, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("stamp", sa.String, default="now", onupdate="later"), sa.Column("v", sa.String))
+    dialect = sa.create_engine("sqlite://").dialect
+    with pytest.raises(ValueError, match="stamp"):
+        Prepared(sa.insert(table)).plan(dialect, frozenset({"v"}))
+    with pytest.raises(ValueError, match="stamp"):
+        Prepared(sa.update(table).where(table.c.id == sa.bindparam("b_id"))).plan(dialect, frozenset({"b_id", "v"}))
+    Prepared(sa.insert(table)).plan(dialect, frozenset({"v", "stamp"}))  # given explicitly: fine
