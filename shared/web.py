@@ -20,26 +20,12 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import ApiError as ApiError  # re-exported: entrypoints import it from here
+from shared.errors import error_body as error_body
+
 log = logging.getLogger("yibao.web")
 
 ReadinessCheck = Callable[[], Awaitable[None]]
-
-
-class ApiError(Exception):
-    """A refused request: HTTP status plus a stable code. Raised by use cases; changes nothing."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message)
-
-
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
