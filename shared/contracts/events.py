@@ -141,13 +141,18 @@ class PosSettlementRecorded(Payload):
     psn_no: str
     acct_pay_fen: int = Field(ge=0)
     mulaid_pay_fen: int = Field(ge=0)
-    amount_fen: int = Field(gt=0)  # acct_pay_fen + mulaid_pay_fen
+    amount_fen: int = Field(gt=0)  # acct_pay_fen + mulaid_pay_fen (+ fund_pay_fen)
     occurred_at: datetime
+    # Hospitals and clinics (issue 11): the settlement's setting, and what the pooled fund paid, which the payer's
+    # province owes the institution's too (fund_pay_sumamt + acct_pay + acct_mulaid_pay). `pharmacy_admdvs` is
+    # then the institution's region.
+    use: Literal["pharmacy", "outpatient", "inpatient"] = "pharmacy"
+    fund_pay_fen: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _parts_add_up(self) -> PosSettlementRecorded:
-        if self.amount_fen != self.acct_pay_fen + self.mulaid_pay_fen:
-            raise ValueError("amount_fen must be acct_pay_fen + mulaid_pay_fen")
+        if self.amount_fen != self.acct_pay_fen + self.mulaid_pay_fen + self.fund_pay_fen:
+            raise ValueError("amount_fen must be acct_pay_fen + mulaid_pay_fen + fund_pay_fen")
         return self
 
 

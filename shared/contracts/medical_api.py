@@ -44,7 +44,7 @@ class MedicalCall(InternalModel):
     """POST /internal/v1/medical/messages:apply (every state-changing infno) and :preview (2206/2303)."""
 
     msgid: str = Field(min_length=30, max_length=30)
-    infno: str = Field(pattern=r"^(22|23|24)[0-9]{2}$")
+    infno: str = Field(pattern=r"^(2[2-4][0-9]{2}|2601)$")
     psn_no: str = Field(max_length=32)
     fixmedins_code: str = Field(max_length=12)
     institution_admdvs: str = Field(pattern=r"^[0-9]{6}$")

@@ -17,6 +17,9 @@ from shared.regions import province_of
 OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
 
 POS_KINDS = {"CHARGE": "POS", "REFUND": "POS_REFUND"}
+# Hospital and clinic settlements (issue 11): the same event with use outpatient|inpatient; the amount includes
+# what the pooled fund paid.
+MEDICAL_KINDS = {"CHARGE": "MEDICAL", "REFUND": "MEDICAL_REFUND"}
 
 # Built once: one of each per cross-province pharmacy payment.
 _RECORDED = Prepared(sa.select(OBLIGATIONS.c.id).where(OBLIGATIONS.c.ref == sa.bindparam("b_ref")))
@@ -28,8 +31,9 @@ async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlement
     if (await uow.execute(_RECORDED, {"b_ref": ref})).first():
         return
     amount_fen = msg.amount_fen if msg.effect == "CHARGE" else -msg.amount_fen
+    kinds = POS_KINDS if msg.use == "pharmacy" else MEDICAL_KINDS
     await uow.execute(_NEW_OBLIGATION, {
-        "kind": POS_KINDS[msg.effect], "ref": ref, "debtor_admdvs": province_of(msg.payer_admdvs),
+        "kind": kinds[msg.effect], "ref": ref, "debtor_admdvs": province_of(msg.payer_admdvs),
         "creditor_admdvs": province_of(msg.pharmacy_admdvs), "amount_fen": amount_fen,
         "created_at": ctx.clock.now()})
     # Statistics and the settlement rules learn of every settlement, in- and cross-province, from

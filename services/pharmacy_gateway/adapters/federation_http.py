@@ -28,6 +28,7 @@ from shared.contracts.internal_api import (
     PosReverseRequest,
     PosSplitPreview,
 )
+from shared.contracts.medical_api import MedicalCall, MedicalResult
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -168,3 +169,11 @@ class ProvinceNodes:
 
     async def reverse(self, admdvs: str, request: PosReverseRequest) -> PosPaymentResult:
         return await self._node(admdvs).post("/internal/v1/pos/payments:reverse", request, PosPaymentResult)
+
+    async def medical_apply(self, admdvs: str, call: MedicalCall) -> MedicalResult:
+        """A state-changing hospital or clinic message at the payer's home node (keyed by msgid there)."""
+        return await self._node(admdvs).post("/internal/v1/medical/messages:apply", call, MedicalResult)
+
+    async def medical_preview(self, admdvs: str, call: MedicalCall) -> MedicalResult:
+        """2206 / 2303: the split a settle would make now; nothing moves."""
+        return await self._node(admdvs).post("/internal/v1/medical/messages:preview", call, MedicalResult)

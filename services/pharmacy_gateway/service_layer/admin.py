@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -12,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.pharmacy_gateway.domain.tif_auth import paas_token_for
 from services.pharmacy_gateway.domain.wire import FIXMEDINS_CODE_SHAPE
+from services.pharmacy_gateway.service_layer import medical_admin
 from services.pharmacy_gateway.service_layer.context import CATALOGUE, INSTITUTIONS, GatewayContext
 from shared.db import UnitOfWork
+from shared.money import MAX_WIRE_YUAN
 
 
 class InstitutionRegistration(BaseModel):
@@ -22,6 +25,9 @@ class InstitutionRegistration(BaseModel):
     fixmedins_code: str = Field(pattern=FIXMEDINS_CODE_SHAPE.pattern)
     fixmedins_name: str = Field(min_length=1, max_length=100)
     admdvs: str = Field(pattern=r"^[0-9]{6}$")
+    # Hospitals and clinics (API.md "Medical institutions"): they send 22xx-24xx, pharmacies 2101-2103.
+    kind: Literal["pharmacy", "hospital", "clinic"] = "pharmacy"
+    hosp_lv: Literal["1", "2", "3"] = "1"
 
 
 class CatalogueEntry(BaseModel):
@@ -30,10 +36,17 @@ class CatalogueEntry(BaseModel):
     med_list_codg: str = Field(min_length=1, max_length=50)
     name: str = Field(min_length=1, max_length=200)
     category: Literal["drug", "device", "service", "daily_goods"]
+    # For hospitals and clinics (API.md "Medical institutions"): 甲/乙/丙 class, 乙类 first self-pay share,
+    # price ceiling in yuan per unit (at most two decimals).
+    chrgitm_lv: Literal["01", "02", "03"] = "01"
+    selfpay_prop: Decimal = Field(default=Decimal(0), ge=0, le=1, decimal_places=4)
+    pric_uplmt_amt: Decimal | None = Field(default=None, ge=0, le=MAX_WIRE_YUAN, decimal_places=2)
 
 
 class CatalogueImport(BaseModel):
     items: list[CatalogueEntry] = Field(min_length=1, max_length=20000)
+    # A province code: entries for treatment in that province (就医地目录); absent: national entries.
+    admdvs: str | None = Field(default=None, pattern=r"^[1-9][0-9]0000$")
 
 
 def token_hash(paas_token: str) -> str:
@@ -55,15 +68,20 @@ async def register_institution(ctx: GatewayContext, uow: UnitOfWork,
     else:
         await uow.execute(sa.update(INSTITUTIONS).where(
             INSTITUTIONS.c.fixmedins_code == body.fixmedins_code).values(**values))
+    await medical_admin.record_profile(ctx, uow, body.fixmedins_code, body.kind, body.hosp_lv)
     return (201 if existing is None else 200), {
         "fixmedins_code": body.fixmedins_code, "fixmedins_name": body.fixmedins_name, "admdvs": body.admdvs,
-        "paas_id": paas_id, "paas_token": paas_token}
+        "kind": body.kind, "hosp_lv": body.hosp_lv, "paas_id": paas_id, "paas_token": paas_token}
 
 
 async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: CatalogueImport) -> tuple[int, Any]:
-    """Upsert by med_list_codg; the last entry wins when a code repeats in one import."""
+    """Upsert by med_list_codg; the last entry wins when a code repeats in one import. With `admdvs` the entries
+    are for treatment in that province only (the medical catalogue), else national (both catalogues)."""
     now = ctx.clock.now()
     entries = {entry.med_list_codg: entry for entry in body.items}
+    await medical_admin.import_medical_entries(ctx, uow, body.admdvs, list(entries.values()))
+    if body.admdvs is not None:
+        return 200, {"imported": len(entries), "admdvs": body.admdvs, "by_category": _by_category(entries)}
     known = set((await uow.execute(sa.select(CATALOGUE.c.med_list_codg).where(
         CATALOGUE.c.med_list_codg.in_(list(entries))))).scalars())
     for code, entry in entries.items():
@@ -72,7 +90,11 @@ async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: Catalogue
             await uow.execute(sa.update(CATALOGUE).where(CATALOGUE.c.med_list_codg == code).values(**values))
         else:
             await uow.execute(sa.insert(CATALOGUE).values(med_list_codg=code, **values))
+    return 200, {"imported": len(entries), "by_category": _by_category(entries)}
+
+
+def _by_category(entries: dict[str, CatalogueEntry]) -> dict[str, int]:
     by_category: dict[str, int] = {}
     for entry in entries.values():
         by_category[entry.category] = by_category.get(entry.category, 0) + 1
-    return 200, {"imported": len(entries), "by_category": by_category}
+    return by_category

@@ -14,18 +14,23 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import sqlalchemy as sa
 
 from services.pharmacy_gateway.adapters.federation_http import DirectoryClient, ProvinceNodes
+from services.pharmacy_gateway.adapters.medical_tables import InstitutionProfile, MedicalCatalogueEntry
 from services.pharmacy_gateway.adapters.tables import CatalogueItem, Institution, SignIn
 from services.pharmacy_gateway.config import GatewaySettings
+from services.pharmacy_gateway.domain.medical_bill import CatalogueEntry as MedicalCatalogueEntryView
 from shared.clock import Clock
 from shared.db import Database, ReadView
 
 INSTITUTIONS = Institution.__table__  # type: ignore[attr-defined]
 SIGN_INS = SignIn.__table__  # type: ignore[attr-defined]
 CATALOGUE = CatalogueItem.__table__  # type: ignore[attr-defined]
+PROFILES = InstitutionProfile.__table__  # type: ignore[attr-defined]
+MEDICAL_CATALOGUE = MedicalCatalogueEntry.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class Registry:
     by_code: dict[str, InstitutionView] = field(default_factory=dict)
     sign_ins: dict[str, str] = field(default_factory=dict)  # sign_no -> fixmedins_code
     category_of: dict[str, str] = field(default_factory=dict)  # med_list_codg -> category
+    # Hospitals and clinics: fixmedins_code -> (kind, hosp_lv) (absent: a pharmacy), and the medical catalogue
+    # by (scope, med_list_codg), scope a province code or NATIONAL_SCOPE (service_layer/medical_handlers.py).
+    profiles: dict[str, tuple[str, str]] = field(default_factory=dict)
+    medical_catalogue: dict[tuple[str, str], MedicalCatalogueEntryView] = field(default_factory=dict)
 
     async def load(self, db: Database) -> None:
         async with ReadView(db) as view:
@@ -53,6 +62,12 @@ class Registry:
                         for r in await view.execute(sa.select(SIGN_INS.c.sign_no, SIGN_INS.c.fixmedins_code))}
             catalogue = {r.med_list_codg: r.category
                          for r in await view.execute(sa.select(CATALOGUE.c.med_list_codg, CATALOGUE.c.category))}
+            profiles = {r.fixmedins_code: (r.kind, r.hosp_lv) for r in await view.execute(sa.select(PROFILES))}
+            medical = {(r.scope, r.med_list_codg): MedicalCatalogueEntryView(
+                r.category, r.chrgitm_lv, Decimal(r.selfpay_prop), r.pric_uplmt_fen)
+                for r in await view.execute(sa.select(MEDICAL_CATALOGUE))}
+        self.profiles = profiles
+        self.medical_catalogue = medical
         self.by_paas_id = {i.paas_id: i for i in institutions}
         self.by_code = {i.fixmedins_code: i for i in institutions}
         self.sign_ins = sign_ins

@@ -47,7 +47,10 @@ _MESSAGE = Prepared(sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("
 _NEW_MESSAGE = Prepared(sa.insert(MESSAGES))
 _ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 
-INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201")
+INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201",
+          # hospitals and clinics (service_layer/medical_handlers.py)
+          "2201", "2202", "2203", "2204", "2205", "2206", "2207", "2208",
+          "2401", "2301", "2302", "2402", "2303", "2304", "2305", "2404", "2405")
 
 
 class Unauthenticated(Exception):

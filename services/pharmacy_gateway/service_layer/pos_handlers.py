@@ -80,7 +80,8 @@ async def call_service(ctx: GatewayContext, headers: Mapping[str, str], raw: byt
             await exchange.consume_nonce_only()
             return 200, exchange.refuse(str(refused))
         exchange.request_hash = request_hash(exchange.envelope)
-        return 200, await HANDLERS[exchange.infno](exchange)
+        handler = medical_handlers.handler_for(exchange) or HANDLERS[exchange.infno]
+        return 200, await handler(exchange)
     except NonceReplayed:
         return 401, {"infcode": -1, "err_msg": "x-tif-nonce was already used"}
     except Exception:
@@ -522,3 +523,7 @@ async def reconcile(exchange: Exchange) -> dict[str, Any]:
 
 HANDLERS: dict[str, Handler] = {"9001": sign_in, "1101": person, "2101": presettle, "2102": settle, "2103": cancel,
                                 "2601": reverse, "3201": reconcile}
+
+# Hospitals and clinics (issue 11): their infnos, and their own 2601 and 3201; imported last, as it builds on
+# the helpers above.
+from services.pharmacy_gateway.service_layer import medical_handlers  # noqa: E402

@@ -15,6 +15,7 @@ from services.province_node.adapters.medical_tables import FilingRow
 from services.province_node.domain.errors import DomainError, NotFound
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import person_by_psn_no
+from shared import audit
 from shared.db import ReadView, UnitOfWork, for_update
 
 FILINGS = FilingRow.__table__  # type: ignore[attr-defined]
@@ -50,6 +51,8 @@ async def create_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, body: Fi
         filing_id=filing_id, psn_no=psn_no, mdtrtarea_admdvs=body.mdtrtarea_admdvs, kind=body.kind,
         begndate=body.begndate, enddate=body.enddate, state="ACTIVE", created_at=now, ended_at=None))
     row = (await uow.execute(sa.select(FILINGS).where(FILINGS.c.filing_id == filing_id))).one()
+    await audit.append(uow, "filing.state", filing_id, {"state": "ACTIVE", "psn_no": psn_no,
+                                                        "mdtrtarea_admdvs": body.mdtrtarea_admdvs}, now)
     return 201, _view(row)
 
 
@@ -67,4 +70,5 @@ async def end_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, filing_id: 
         await uow.execute(sa.update(FILINGS).where(FILINGS.c.filing_id == filing_id, FILINGS.c.state == "ACTIVE")
                           .values(state="ENDED", ended_at=ctx.clock.now()))
         row = (await uow.execute(sa.select(FILINGS).where(FILINGS.c.filing_id == filing_id))).one()
+        await audit.append(uow, "filing.state", filing_id, {"state": "ENDED", "psn_no": psn_no}, ctx.clock.now())
     return 200, _view(row)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ from services.province_node.domain.payment_split import Funds, account_posting
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
+from shared import audit
 from shared.clock import SHANGHAI
 from shared.contracts.internal_api import PosBalances
 from shared.contracts.medical_api import (
@@ -461,6 +463,15 @@ async def preview(ctx: NodeContext, uow: ReadView, call: MedicalCall) -> Medical
                          balances_after=after)
 
 
+async def _journal(uow: UnitOfWork, row: Any, at: datetime) -> None:
+    """Every state of a medical settlement goes into the node's audit journal, in the same transaction."""
+    await audit.append(uow, "medical_settlement.state", row.setl_id, {
+        "state": row.state, "version": row.version, "psn_no": row.psn_no, "mdtrt_id": row.mdtrt_id,
+        "medfee_fen": row.medfee_fen, "hifp_pay_fen": row.hifp_pay_fen, "acct_pay_fen": row.acct_pay_fen,
+        "wallet_pay_fen": row.wallet_pay_fen, "quota_pay_fen": row.quota_pay_fen,
+        "cash_pay_fen": row.cash_pay_fen}, at)
+
+
 async def _ensure_fund_account(ctx: NodeContext, uow: UnitOfWork) -> None:
     found = (await uow.execute(sa.select(ledger_repo.ACCOUNTS.c.account_id).where(
         ledger_repo.ACCOUNTS.c.account_id == MEDICAL_FUND))).first()
@@ -514,6 +525,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
                                 state="SETTLED", version=1, year=year, settled_at=now, updated_at=now)
     await uow.execute(sa.insert(SETTLEMENTS).values(**values))
     row = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == setl_id))).one()
+    await _journal(uow, row, now)
     await uow.execute(sa.update(LINES).where(LINES.c.mdtrt_id == visit.mdtrt_id,
                                              LINES.c.feedetl_sn.in_([line.feedetl_sn for line in lines]))
                       .values(setl_id=setl_id))
@@ -541,7 +553,9 @@ async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: str,
                                                              SETTLEMENTS.c.state == expected).values(
         state=state, version=row.version + 1, updated_at=ctx.clock.now()))
     assert changed.rowcount == 1, f"settlement {row.setl_id} changed under a lock"
-    return (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == row.setl_id))).one()
+    changed_row = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == row.setl_id))).one()
+    await _journal(uow, changed_row, ctx.clock.now())
+    return changed_row
 
 
 async def _give_back(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, state: str) -> Any:
