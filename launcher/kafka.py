@@ -57,7 +57,7 @@ KAFKA_VERSION = "4.1.1"
 KAFKA_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
 LOCAL_BOOTSTRAP = local_bootstrap(1)
 READY_TIMEOUT_S = 90.0
-TOPICS_TIMEOUT_S = 30.0
+TOPICS_TIMEOUT_S = 90.0
 STOP_GRACE_S = 15.0
 # A broker on a small machine shared with the services: C1 only (C2's compiler threads took a core for
 # minutes after start, measured under `yibao bench pos`, while the broker's own work is light), and the serial
@@ -428,14 +428,21 @@ def create_topics(
     """Create the topics with their explicit partition counts, replication factor and min.insync.replicas;
     existing ones keep their replication and are grown to the partition count if they have fewer. Returns the
     names created now."""
+    deadline = time.monotonic() + timeout_s
     with _quiet_aiokafka():
-        try:
-            return asyncio.run(_create_topics(bootstrap, partitions_by_topic, timeout_s, replication_factor,
-                                              min_insync_replicas))
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise LaunchError(
-                f"creating Kafka topics on {bootstrap} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        while True:
+            try:
+                return asyncio.run(_create_topics(bootstrap, partitions_by_topic, timeout_s, replication_factor,
+                                                  min_insync_replicas))
+            except (KafkaError, OSError, TimeoutError) as exc:
+                # A broker just (re)started, or the client asked one that is gone: its metadata is stale for a
+                # moment. A new admin client within the deadline sees the cluster as it now is.
+                if time.monotonic() + 1.0 >= deadline:
+                    raise LaunchError(
+                        f"creating Kafka topics on {bootstrap} failed: {type(exc).__name__}: {exc}"
+                    ) from exc
+                log.info("creating Kafka topics: %s; trying again", type(exc).__name__)
+                time.sleep(1.0)
 
 
 def ensure_kafka(home: Path, provinces: list[str], kafka_brokers: int = 1) -> list[str]:

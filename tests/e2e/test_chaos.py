@@ -29,7 +29,7 @@ from rich.console import Console
 from launcher import bench, bench_pos, supervisor
 from launcher.client import FederationClient
 from launcher.kafka import running_brokers
-from launcher.state import load_or_create_secrets, resolve_operator_token
+from launcher.state import LaunchError, load_or_create_secrets, resolve_operator_token
 from shared.money import yuan_to_fen
 from tests.conftest import FEDERATION_ENV
 
@@ -90,7 +90,14 @@ def _victims_by_kind(home: Path) -> list[list[str]]:
 def _kill_and_restart(home: Path, victim: str) -> None:
     supervisor.signal_service(home, victim, signal.SIGKILL)
     time.sleep(random.uniform(1.0, 2.5))
-    supervisor.start_federation(home, PROVINCES, fresh=False)  # `up` after a crash: only what is missing
+    for attempt in range(3):  # `up` after a crash starts only what is missing; an operator runs it again if
+        try:                   # it gave up while the cluster was still settling
+            supervisor.start_federation(home, PROVINCES, fresh=False)
+            return
+        except LaunchError:
+            if attempt == 2:
+                raise
+            time.sleep(2.0)
 
 
 async def _chaos(home: Path, ledger: Ledger, stop: asyncio.Event) -> None:
