@@ -46,7 +46,7 @@ SECRET_NAMES = ("id_hash_key", "token_key", "internal_token")
 # YIBAO_HOME=$HOME before it deletes anything.
 MARKER_NAME = ".yibao-home"
 _OUR_TOP_LEVEL = frozenset({MARKER_NAME, "kafka", "logs", "pids", "db", "secrets.json", "operator_token", SHAPE_FILE,
-                            "haproxy"})
+                            "haproxy", "sms_inbound_token"})
 # secrets.token_urlsafe(32) -> 43 characters, 256 bits: well past brute force for HMAC keys and bearer tokens.
 _SECRET_BYTES = 32
 
@@ -249,6 +249,19 @@ def resolve_operator_token(home: Path) -> str:
     return token
 
 
+def resolve_sms_inbound_token(home: Path) -> str:
+    """The contract (issue 13): the SMS gateway's bearer token for `POST /v1/sms/inbound` at the nodes is
+    YIBAO_SMS_INBOUND_TOKEN when set at `up`, else the token in home/sms_inbound_token, generated on first use
+    and then stable; the file holds the token in force either way (as for the operator token)."""
+    path = home / "sms_inbound_token"
+    from_env = os.environ.get("YIBAO_SMS_INBOUND_TOKEN", "").strip()
+    stored = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+    token = from_env or stored or secrets.token_urlsafe(_SECRET_BYTES)
+    if token != stored:
+        _write_private(path, token + "\n")
+    return token
+
+
 def external_kafka_bootstrap() -> str | None:
     """KAFKA_BOOTSTRAP set: the contract says use that cluster and start no broker of our own."""
     return os.environ.get("KAFKA_BOOTSTRAP", "").strip() or None
@@ -347,10 +360,16 @@ def service_env(spec: ServiceSpec, home: Path, provinces: Iterable[str], shape: 
             "YIBAO_TOKEN_KEY": keys.token_key,
             "YIBAO_INTERNAL_TOKEN": keys.internal_token,
             "YIBAO_OPERATOR_TOKEN": resolve_operator_token(home),
+            "YIBAO_SMS_INBOUND_TOKEN": resolve_sms_inbound_token(home),
             "YIBAO_HUB_URL": f"http://{HOST}:{HUB_PORT}",
             "YIBAO_PROVINCES": ",".join(provinces),
         }
     )
+    # Behind HAProxy (replicas) every client arrives from 127.0.0.1: the services then believe the
+    # X-Forwarded-For HAProxy sets, from 127.0.0.1 only (shared/runtime.py serve; sign-in throttling per address).
+    env.pop("YIBAO_FORWARDED_ALLOW_IPS", None)
+    if shape.replicas > 1:
+        env["YIBAO_FORWARDED_ALLOW_IPS"] = HOST
     env.update(spec.env)
     return env
 

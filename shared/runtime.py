@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,10 +128,13 @@ def serve(app_factory: Callable[[], object], host: str, port: int) -> None:
     """`python -m services.<svc>`: one uvicorn worker (the write lock assumes one process per instance)."""
     import uvicorn
 
+    # Without replicas clients connect directly: no proxy's headers are trusted. Behind HAProxy (`up --replicas`)
+    # the launcher sets YIBAO_FORWARDED_ALLOW_IPS=127.0.0.1, so X-Forwarded-For is believed from HAProxy only and
+    # the identity service throttles sign-ins per real client address (issue 13).
+    forwarded_allow_ips = os.environ.get("YIBAO_FORWARDED_ALLOW_IPS", "").strip()
     uvicorn.run(app_factory(), host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
                 loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5,
-                # Clients connect directly over loopback: there is no proxy whose headers to trust.
-                proxy_headers=False)
+                proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips or None)
 
 
 def readiness_checks(state: dict[str, Runtime]) -> list[Callable[[], Awaitable[None]]]:

@@ -14,6 +14,7 @@ from services.province_node.config import NodeSettings
 from services.province_node.entrypoints import (
     admin_api,
     citizen_api,
+    confirmation_api,
     ec_token_api,
     medical_api,
     mutual_aid_api,
@@ -80,6 +81,7 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
     app.include_router(mutual_aid_api.router)
     app.include_router(mutual_aid_api.internal_router)
     app.include_router(medical_api.router)
+    app.include_router(confirmation_api.router)
     install_dead_letters(app, metrics, state)
     app.include_router(audit.internal_router(lambda: state["runtime"].db, settings.service_name,
                                              ledger_repo.AUDITED_LEDGER))

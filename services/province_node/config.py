@@ -49,6 +49,8 @@ class NodeSettings(ServiceSettings):
     # How often the destination node rejects the held transfers whose accept_by has passed.
     acceptance_scan_interval_s: float = 5.0
     token_ttl_s: int = 1800
+    # Issue 13: the SMS gateway's bearer token for POST /v1/sms/inbound (the launcher sets it: API.md).
+    sms_inbound_token: str = "dev-only-sms-inbound-token"
     # Lifetime of a 医保码 (ec token) shown to a till: long enough for look-up, pre-settle and settle.
     ec_token_ttl_s: int = 300
     # Year-end quota closing and premium reservation expiry run this often.

@@ -66,6 +66,13 @@ class BindingResponse(InternalModel):
     binding: BindingSnapshot
 
 
+class BindingLookup(InternalModel):
+    """POST /internal/v1/bindings:snapshot (issue 13, confirm-then-send): the giver's node asks for the
+    registry's current snapshot of one binding before deciding a transfer or a quota."""
+
+    binding_id: str = Field(min_length=1, max_length=64)
+
+
 class DirectoryLookup(InternalModel):
     """POST /internal/v1/directory/lookup (gateway -> hub): whose is this ID or social-security card, and where is
     that person insured? Exactly one key; both are keyed hashes, never the clear number."""

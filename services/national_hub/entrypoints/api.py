@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.national_hub.service_layer import bindings, directory, mutual_aid, transfers
+from services.national_hub.service_layer import bindings, directory, mutual_aid, sign_in_throttle, transfers
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import KinshipImport, SessionRequest
 from shared.contracts.internal_api import (
     BindingActionRequest,
     BindingCreateRequest,
+    BindingLookup,
+    BindingResponse,
     DirectoryLookup,
     DirectoryLookupResult,
     DirectoryRegistrationBatch,
@@ -23,7 +26,7 @@ from shared.contracts.internal_api import (
 )
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
-from shared.web import require_internal, require_operator
+from shared.web import ApiError, require_internal, require_operator
 
 public = APIRouter(tags=["identity"])
 admin = APIRouter(tags=["admin"])
@@ -37,9 +40,21 @@ def _ctx(request: Request) -> HubContext:
 
 @public.post("/v1/identity/sessions", status_code=201)
 async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]:
+    """Issue 13: throttled per person and per client address (sign_in_throttle.py). Behind HAProxy the client
+    address is the X-Forwarded-For HAProxy sets, trusted from 127.0.0.1 only (shared/runtime.py serve)."""
     ctx = _ctx(request)
-    async with ReadView(ctx.db) as view:
-        return await directory.open_session(ctx, view, body)
+    subjects = sign_in_throttle.subjects_of(ctx, body.id_no, request.client.host if request.client else None)
+    had_failures = await sign_in_throttle.refuse_if_blocked(ctx, subjects)
+    try:
+        async with ReadView(ctx.db) as view:
+            session = await directory.open_session(ctx, view, body)
+    except ApiError as refused:
+        if refused.code == "AUTHENTICATION_FAILED":
+            await sign_in_throttle.record_failure(ctx, subjects)
+        raise
+    if had_failures:
+        await sign_in_throttle.reset_person(ctx, subjects)
+    return session
 
 
 @admin.post("/v1/admin/kinship:import", dependencies=[Depends(require_operator)])
@@ -72,6 +87,19 @@ async def lookup_person(request: Request, body: DirectoryLookup) -> DirectoryLoo
 async def create_binding(request: Request, body: BindingCreateRequest) -> dict[str, Any]:
     ctx = _ctx(request)
     return await in_unit_of_work(ctx.db, lambda uow: bindings.create(ctx, uow, body))
+
+
+@internal.post("/bindings:snapshot", dependencies=[Depends(require_internal)], response_model=BindingResponse)
+async def binding_snapshot(request: Request, body: BindingLookup) -> dict[str, Any]:
+    """Issue 13 (confirm-then-send): the registry's current view of one binding, which the giver's node reads
+    before deciding a transfer or a quota, so that a confirm or an end the hub answered is never out-raced by
+    the BindingChanged event that reports it."""
+    async with ReadView(_ctx(request).db) as view:
+        row = (await view.execute(sa.select(bindings.BINDINGS).where(
+            bindings.BINDINGS.c.binding_id == body.binding_id))).first()
+    if row is None:
+        raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
+    return {"binding": bindings.snapshot_of(row).model_dump(mode="json")}
 
 
 @internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(require_internal)])

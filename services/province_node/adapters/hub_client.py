@@ -3,12 +3,14 @@ with a stable code is passed on to the citizen unchanged, an unreachable hub is 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import (
     BindingActionRequest,
     BindingCreateRequest,
+    BindingLookup,
     BindingResponse,
     DirectoryRegistrationBatch,
     PremiumQuotaRequest,
@@ -16,6 +18,9 @@ from shared.contracts.internal_api import (
     PremiumReservationRequest,
 )
 from shared.internal_http import InternalClient
+from shared.web import ApiError
+
+log = logging.getLogger("yibao.node.hub_client")
 
 
 class HubClient:
@@ -39,6 +44,36 @@ class HubClient:
     async def binding_action(self, binding_id: str, action: str, request: BindingActionRequest) -> BindingSnapshot:
         payload = await self._post(f"/internal/v1/bindings/{binding_id}:{action}", request.model_dump(mode="json"))
         return BindingResponse.model_validate(payload).binding
+
+    async def binding(self, binding_id: str) -> BindingSnapshot | None:
+        """The hub's current snapshot of a binding; None when the hub knows no such binding. An unreachable or
+        failing hub raises ApiError 503 HUB_UNAVAILABLE like every other call."""
+        try:
+            payload = await self._post("/internal/v1/bindings:snapshot",
+                                       BindingLookup(binding_id=binding_id).model_dump(mode="json"))
+        except ApiError as exc:
+            if exc.code == "BINDING_NOT_FOUND":
+                return None
+            raise
+        return BindingResponse.model_validate(payload).binding
+
+    async def binding_if_reachable(self, binding_id: str) -> BindingSnapshot | None:
+        """As `binding`, but an unreachable hub is None too (logged): the caller then decides on its replica."""
+        try:
+            return await self.binding(binding_id)
+        except ApiError as exc:
+            log.warning("the hub was not asked about binding %s (%s): deciding on the replica", binding_id, exc.code)
+            return None
+
+    async def confirm_or_refusal(self, binding_id: str, psn_no: str) -> BindingSnapshot | str:
+        """Confirm on behalf of the relative: the snapshot, or the hub's refusal code (a 4xx, e.g.
+        BINDING_NOT_PENDING). An unreachable hub raises ApiError 503 (the caller's client retries)."""
+        try:
+            return await self.binding_action(binding_id, "confirm", BindingActionRequest(psn_no=psn_no))
+        except ApiError as refused:
+            if refused.status >= 500:
+                raise
+            return refused.code
 
     async def reserve_premium(self, request: PremiumReservationRequest) -> PremiumReservation:
         payload = await self._post("/internal/v1/premiums:reserve", request.model_dump(mode="json"))

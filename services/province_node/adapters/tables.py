@@ -8,6 +8,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from services.province_node.adapters.confirmation_tables import CONFIRMATION_TABLES
 from services.province_node.adapters.medical_tables import MEDICAL_TABLES
 from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
 from services.province_node.adapters.pos_tables import POS_TABLES
@@ -131,4 +132,4 @@ class Notification(SQLModel, table=True):
 
 NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
                OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES, DeadLetter,
-               *MEDICAL_TABLES, AuditEntry)
+               *MEDICAL_TABLES, AuditEntry, *CONFIRMATION_TABLES)

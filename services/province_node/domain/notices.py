@@ -51,6 +51,17 @@ def binding_changed_for_relative(state: str, ended_reason: str | None = None) ->
     return None
 
 
+def binding_request_with_sms_code(code: str) -> str:
+    """To a relative asked to confirm a binding (issue 13): the app's face confirmation, or for a relative
+    without a smartphone a reply by SMS; the code is in this notice only."""
+    return f"您的亲属申请与您绑定医保钱包共济，请登录医保钱包刷脸确认，或回复“确认 {code}”即可完成绑定"
+
+
+def sms_codes_voided() -> str:
+    """To a relative whose phone sent 5 wrong codes: the codes no longer work; the app or a counter still do."""
+    return "您回复的确认码错误次数过多，确认码已失效，请登录医保钱包刷脸确认或到医保经办窗口办理"
+
+
 def quota_granted(annual_quota_fen: int, year: int) -> str:
     return f"您的亲属为您设置了{year}年共济额度{yuan_text(annual_quota_fen)}元"
 

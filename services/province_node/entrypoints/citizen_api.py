@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
-from services.province_node.service_layer import bindings, me, persons, transfers
+from services.province_node.service_layer import binding_freshness, bindings, me, persons, sms_confirmation, transfers
 from services.province_node.service_layer.bindings import BindingCreate
 from services.province_node.service_layer.context import NodeContext
 from shared.db import ReadView
@@ -67,7 +67,7 @@ async def list_bindings(request: Request, claims: Claims = Depends(citizen)) -> 
 async def confirm_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow, snapshot: bindings.record_change(ctx, uow, snapshot),
+                                lambda uow, snapshot: sms_confirmation.record_face_confirmation(ctx, uow, snapshot),
                                 prepare=lambda: bindings.confirm_at_hub(ctx, claims, binding_id))
 
 
@@ -84,9 +84,12 @@ async def send_transfer(request: Request, body: dict[str, Any] = Body(...),
                         claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     bounded_amount(body.get("amount_fen"), "amount_fen")
+    binding_id = body.get("binding_id")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
-        lambda uow: transfers.send_transfer(ctx, uow, claims, body.get("binding_id"), body.get("amount_fen")))
+        binding_freshness.fresh(ctx, lambda uow: transfers.send_transfer(ctx, uow, claims, binding_id,
+                                                                         body.get("amount_fen"))),
+        prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id))
 
 
 @router.post("/transfers/{transfer_id}:accept")

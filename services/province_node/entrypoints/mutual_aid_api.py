@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
 from services.province_node.entrypoints.citizen_api import bounded_amount
-from services.province_node.service_layer import premiums, quotas
+from services.province_node.service_layer import binding_freshness, premiums, quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.premiums import PremiumRequest
 from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservationRequest
@@ -33,8 +33,11 @@ async def set_quota(request: Request, binding_id: str, body: dict[str, Any] = Bo
                     claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     bounded_amount(body.get("annual_quota_fen"), "annual_quota_fen")
-    return await run_idempotent(request, ctx.db, claims.psn_no, lambda uow: quotas.set_quota(
-        ctx, uow, claims, binding_id, body.get("annual_quota_fen")))
+    return await run_idempotent(
+        request, ctx.db, claims.psn_no,
+        binding_freshness.fresh(ctx, lambda uow: quotas.set_quota(ctx, uow, claims, binding_id,
+                                                                  body.get("annual_quota_fen"))),
+        prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id))
 
 
 @router.post("/v1/premiums", status_code=201)

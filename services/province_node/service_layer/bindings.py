@@ -11,6 +11,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.province_node.adapters.confirmation_tables import BindingConfirmation
 from services.province_node.adapters.tables import BindingReplica, Notification
 from services.province_node.domain import notices
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
@@ -67,6 +68,11 @@ async def apply_snapshot(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSna
         await notify(uow, ctx, snapshot.giver_psn_no,
                      notices.binding_changed(snapshot.relative_name_masked, snapshot.state, snapshot.ended_reason))
     relative_text = notices.binding_changed_for_relative(snapshot.state, snapshot.ended_reason)
+    if snapshot.relative_admdvs == ctx.admdvs and snapshot.state == "PENDING_CONSENT":
+        # Issue 13: the request notice carries the relative's SMS confirmation code (sms_confirmation.py).
+        from services.province_node.service_layer import sms_confirmation  # a cycle: it applies snapshots
+        code = await sms_confirmation.issue_code(ctx, uow, snapshot)
+        relative_text = notices.binding_request_with_sms_code(code)
     if snapshot.relative_admdvs == ctx.admdvs and relative_text is not None:
         await notify(uow, ctx, snapshot.relative_psn_no, relative_text)
     return True
@@ -141,10 +147,22 @@ async def record_change(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnap
 
 
 async def list_bindings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
-    rows = await view.execute(sa.select(BINDINGS).where(
+    """At the relative's node each confirmed binding also says how it was confirmed (issue 13): `face`, `sms`
+    or `counter` (with the clerk's id)."""
+    confirmations = BindingConfirmation.__table__  # type: ignore[attr-defined]
+    rows = await view.execute(sa.select(BINDINGS, confirmations.c.method, confirmations.c.clerk_id).outerjoin(
+        confirmations, confirmations.c.binding_id == BINDINGS.c.binding_id).where(
         sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no)
     ).order_by(BINDINGS.c.created_at))
-    return [view_of(row) for row in rows]
+    listed = []
+    for row in rows:
+        item = view_of(row)
+        if row.method is not None:
+            item["confirmed_via"] = row.method
+            if row.clerk_id is not None:
+                item["confirmed_by_clerk_id"] = row.clerk_id
+        listed.append(item)
+    return listed
 
 
 _BINDING_BY_ID = sa.select(BINDINGS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))

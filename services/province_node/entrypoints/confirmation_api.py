@@ -1,0 +1,56 @@
+"""Confirmations for relatives without a smartphone (issue 13, API.md "Citizen API"): the SMS gateway's
+inbound replies, the operators' clerk accounts, and the clerks' counter confirmations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+
+from services.province_node.service_layer import counter, sms_confirmation
+from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.counter import ClerkCreate, CounterConfirm
+from services.province_node.service_layer.sms_confirmation import SmsInbound
+from shared.idempotency import run_idempotent
+from shared.web import bearer_token, require_operator, require_static_token
+
+router = APIRouter(tags=["confirmation"])
+BINDING_ID = Path(min_length=1, max_length=64)
+
+
+def _ctx(request: Request) -> NodeContext:
+    ctx: NodeContext = request.app.state.ctx
+    return ctx
+
+
+async def clerk(request: Request) -> str:
+    """The counter routes' dependency: the clerk behind the bearer token, at their own province's node."""
+    return await counter.clerk_of_token(_ctx(request), bearer_token(request))
+
+
+async def require_sms_gateway(request: Request) -> None:
+    require_static_token(request, _ctx(request).settings.sms_inbound_token, "SMS inbound")
+
+
+@router.post("/v1/sms/inbound", dependencies=[Depends(require_sms_gateway)])
+async def sms_inbound(request: Request, body: SmsInbound) -> Response:
+    """One SMS reply: `确认 <code>` from the relative's registered phone confirms; anything else is
+    `{handled: false, reason}` (only a wrong code is counted: 5 void the codes)."""
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, "sms-gateway",
+                                lambda uow, plan: sms_confirmation.handle(ctx, uow, plan),
+                                prepare=lambda: sms_confirmation.plan(ctx, body))
+
+
+@router.post("/v1/admin/clerks", status_code=201, dependencies=[Depends(require_operator)])
+async def create_clerk(request: Request, body: ClerkCreate) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: counter.create_clerk(ctx, uow, body))
+
+
+@router.post("/v1/counter/bindings/{binding_id}:confirm")
+async def counter_confirm(request: Request, body: CounterConfirm, binding_id: str = BINDING_ID,
+                          clerk_id: str = Depends(clerk)) -> Response:
+    ctx = _ctx(request)
+    return await run_idempotent(request, ctx.db, f"clerk|{clerk_id}",
+                                lambda uow, plan: counter.record(ctx, uow, plan),
+                                prepare=lambda: counter.confirm_at_hub(ctx, clerk_id, binding_id, body))
