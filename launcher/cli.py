@@ -218,5 +218,8 @@ def pos(ctx: typer.Context) -> None:
     raise typer.Exit(int(_load("launcher.pos", "main")(list(ctx.args))))
 
 
+app.command("screenshots")(importlib.import_module("launcher.screenshots").command)  # issue 14
+
+
 def main() -> None:
     app()

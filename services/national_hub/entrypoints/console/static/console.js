@@ -61,9 +61,9 @@
     heat.setOption({
       aria: { enabled: true },
       tooltip: { formatter: function (p) { return d.labels[p.value[1]] + " → " + d.labels[p.value[0]] + "：" + yuan(p.value[2]); } },
-      grid: { left: 110, right: 20, top: 20, bottom: 90 },
-      xAxis: { type: "category", data: d.labels, name: "收款省", axisLabel: { rotate: 30 } },
-      yAxis: { type: "category", data: d.labels, name: "付款省" },
+      grid: { left: 110, right: 20, top: 10, bottom: 90 },
+      xAxis: { type: "category", data: d.labels, axisLabel: { rotate: 30 } },
+      yAxis: { type: "category", data: d.labels },
       visualMap: { min: 0, max: Math.max.apply(null, values.concat([1])), calculable: true, orient: "horizontal",
                    left: "center", bottom: 0, formatter: function (v) { return yuan(Math.round(v)); } },
       series: [{ type: "heatmap", data: d.heat, label: { show: true, formatter: function (p) { return yuan(p.value[2]); } } }]
