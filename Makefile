@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 YIBAO := $(VENV)/bin/yibao
 UV_VERSION := 0.13.9
 
-.PHONY: install haproxy demo test test-fast lint bench down migration clean
+.PHONY: install haproxy browser demo test test-fast lint bench down migration clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -18,6 +18,7 @@ install: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
 	$(YIBAO) fetch-kafka
 	@$(MAKE) --no-print-directory haproxy
+	@$(MAKE) --no-print-directory browser
 
 # Debian's HAProxy, which `yibao up --replicas N` (N > 1) puts in front of the replicas. Installed only when
 # missing, with apt-get, as root; otherwise a note and on: the default one-process federation does not need it.
@@ -31,6 +32,22 @@ haproxy:
 	  || echo "note: installing haproxy failed; only \`yibao up --replicas N\` (N > 1) needs it"; \
 	else \
 	  echo "note: haproxy is not installed (as root: apt-get install haproxy); only \`yibao up --replicas N\` (N > 1) needs it"; \
+	fi
+
+# Debian's headless Chromium and a CJK font, which the console's browser tests (tests/e2e/test_console.py) and
+# `yibao screenshots` drive through Playwright (never Playwright's own browser download). Installed only when
+# missing, with apt-get, as root; otherwise a note and on (the tests then skip, except under CI).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+	    && [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then \
+	  :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium, chromium-driver, fonts-wqy-microhei (apt-get)"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; } \
+	  || echo "note: installing chromium failed; only the console's browser tests and \`yibao screenshots\` need it"; \
+	else \
+	  echo "note: chromium is not installed (as root: apt-get install chromium chromium-driver fonts-wqy-microhei); only the console's browser tests and \`yibao screenshots\` need it"; \
 	fi
 
 # Quiet hours (22:00-06:00 Asia/Shanghai) would refuse the demo's transfer at night; the demo federation
