@@ -61,6 +61,16 @@ async def today(ctx: HubContext) -> dict[str, Any]:
             "settlement_fen": sum(s["amount_fen"] for s in settlements)}
 
 
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    """One client per hub process, kept: making one costs tens of milliseconds (more on a busy machine), which
+    the overview would pay on every view; its pooled connections make each probe a round trip."""
+    client: httpx.AsyncClient | None = getattr(app.state, "console_health_client", None)
+    if client is None:
+        client = httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S)
+        app.state.console_health_client = client
+    return client
+
+
 async def _own_readiness(app: FastAPI) -> tuple[bool, str]:
     """This hub process's own /readyz, asked in process (its URL may be HAProxy's, which picks any replica)."""
     for route in app.router.routes:
@@ -87,8 +97,7 @@ async def health(app: FastAPI, ctx: HubContext) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [{"service": "hub", "url": ctx.settings.hub_url, "healthy": True,
                                    "ready": own_ready, "detail": own_detail, "latency_ms": 0.0}]
     others = peers(ctx.settings)
-    async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as client:
-        answers = await asyncio.gather(*(_probe(client, peer.url) for peer in others))
+    answers = await asyncio.gather(*(_probe(_client(app), peer.url) for peer in others))
     for peer, (healthy, ready, detail, latency_ms) in zip(others, answers, strict=True):
         rows.append({"service": peer.service, "url": peer.url, "healthy": healthy, "ready": ready,
                      "detail": detail, "latency_ms": latency_ms})
