@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from shared.settings import province_node_port
 
-DEFAULT_PROVINCES = ("640000", "620000", "610000", "510000", "350000")
+DEFAULT_PROVINCES = ("640000", "620000", "610000", "510000", "350000", "130000")
 HUB_PORT = 8000
 GATEWAY_PORT = 8001
 # Client port of broker n is KAFKA_PORT + n - 1 (9092, 9093, 9094); its KRaft controller port is
