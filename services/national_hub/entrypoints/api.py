@@ -38,7 +38,10 @@ def _ctx(request: Request) -> HubContext:
     return ctx
 
 
-@public.post("/v1/identity/sessions", status_code=201)
+@public.post("/v1/identity/sessions", status_code=201, responses={
+    status: {"description": f"{code}: {{\"error\": {{\"code\", \"message\"}}}}; nothing changed"}
+    for status, code in ((401, "AUTHENTICATION_FAILED"), (422, "INVALID_ID_NO or VALIDATION_ERROR"),
+                         (429, "TOO_MANY_ATTEMPTS"))})
 async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]:
     """Issue 13: throttled per person and per client address (sign_in_throttle.py). Behind HAProxy the client
     address is the X-Forwarded-For HAProxy sets, trusted from 127.0.0.1 only (shared/runtime.py serve)."""

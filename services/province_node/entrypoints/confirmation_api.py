@@ -3,8 +3,11 @@ inbound replies, the operators' clerk accounts, and the clerks' counter confirma
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from services.province_node.service_layer import counter, sms_confirmation
 from services.province_node.service_layer.context import NodeContext
@@ -15,6 +18,33 @@ from shared.web import bearer_token, require_operator, require_static_token
 
 router = APIRouter(tags=["confirmation"])
 BINDING_ID = Path(min_length=1, max_length=64)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every refusal (API.md "Conventions")."""
+
+    error: ErrorDetail
+
+
+class SmsAnswer(BaseModel):
+    handled: bool
+    reason: str | None = None  # why not: NOT_A_CONFIRMATION, UNKNOWN_PHONE, NO_PENDING_BINDING, WRONG_CODE, ...
+    binding_id: str | None = None
+    state: str | None = None
+
+
+class ClerkCreated(BaseModel):
+    clerk_id: str
+    clerk_token: str
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody, "description": "refused; nothing changed"} for status in statuses}
 
 
 def _ctx(request: Request) -> NodeContext:
@@ -31,7 +61,8 @@ async def require_sms_gateway(request: Request) -> None:
     require_static_token(request, _ctx(request).settings.sms_inbound_token, "SMS inbound")
 
 
-@router.post("/v1/sms/inbound", dependencies=[Depends(require_sms_gateway)])
+@router.post("/v1/sms/inbound", dependencies=[Depends(require_sms_gateway)],
+             responses={200: {"model": SmsAnswer}, **refusals(401, 409, 422, 503)})
 async def sms_inbound(request: Request, body: SmsInbound) -> Response:
     """One SMS reply: `确认 <code>` from the relative's registered phone confirms; anything else is
     `{handled: false, reason}` (only a wrong code is counted: 5 void the codes)."""
@@ -41,13 +72,14 @@ async def sms_inbound(request: Request, body: SmsInbound) -> Response:
                                 prepare=lambda: sms_confirmation.plan(ctx, body))
 
 
-@router.post("/v1/admin/clerks", status_code=201, dependencies=[Depends(require_operator)])
+@router.post("/v1/admin/clerks", status_code=201, dependencies=[Depends(require_operator)],
+             responses={201: {"model": ClerkCreated}, **refusals(401, 409, 422)})
 async def create_clerk(request: Request, body: ClerkCreate) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, "operator", lambda uow: counter.create_clerk(ctx, uow, body))
 
 
-@router.post("/v1/counter/bindings/{binding_id}:confirm")
+@router.post("/v1/counter/bindings/{binding_id}:confirm", responses=refusals(401, 403, 404, 409, 422, 503))
 async def counter_confirm(request: Request, body: CounterConfirm, binding_id: str = BINDING_ID,
                           clerk_id: str = Depends(clerk)) -> Response:
     ctx = _ctx(request)

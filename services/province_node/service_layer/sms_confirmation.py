@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,8 +37,13 @@ CONFIRMATIONS = BindingConfirmation.__table__  # type: ignore[attr-defined]
 CODE_DIGITS = 6
 CODE_TTL = timedelta(hours=24)  # the contract: a reply within 24 h of the request
 MAX_WRONG_CODES = 5  # the contract: 5 wrong codes void it
-_CONFIRM_REPLY = re.compile(r"^\s*确认\s*(\d{6})\s*$")
+_CONFIRM_REPLY = re.compile(r"^\s*确认\s*([0-9]{6})\s*$", re.ASCII)
 PHONE_PATTERN = r"^\+?[0-9][0-9 -]{0,19}$"
+
+
+def confirmation_code(text: str) -> re.Match[str] | None:
+    """`确认 <6 digits>`; full-width digits and spaces (as older phones' input methods send) count as ASCII."""
+    return _CONFIRM_REPLY.match(unicodedata.normalize("NFKC", text))
 
 
 class SmsInbound(BaseModel):
@@ -87,7 +93,7 @@ class SmsPlan:
 
 async def plan(ctx: NodeContext, body: SmsInbound) -> SmsPlan:
     """Prepare of `POST /v1/sms/inbound`: who wrote, which open code matches, and the hub's confirm."""
-    match = _CONFIRM_REPLY.match(body.text)
+    match = confirmation_code(body.text)
     if match is None:
         return SmsPlan("IGNORED", "NOT_A_CONFIRMATION")
     code = match.group(1)
