@@ -27,6 +27,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
+from rich.table import Table
 
 from launcher import supervisor
 from launcher.client import FederationClient, Session, face_image_b64
@@ -371,6 +372,7 @@ async def _run() -> None:
             "(the ward kit: daily goods)")
         say(f"  after: 李雨桐 {await demo.balances(daughter)}; 李建军 {await demo.balances(jianjun)} "
             "(his reserve settles with Hebei through clearing)")
+        await print_statistics(client)
         console.print()
         say("[green]All five stories ran on the real federation.[/green] Operator view: "
             "GET /v1/ops/transfers/{id}/trace on the hub; `yibao status` for the services.")
@@ -378,6 +380,30 @@ async def _run() -> None:
         for till in tills:
             await till.aclose()
         await client.aclose()
+
+
+KIND_ZH = {"transfer": "共济转账", "quota_use": "共济额度使用", "wallet_use": "钱包资金使用"}
+USE_ZH = {"transfer": "转账", "pharmacy": "药店购药", "outpatient": "门诊", "inpatient": "住院", "premium": "缴纳保费"}
+SCOPE_ZH = {"same_pool": "统筹区内", "in_province": "省内跨统筹区", "cross_province": "跨省", None: "—"}
+
+
+async def print_statistics(client: FederationClient) -> None:
+    """The operators' national statistics for this month (GET /v1/ops/stats), as NHSA publishes them:
+    person-times and amounts by kind, use, province pair and scope, in-province use included."""
+    month = datetime.now(SHANGHAI).strftime("%Y-%m")
+    response = await client.http.get(f"{client.hub_url()}/v1/ops/stats", params={"from": month, "to": month},
+                                     headers={"authorization": f"Bearer {client.operator_token}"})
+    response.raise_for_status()
+    stats = response.json()
+    story(f"Operator view: national mutual-aid statistics for {month} (GET /v1/ops/stats)")
+    table = Table("类别 kind", "用途 use", "from → to", "范围 scope", "人次", "金额 (元)")
+    for row in stats["rows"]:
+        table.add_row(KIND_ZH.get(row["kind"], row["kind"]), USE_ZH.get(row["use"], row["use"]),
+                      f"{row['from_admdvs']} → {row['to_admdvs']}", SCOPE_ZH.get(row["scope"], row["scope"]),
+                      str(row["person_times"]), yuan_text(row["amount_fen"]))
+    table.add_row("合计 total", "", "", "", str(stats["person_times"]), yuan_text(stats["amount_fen"]),
+                  style="bold")
+    console.print(table)
 
 
 def run_demo() -> int:

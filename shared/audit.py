@@ -51,6 +51,7 @@ class AuditEntry(SQLModel, table=True):
 JOURNAL = AuditEntry.__table__  # type: ignore[attr-defined]
 _HEAD = Prepared(sa.select(JOURNAL.c.seq, JOURNAL.c.hash).order_by(JOURNAL.c.seq.desc()).limit(1))
 _NEW_ENTRY = Prepared(sa.insert(JOURNAL))
+_PENDING = "audit.pending"  # UnitOfWork.state: this transaction's entries, written just before it commits
 
 
 def canonical(value: Any) -> bytes:
@@ -67,16 +68,31 @@ def entry_body(seq: int, at: datetime, kind: str, ref: str, data: Mapping[str, A
 
 
 async def append(uow: UnitOfWork, kind: str, ref: str, data: Mapping[str, Any],
-                 at: datetime | None = None) -> int:
-    """Journal one change inside the transaction making it; its seq."""
+                 at: datetime | None = None) -> None:
+    """Journal one change of the transaction making it. The entry is written with the transaction's last
+    statements (UnitOfWork.before_commit): numbered and chained then, under the instance's lock, so that lock
+    is held only for those statements and the commit, not for the whole use case."""
+    pending: list[tuple[str, str, dict[str, Any], datetime]] | None = uow.state.get(_PENDING)
+    if pending is None:
+        pending = uow.state[_PENDING] = []
+        uow.before_commit(lambda: _write_pending(uow, pending))
+    pending.append((kind, ref[:80], dict(data), at or datetime.now(UTC)))
+
+
+async def _write_pending(uow: UnitOfWork, pending: list[tuple[str, str, dict[str, Any], datetime]]) -> None:
+    if not pending:
+        return
     await uow.lock_name("audit-journal")
     head = (await uow.execute(_HEAD, {})).first()
-    prev_seq, prev_hash = (0, ZERO_HASH) if head is None else (int(head.seq), head.hash)
-    seq = prev_seq + 1
-    body = entry_body(seq, at or datetime.now(UTC), kind, ref, data)
-    await uow.execute(_NEW_ENTRY, {"seq": seq, "kind": kind, "ref": ref[:80], "body": body.decode(),
-                                   "hash": chain_hash(prev_hash, body)})
-    return seq
+    seq, prev_hash = (0, ZERO_HASH) if head is None else (int(head.seq), head.hash)
+    rows = []
+    for kind, ref, data, at in pending:
+        seq += 1
+        body = entry_body(seq, at, kind, ref, data)
+        prev_hash = chain_hash(prev_hash, body)
+        rows.append({"seq": seq, "kind": kind, "ref": ref, "body": body.decode(), "hash": prev_hash})
+    pending.clear()
+    await uow.execute(_NEW_ENTRY, rows)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from services.pharmacy_gateway.config import GatewaySettings
 from services.pharmacy_gateway.entrypoints import admin_api, pos_api
 from services.pharmacy_gateway.service_layer.context import GatewayContext, Registry
 from services.pharmacy_gateway.service_layer.exchange import forget_old_nonces
+from shared import audit
 from shared.clock import Clock, SystemClock
 from shared.dead_letters_api import install_dead_letters
 from shared.logs import configure_logging
@@ -43,6 +44,10 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
         ctx = GatewayContext(settings=settings, db=runtime.db, clock=clock, directory=directory, nodes=nodes,
                              registry=registry)
 
+        # Issue 12: the audit journal and its head at the hub.
+        await audit.ensure_genesis(runtime.db, None)
+        runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
+                      audit.Checkpointer(runtime.db, settings.service_name, audit.outbox_sender(ctx.source)).round)
         runtime.every("nonce-cleanup", settings.nonce_cleanup_interval_s, lambda: forget_old_nonces(ctx))
         if not runtime.db.inline:
             # Other replicas change institutions, sign-ins and the catalogue too (service_layer/context.py).
@@ -60,4 +65,5 @@ def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = Non
                               readiness_checks(state), fast_routes=pos_api.ROUTES)
     app.include_router(admin_api.router)
     install_dead_letters(app, metrics, state)
+    app.include_router(audit.internal_router(lambda: state["runtime"].db, settings.service_name, None))
     return app

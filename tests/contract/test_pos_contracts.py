@@ -25,7 +25,7 @@ from services.pharmacy_gateway.config import GatewaySettings
 from services.pharmacy_gateway.service_layer import settlements
 from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView, Registry
 from shared.contracts import topics
-from shared.contracts.events import PosSettlementRecorded
+from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
 from shared.db import UnitOfWork, open_database
 from tests.contract.conftest import SECRETS, InProcessFederation, Wired, consumer_accepts, load_sample
@@ -81,7 +81,23 @@ async def obligations(fed: InProcessFederation) -> list[tuple[Any, ...]]:
 
 
 async def published(fed: InProcessFederation, gateway: Gateway) -> list[Wired]:
-    return await fed.take_outbox(gateway.ctx.db)
+    """What the gateway published for clearing (its supervision reports: `reported`)."""
+    return [w for w in await taken(fed, gateway) if w.type == PosSettlementRecorded.TYPE]
+
+
+_SUPERVISION: dict[int, list[Wired]] = {}
+
+
+async def taken(fed: InProcessFederation, gateway: Gateway) -> list[Wired]:
+    wired = await fed.take_outbox(gateway.ctx.db)
+    _SUPERVISION.setdefault(id(gateway), []).extend(w for w in wired if w.type == SettlementReported.TYPE)
+    return wired
+
+
+async def reported(fed: InProcessFederation, gateway: Gateway) -> list[SettlementReported]:
+    """The supervision reports (issue 12) published so far: every change of effect, in- and cross-province."""
+    await taken(fed, gateway)
+    return [SettlementReported.model_validate(w.envelope.data) for w in _SUPERVISION.pop(id(gateway), [])]
 
 
 async def test_charge_and_refund_reach_the_hub_once_each(fed: InProcessFederation, gateway: Gateway) -> None:
@@ -141,6 +157,11 @@ async def test_only_changes_of_effect_across_provinces_are_published(fed: InProc
     await gateway.record(again.model_copy(update={"state": "CANCELLED", "version": 2}))  # stale
     effects = [consumer_accepts(w) for w in await published(fed, gateway)]
     assert [(e.effect, e.version) for e in effects] == [("CHARGE", 1), ("REFUND", 2), ("CHARGE", 3)]  # type: ignore[attr-defined]
+    # Supervision (issue 12) hears of every change of effect, in-province and cash-only ones too.
+    reports = [(r.setl_id, r.effect, r.version, r.institution_admdvs) for r in await reported(fed, gateway)]
+    assert reports == [(payment(fed).setl_id, "CHARGE", 1, "640100"), (cash_only.setl_id, "CHARGE", 1, "510100"),
+                       (again.setl_id, "CHARGE", 1, "510100"), (again.setl_id, "REFUND", 2, "510100"),
+                       (again.setl_id, "CHARGE", 3, "510100")], reports
 
 
 def test_parts_must_add_up() -> None:

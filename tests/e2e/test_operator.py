@@ -61,12 +61,14 @@ async def test_stats_windows_and_alerts(federation: Federation, client: Federati
     assert windows[-1]["window_id"] == window["window_id"]
 
     alerts = await get(client, federation, "/v1/ops/alerts?state=OPEN")
-    drain = [a for a in alerts if a["rule"] == "NEW_BINDING_DRAIN" and a["subject"] == pair.binding_id]
-    assert len(drain) == 1 and drain[0]["details"]["amount_fen"] == 150_000
+    drain = [a for a in alerts if a["rule_id"] == "NEW_BINDING_LARGE_TRANSFER"
+             and a["subject"].get("binding_id") == pair.binding_id]
+    assert len(drain) == 1 and drain[0]["detail"]["amount_fen"] == 150_000
     resolved = await client.http.post(f"{client.hub_url()}/v1/ops/alerts/{drain[0]['alert_id']}:resolve",
-                                      json={"resolution": "called the giver: genuine"},
+                                      json={"decision": "dismiss", "reviewer": "e2e",
+                                            "note": "called the giver: genuine"},
                                       headers=operator(federation, key=True))
-    assert resolved.status_code == 200 and resolved.json()["state"] == "RESOLVED"
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
     still_open = await get(client, federation, "/v1/ops/alerts?state=OPEN")
     assert all(a["alert_id"] != drain[0]["alert_id"] for a in still_open)
 

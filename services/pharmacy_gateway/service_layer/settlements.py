@@ -16,9 +16,10 @@ import sqlalchemy as sa
 
 from services.pharmacy_gateway.adapters.tables import Settlement
 from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView
+from shared import audit
 from shared.clock import SHANGHAI
 from shared.contracts import topics
-from shared.contracts.events import PosSettlementRecorded
+from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
 from shared.db import Prepared, ReadView, UnitOfWork
 from shared.outbox import emit
@@ -68,8 +69,13 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
         await uow.execute(_NEWER_STATE, {"b_setl_id": payment.setl_id, "state": payment.state,
                                          "version": payment.version, "updated_at": now})
     in_effect = payment.state == IN_EFFECT
+    if was_in_effect == in_effect:
+        return
+    await report_for_supervision(ctx, uow, payment, institution=institution, payer_admdvs=payer_admdvs,
+                                 in_effect=in_effect, infno=infno_of_state(payment.state, row is None),
+                                 occurred_at=now)
     cleared_fen = payment.acct_pay_fen + payment.mulaid_pay_fen
-    if was_in_effect == in_effect or cleared_fen == 0 or not is_cross_province(institution, payer_admdvs):
+    if cleared_fen == 0 or not is_cross_province(institution, payer_admdvs):
         return
     ref = f"{payment.setl_id}:{payment.version}"
     await emit(uow, topics.HUB_INBOUND, payment.setl_id, PosSettlementRecorded(
@@ -78,6 +84,31 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
         payer_admdvs=payer_admdvs, psn_no=payment.psn_no, acct_pay_fen=payment.acct_pay_fen,
         mulaid_pay_fen=payment.mulaid_pay_fen, amount_fen=cleared_fen, occurred_at=now),
         source=ctx.source, trace_id=payment.setl_id, message_id=f"pos-{ref}")
+
+
+def infno_of_state(state: str, first_heard: bool) -> str:
+    """The pharmacy message whose answer revealed the change: a settle (2102), a cancel (2103), a reversal."""
+    return {"SETTLED": "2102", "CANCELLED": "2103"}.get(state, "2601")
+
+
+async def report_for_supervision(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *,
+                                 institution: InstitutionView, payer_admdvs: str, in_effect: bool, infno: str,
+                                 occurred_at: Any) -> None:
+    """Issue 12: every settlement that starts or stops taking effect, in- and cross-province, goes to the hub's
+    supervision (rules, a person's activity, wallet-use statistics) and into this gateway's audit journal, in
+    the transaction that records it: after the till has its answer, so nobody waits for the hub."""
+    effect = "CHARGE" if in_effect else "REFUND"
+    await emit(uow, topics.HUB_INBOUND, payment.setl_id, SettlementReported(
+        setl_id=payment.setl_id, version=payment.version, effect=effect, use="pharmacy", infno=infno,
+        fixmedins_code=payment.fixmedins_code, institution_admdvs=institution.admdvs, payer_admdvs=payer_admdvs,
+        psn_no=payment.psn_no, medfee_fen=payment.medfee_fen, acct_pay_fen=payment.acct_pay_fen,
+        wallet_pay_fen=payment.wallet_pay_fen, quota_pay_fen=payment.quota_pay_fen,
+        cash_pay_fen=payment.cash_pay_fen, settled_at=payment.settled_at, occurred_at=occurred_at),
+        source=ctx.source, trace_id=payment.setl_id, message_id=f"sup-{payment.setl_id}:{payment.version}")
+    await audit.append(uow, "settlement.state", payment.setl_id,
+                       {"state": payment.state, "version": payment.version, "psn_no": payment.psn_no,
+                        "acct_pay_fen": payment.acct_pay_fen, "mulaid_pay_fen": payment.mulaid_pay_fen,
+                        "cash_pay_fen": payment.cash_pay_fen}, occurred_at)
 
 
 async def totals(view: UnitOfWork | ReadView, fixmedins_code: str, first_day: date, last_day: date,
