@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ApiError as ApiError  # re-exported: entrypoints import it from here
@@ -70,14 +71,30 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, *validation_problem(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = error_response(exc.status_code, _HTTP_CODES.get(exc.status_code, "HTTP_ERROR"), str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # API.md "Conventions": a wrong method gets 405 with `Allow`, naming every method of the path
+            # (Starlette's own header names only the first route that matched the path).
+            response.headers["allow"] = ", ".join(_allowed_methods(request))
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not bad input: logged with the route only (bodies may carry personal data).
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "INTERNAL", INTERNAL_MESSAGE)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers on this path: each tried against the app's routes (included routers too)."""
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
 
 
 class MetricsMiddleware:
