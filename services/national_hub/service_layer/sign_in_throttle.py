@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from services.national_hub.adapters.throttle_tables import SignInThrottle
 from services.national_hub.service_layer.context import HubContext
 from shared.db import ReadView, UnitOfWork, for_update, in_unit_of_work
+from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, mask_id_no
-from shared.web import ApiError
 
 log = logging.getLogger("yibao.hub.identity")
 THROTTLE = SignInThrottle.__table__  # type: ignore[attr-defined]
