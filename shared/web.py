@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import ApiError as ApiError  # re-exported: entrypoints import it from here
 from shared.errors import error_body as error_body
+from shared.openapi import install_truthful_errors
 
 log = logging.getLogger("yibao.web")
 
@@ -204,6 +205,7 @@ def create_app(title: str, lifespan: Any, readiness: list[ReadinessCheck],
     registry = CollectorRegistry()
     app = FastAPI(title=title, lifespan=lifespan, default_response_class=ORJSONResponse)
     install_error_handlers(app)
+    install_truthful_errors(app)  # every 4xx documented with the error body (shared/openapi.py)
     add_operational_routes(app, registry, readiness)
     if fast_routes:
         app.add_middleware(FastLane, routes=fast_routes)

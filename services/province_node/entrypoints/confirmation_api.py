@@ -20,17 +20,6 @@ router = APIRouter(tags=["confirmation"])
 BINDING_ID = Path(min_length=1, max_length=64)
 
 
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """Every refusal (API.md "Conventions")."""
-
-    error: ErrorDetail
-
-
 class SmsAnswer(BaseModel):
     handled: bool
     reason: str | None = None  # why not: NOT_A_CONFIRMATION, UNKNOWN_PHONE, NO_PENDING_BINDING, WRONG_CODE, ...
@@ -44,7 +33,8 @@ class ClerkCreated(BaseModel):
 
 
 def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody, "description": "refused; nothing changed"} for status in statuses}
+    """The route's own refusals; shared/openapi.py gives each the error body's schema."""
+    return {status: {"description": "refused; nothing changed"} for status in statuses}
 
 
 def _ctx(request: Request) -> NodeContext:
