@@ -126,7 +126,16 @@ async def test_sign_in_refusal_and_every_page_without_javascript_errors(
         await expect(page).to_have_url(re.compile(re.escape(path) + r"$"))
         await expect(page.get_by_role("heading", level=1)).to_contain_text(label)
         assert not re.search(r"(?<![0-9a-fA-F])\d{17}[\dX](?![0-9a-fA-F])", await page.content()), path
-    await page.goto("/console/stats")
+    # Keyboard only: Tab from the top of the overview reaches the skip link first, then the navigation.
+    await page.goto("/console/")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "跳到正文"
+    for _ in range(10):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.textContent") == "统计":
+            break
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(re.compile(r"/console/stats$"))
     await expect(page.locator("#chart-month-use svg")).to_have_count(1)
     # Sign out: the pages want a sign-in again.
     await page.get_by_role("button", name="退出").click()

@@ -23,7 +23,7 @@ LABELS = {
     # statistics
     "transfer": "转账", "quota_use": "额度使用", "wallet_use": "钱包使用", "pharmacy": "药店购药",
     "outpatient": "门诊", "inpatient": "住院", "premium": "代缴保费", "same_pool": "同统筹区",
-    "in_province": "省内跨统筹区", "cross_province": "跨省", "none": "未分类",
+    "in_province": "省内跨统筹区", "cross_province": "跨省", "none": "钱包使用(不分范围)",
     # transfer and alert states
     "ROUTED": "在途", "HELD": "风险审查中", "CANCEL_REQUESTED": "撤销中", "CREDITED": "已入账", "REFUNDED": "已退回",
     "open": "待处理", "resolved": "已处理", "dismiss": "无异常(驳回预警)", "release": "放行", "reject": "拒绝并退回",
