@@ -211,9 +211,25 @@ def bench_pos(
     raise typer.Exit(int(run(rate=rate, duration_s=duration, json_out=as_json)))
 
 
+@bench_app.command("hospital")
+def bench_hospital(
+    visits_rate: Annotated[float, typer.Option("--visits-rate", help="Outpatient visits per second.")] = 100.0,
+    stays_rate: Annotated[float, typer.Option("--stays-rate", help="Inpatient stays per second.")] = 10.0,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Outpatient visits (2201 → 2204 → 2207) and inpatient stays (2401 → 2301 → 2402 → 2304) through the
+    gateway at a steady rate; report 2207 and 2304 latency percentiles and check balances and accumulators."""
+    _setup_logging(False)
+    run = _load("launcher.bench_hospital", "bench_hospital")
+    raise typer.Exit(int(run(visits_rate=visits_rate, stays_rate=stays_rate, duration_s=duration,
+                             json_out=as_json)))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 def pos(ctx: typer.Context) -> None:
-    """The POS simulator; arguments go to launcher.pos.main unchanged."""
+    """The POS simulator (pharmacy and hospital mode: `yibao pos visit`, `yibao pos admit`); arguments go to
+    launcher.pos.main unchanged."""
     _setup_logging(False)
     raise typer.Exit(int(_load("launcher.pos", "main")(list(ctx.args))))
 

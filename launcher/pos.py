@@ -10,6 +10,18 @@ x-tif-* headers exactly as pharmacy software does (launcher/pos_client.py).
     yibao pos reconcile [--from 2025-01-01 --to 2025-01-31]
     yibao pos load --rate 100 --duration 10
 
+Hospital mode (a HIS on the 22xx-24xx messages, API.md "Medical institutions"):
+
+    yibao pos register --kind hospital --hosp-lv 3 --code H13010000001 --name 河北省儿童医院 --admdvs 130100
+    yibao pos visit --cert-type 03 --cert-no J12345678 --fee 001101000010000:1:20.00 --fee 002201000010000:1:25
+    yibao pos admit --cert-type 02 --cert-no 130102201809050012 --fee 001103000010000:7:60.00 [--fee ...]
+    yibao pos cancel-visit --setl-id ... --mdtrt-id ... --psn-no ...     (2208)
+    yibao pos cancel-stay --setl-id ... --mdtrt-id ... --psn-no ...      (2305)
+    yibao pos reverse --omsgid ... --oinfno 2207 --psn-no ...
+
+`visit` runs 1101, 2201, 2203, 2204, 2206, 2207 as a HIS does; `admit` runs 1101, 2401, 2301, 2402, 2303,
+2304. A hospital registered here gets the demo medical catalogue (launcher/pos_client.py HOSPITAL_CATALOGUE).
+
 An institution registered here (operator token) keeps its paas_id, paas_token and last sign_no in
 <YIBAO_HOME>/pos/<code>.json; commands use the last one registered unless --code names another. A till that
 was never registered is registered (with the demo catalogue) on first use."""
@@ -31,11 +43,25 @@ from rich.table import Table
 
 from launcher import bench_pos, supervisor
 from launcher.client import FederationClient
-from launcher.pos_client import DEMO_CATALOGUE, Item, PosClient, PosFailed
+from launcher.pos_client import (
+    DEMO_CATALOGUE,
+    HEBEI_CATALOGUE,
+    HOSPITAL_CATALOGUE,
+    Fee,
+    HisClient,
+    Item,
+    PosClient,
+    PosFailed,
+    import_medical_catalogue,
+    ok,
+    register_medical_institution,
+    total,
+)
 from launcher.state import LaunchError, home_dir, resolve_operator_token
 from shared.clock import SHANGHAI
 
 DEFAULT_CODE, DEFAULT_NAME, DEFAULT_ADMDVS = "P51010000001", "成都康泰大药房", "510100"
+DEFAULT_HOSPITAL_CODE, DEFAULT_HOSPITAL_NAME, DEFAULT_HOSPITAL_ADMDVS = "H62010000001", "兰州市第二人民医院", "620100"
 _out = Console()
 _err = Console(stderr=True)
 
@@ -61,15 +87,23 @@ def _current_code() -> str | None:
     return pointer.read_text(encoding="utf-8").strip() if pointer.exists() else None
 
 
-async def _register(client: FederationClient, code: str, name: str, admdvs: str) -> dict[str, Any]:
+async def _register(client: FederationClient, code: str, name: str, admdvs: str, kind: str = "pharmacy",
+                    hosp_lv: str = "1") -> dict[str, Any]:
     await client.import_catalogue(DEMO_CATALOGUE)
-    registration = await client.register_institution(code, name, admdvs)
+    if kind == "pharmacy":
+        registration = await client.register_institution(code, name, admdvs)
+    else:
+        await import_medical_catalogue(client.http, client.gateway_url(), client.operator_token, HOSPITAL_CATALOGUE)
+        await import_medical_catalogue(client.http, client.gateway_url(), client.operator_token, HEBEI_CATALOGUE,
+                                       admdvs="130000")
+        registration = await register_medical_institution(client.http, client.gateway_url(), client.operator_token,
+                                                          code, name, admdvs, kind=kind, hosp_lv=hosp_lv)
     state = {**registration, "gateway_url": client.gateway_url(), "sign_no": ""}
     _save(state)
     return state
 
 
-async def _till(client: FederationClient, code: str | None) -> PosClient:
+async def _till(client: FederationClient, code: str | None) -> HisClient:
     code = code or _current_code() or DEFAULT_CODE
     path = _saved_path(code)
     if path.exists():
@@ -79,12 +113,12 @@ async def _till(client: FederationClient, code: str | None) -> PosClient:
         state = await _register(client, DEFAULT_CODE, DEFAULT_NAME, DEFAULT_ADMDVS)
     else:
         raise LaunchError(f"institution {code} is not registered here: run `yibao pos register --code {code}`")
-    till = PosClient.registered(state["gateway_url"], state)
+    till = HisClient.registered(state["gateway_url"], state)
     till.sign_no = state.get("sign_no", "")
     return till
 
 
-async def _signed_in(client: FederationClient, code: str | None) -> PosClient:
+async def _signed_in(client: FederationClient, code: str | None) -> HisClient:
     till = await _till(client, code)
     if not till.sign_no:
         await _sign_in(till)
@@ -131,7 +165,9 @@ def _split_table(info: dict[str, Any]) -> Table:
 
 
 async def cmd_register(client: FederationClient, args: argparse.Namespace) -> int:
-    state = await _register(client, args.code, args.name, args.admdvs)
+    if args.kind != "pharmacy" and args.code == DEFAULT_CODE:
+        args.code, args.name, args.admdvs = DEFAULT_HOSPITAL_CODE, DEFAULT_HOSPITAL_NAME, DEFAULT_HOSPITAL_ADMDVS
+    state = await _register(client, args.code, args.name, args.admdvs, args.kind, args.hosp_lv)
     _out.print(f"registered {state['fixmedins_code']} {state['fixmedins_name']} ({state['admdvs']}): "
                f"paas_id {state['paas_id']}; credentials in {_saved_path(args.code)}", highlight=False)
     return 0
@@ -179,8 +215,99 @@ async def cmd_buy(client: FederationClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _fee(text: str) -> Fee:
+    """CODE:CNT:PRICE, e.g. 001101000010000:1:20.00."""
+    item = _item(text)
+    return Fee(item.med_list_codg, item.cnt, item.pric_yuan)
+
+
+def _medical_table(info: dict[str, Any]) -> Table:
+    table = Table(title=f"settlement {info.get('setl_id', '(pre-settle)')}")
+    columns = (("medfee", "medfee_sumamt"), ("full self-pay", "fulamt_ownpay_amt"),
+               ("over ceiling", "overlmt_selfpay"), ("first self-pay", "preselfpay_amt"),
+               ("inscp", "inscp_scp_amt"), ("deductible", "act_pay_dedc"), ("fund", "fund_pay_sumamt"),
+               ("acct_pay", "acct_pay"), ("acct_mulaid_pay", "acct_mulaid_pay"), ("cash", "psn_cash_pay"),
+               ("balc after", "balc"))
+    for title, _ in columns:
+        table.add_column(title, justify="right")
+    table.add_row(*(f"{info[key]:.2f}" for _, key in columns))
+    return table
+
+
+async def _hospital(client: FederationClient, code: str | None) -> HisClient:
+    """The institution to send 22xx-24xx from: the one named, else the demo hospital (registered on first use)."""
+    code = code or DEFAULT_HOSPITAL_CODE
+    if not _saved_path(code).exists() and code == DEFAULT_HOSPITAL_CODE:
+        _err.print(f"registering the demo hospital {code} {DEFAULT_HOSPITAL_NAME} ({DEFAULT_HOSPITAL_ADMDVS}, "
+                   "level 2) first")
+        await _register(client, code, DEFAULT_HOSPITAL_NAME, DEFAULT_HOSPITAL_ADMDVS, "hospital", "2")
+    return await _signed_in(client, code)
+
+
+def _step(title: str, response: dict[str, Any]) -> dict[str, Any]:
+    if response.get("infcode") != 0:
+        _show(title, response)
+        raise PosFailed(response)
+    _out.print(f"[green]✓[/green] {title}", highlight=False)
+    return ok(response)
+
+
+async def cmd_visit(client: FederationClient, args: argparse.Namespace) -> int:
+    """An outpatient visit as a HIS runs it: 1101, 2201, 2203, 2204, 2206, 2207."""
+    his = await _hospital(client, args.code)
+    try:
+        payer = await his.payer(args.cert_type, args.cert_no)
+        mdtrt_id = _step("2201 register", await his.register(payer))["data"]["mdtrt_id"]
+        _step("2203 visit info", await his.visit_info(mdtrt_id, payer.psn_no, med_type=args.med_type))
+        lines = _step("2204 fee lines", await his.upload(mdtrt_id, payer.psn_no, args.batch, args.fee))
+        _out.print_json(json.dumps(lines["result"], ensure_ascii=False))
+        medfee = total(args.fee)
+        pre = _step("2206 pre-settle", await his.presettle_visit(payer, mdtrt_id, args.batch, medfee,
+                                                                 acct_used=not args.cash))
+        _out.print(_medical_table(pre["setlinfo"]))
+        paid = _step("2207 settle", await his.settle_visit(payer, mdtrt_id, args.batch, medfee,
+                                                           acct_used=not args.cash))
+    finally:
+        await his.aclose()
+    info = paid["setlinfo"]
+    _out.print(_medical_table(info))
+    _out.print(f"setl_id {info['setl_id']}  mdtrt_id {info['mdtrt_id']}  psn_no {info['psn_no']}", highlight=False)
+    return 0
+
+
+async def cmd_admit(client: FederationClient, args: argparse.Namespace) -> int:
+    """An inpatient stay as a HIS runs it: 1101, 2401, 2301, 2402, 2303, 2304."""
+    his = await _hospital(client, args.code)
+    try:
+        payer = await his.payer(args.cert_type, args.cert_no)
+        mdtrt_id = _step("2401 admit", await his.admit(payer, diag_name=args.diagnosis))["result"]["mdtrt_id"]
+        lines = _step("2301 fee lines", await his.upload_stay(mdtrt_id, payer.psn_no, args.fee))
+        _out.print_json(json.dumps(lines["result"], ensure_ascii=False))
+        _step("2402 discharge", await his.discharge(mdtrt_id, payer.psn_no, payer.insutype))
+        medfee = total(args.fee)
+        pre = _step("2303 pre-settle", await his.presettle_stay(payer, mdtrt_id, medfee, acct_used=not args.cash))
+        _out.print(_medical_table(pre["setlinfo"]))
+        paid = _step("2304 settle", await his.settle_stay(payer, mdtrt_id, medfee, acct_used=not args.cash))
+    finally:
+        await his.aclose()
+    info = paid["setlinfo"]
+    _out.print(_medical_table(info))
+    _out.print(f"setl_id {info['setl_id']}  mdtrt_id {info['mdtrt_id']}  psn_no {info['psn_no']}", highlight=False)
+    return 0
+
+
+async def cmd_cancel_visit(client: FederationClient, args: argparse.Namespace) -> int:
+    return await _one_message(client, args.code or DEFAULT_HOSPITAL_CODE, "2208 cancel settlement",
+                              lambda his: his.cancel_visit_settlement(args.setl_id, args.mdtrt_id, args.psn_no))
+
+
+async def cmd_cancel_stay(client: FederationClient, args: argparse.Namespace) -> int:
+    return await _one_message(client, args.code or DEFAULT_HOSPITAL_CODE, "2305 cancel settlement",
+                              lambda his: his.cancel_stay_settlement(args.setl_id, args.mdtrt_id, args.psn_no))
+
+
 async def _one_message(client: FederationClient, code: str, title: str,
-                       send: Callable[[PosClient], Awaitable[dict[str, Any]]]) -> int:
+                       send: Callable[[HisClient], Awaitable[dict[str, Any]]]) -> int:
     """Sign in as the institution, send one message, show the answer; exit 1 on infcode -1."""
     till = await _signed_in(client, code)
     try:
@@ -243,6 +370,8 @@ def _parser() -> argparse.ArgumentParser:
     register.set_defaults(code=DEFAULT_CODE)
     register.add_argument("--name", default=DEFAULT_NAME)
     register.add_argument("--admdvs", default=DEFAULT_ADMDVS, help="the institution's region, e.g. 510100")
+    register.add_argument("--kind", default="pharmacy", choices=("pharmacy", "hospital", "clinic"))
+    register.add_argument("--hosp-lv", default="1", choices=("1", "2", "3"), help="hospital level")
     command("sign-in", cmd_sign_in, "9001: sign in; the sign_no goes into every later message.")
     for name, run, text in (("lookup", cmd_lookup, "1101: who is paying, and what they hold."),
                             ("buy", cmd_buy, "1101, 2101 pre-settle, then 2102 settle of a basket.")):
@@ -257,9 +386,29 @@ def _parser() -> argparse.ArgumentParser:
     cancel = command("cancel", cmd_cancel, "2103: cancel a settlement; each part goes back where it came from.")
     for option in ("--setl-id", "--mdtrt-id", "--psn-no"):
         cancel.add_argument(option, required=True)
-    reverse = command("reverse", cmd_reverse, "2601: reverse a 2102 or 2103 by its msgid.")
+    for name, run, text in (("cancel-visit", cmd_cancel_visit, "2208: cancel an outpatient settlement."),
+                            ("cancel-stay", cmd_cancel_stay, "2305: cancel an inpatient settlement.")):
+        sub = command(name, run, text)
+        for option in ("--setl-id", "--mdtrt-id", "--psn-no"):
+            sub.add_argument(option, required=True)
+    for name, run, text in (("visit", cmd_visit, "Hospital mode: 1101, 2201, 2203, 2204, 2206, 2207."),
+                            ("admit", cmd_admit, "Hospital mode: 1101, 2401, 2301, 2402, 2303, 2304.")):
+        sub = command(name, run, text)
+        sub.add_argument("--cert-type", required=True, choices=("01", "02", "03"),
+                         help="01 医保码 token, 02 resident ID, 03 social-security card")
+        sub.add_argument("--cert-no", required=True)
+        sub.add_argument("--fee", required=True, action="append", type=_fee,
+                         help="CODE:CNT:PRICE (yuan), repeatable")
+        sub.add_argument("--cash", action="store_true", help="acct_used_flag 0: the person's share in cash")
+        if name == "visit":
+            sub.add_argument("--batch", default="B1", help="chrg_bchno of the fee lines")
+            sub.add_argument("--med-type", default="11", choices=("11", "14"))
+        else:
+            sub.add_argument("--diagnosis", default="肺炎")
+    reverse = command("reverse", cmd_reverse, "2601: reverse a 2102, 2103 (pharmacy) or 2207, 2208, 2304, 2305, "
+                                              "2401 (hospital) by its msgid.")
     reverse.add_argument("--omsgid", required=True)
-    reverse.add_argument("--oinfno", required=True, choices=("2102", "2103"))
+    reverse.add_argument("--oinfno", required=True, choices=("2102", "2103", "2207", "2208", "2304", "2305", "2401"))
     reverse.add_argument("--psn-no", required=True)
     reconcile = command("reconcile", cmd_reconcile, "3201: this institution's totals for a date range.")
     today = datetime.now(SHANGHAI).date()
