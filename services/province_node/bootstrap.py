@@ -13,6 +13,7 @@ from services.province_node.adapters.hub_client import HubClient
 from services.province_node.config import NodeSettings
 from services.province_node.entrypoints import (
     admin_api,
+    binding_sync_api,
     citizen_api,
     confirmation_api,
     ec_token_api,
@@ -82,6 +83,7 @@ def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) 
     app.include_router(mutual_aid_api.internal_router)
     app.include_router(medical_api.router)
     app.include_router(confirmation_api.router)
+    app.include_router(binding_sync_api.internal_router)
     install_dead_letters(app, metrics, state)
     app.include_router(audit.internal_router(lambda: state["runtime"].db, settings.service_name,
                                              ledger_repo.AUDITED_LEDGER))

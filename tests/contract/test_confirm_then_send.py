@@ -1,13 +1,15 @@
-"""Confirm-then-send (issue 13 point 3), deterministic and in process: the BindingChanged event that tells the
-giver's node of a confirm or an end is held back (not pumped), and the giver's transfer and quota calls decide on
-the hub's snapshot (binding_freshness.py) as the real routes do: accepted right after the confirm, refused right
-after an end made at the relative's node, and nothing changed by the refusal."""
+"""Confirm-then-send (issue 13 point 3), deterministic and in process, with the BindingChanged event that tells
+the giver's node of a confirm or an end held back (not pumped): the hub tells the giver's node itself before it
+answers (binding_push.py, through the node's real internal route), and when that did not get through, the giver's
+node asks the hub while its replica says anything but ACTIVE (binding_freshness.py). A transfer right after the
+confirm is accepted, one right after an end at the relative's node refused, and the refusal changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -26,6 +28,34 @@ from tests.contract.conftest import (
     family,
     open_wallet,
 )
+from tests.contract.test_lifecycle_flows import node_app
+
+
+class NodesInProcess:
+    """The hub's NodeClient, its calls answered by the nodes' real apps (internal token, routes, handlers)."""
+
+    def __init__(self, fed: InProcessFederation) -> None:
+        self.clients = {admdvs: httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=node_app(fed, admdvs)), base_url=f"http://node-{admdvs}",
+            headers={"authorization": f"Bearer {ctx.settings.internal_token}"}) for admdvs, ctx in fed.nodes.items()}
+
+    async def post(self, admdvs: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.clients[admdvs].post(path, json=body)
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+@pytest.fixture
+async def pushing(fed: InProcessFederation) -> AsyncIterator[NodesInProcess]:
+    nodes = NodesInProcess(fed)
+    fed.hub.nodes = nodes  # type: ignore[assignment]
+    try:
+        yield nodes
+    finally:
+        fed.hub.nodes = None
+        for client in nodes.clients.values():
+            await client.aclose()
 
 
 async def replica_state(fed: InProcessFederation, person: Person, binding_id: str) -> Any:
@@ -58,12 +88,36 @@ def quota(fed: InProcessFederation, giver: Person, binding_id: str, amount_fen: 
     return lambda uow: quotas.set_quota(ctx, uow, giver.claims(fed.clock.now()), binding_id, amount_fen)
 
 
-async def test_a_transfer_right_after_the_confirm_is_accepted(fed: InProcessFederation) -> None:
+async def test_the_hub_tells_the_giver_of_a_confirm_and_an_end_before_it_answers(
+        fed: InProcessFederation, pushing: NodesInProcess) -> None:
     giver, mother = await family(fed)
     await open_wallet(fed, mother)
     binding_id = await create_binding(fed, giver, mother, "parent")
     await fed.pump()
-    await confirm_binding(fed, mother, binding_id)  # ACTIVE at the hub; the event to the giver's node waits
+    await confirm_binding(fed, mother, binding_id)  # at her node; the event to the giver's node is held back
+    assert (await replica_state(fed, giver, binding_id)).state == "ACTIVE"
+    status, body = await as_the_route_does(fed, giver, binding_id, transfer(fed, giver, binding_id, 500))
+    assert (status, body["state"]) == (202, "ACCEPTED")
+
+    await end_binding(fed, mother, binding_id)  # ended at her node; the event still held back
+    before = await replica_state(fed, giver, binding_id)
+    assert before.state == "ENDED"
+    for use_case in (transfer(fed, giver, binding_id, 500), quota(fed, giver, binding_id, 1000)):
+        with pytest.raises(ApiError) as refused:
+            await as_the_route_does(fed, giver, binding_id, use_case)
+        assert refused.value.code == "BINDING_NOT_ACTIVE"
+    assert await replica_state(fed, giver, binding_id) == before
+    await fed.pump()  # the late events find nothing newer
+    assert await replica_state(fed, giver, binding_id) == before
+
+
+async def test_a_confirm_the_giver_was_not_told_of_is_asked_for(fed: InProcessFederation) -> None:
+    """No push got through (the hub's NodeClient is absent here): the giver's node asks the hub."""
+    giver, mother = await family(fed)
+    await open_wallet(fed, mother)
+    binding_id = await create_binding(fed, giver, mother, "parent")
+    await fed.pump()
+    await confirm_binding(fed, mother, binding_id)
     assert (await replica_state(fed, giver, binding_id)).state == "PENDING_CONSENT"
     ctx = fed.node(giver.admdvs)
     with pytest.raises(ApiError) as refused:  # what the replica alone would answer
@@ -76,29 +130,30 @@ async def test_a_transfer_right_after_the_confirm_is_accepted(fed: InProcessFede
     status, body = await as_the_route_does(fed, giver, binding_id, quota(fed, giver, binding_id, 1000))
     assert status == 200 and body["annual_quota_fen"] == 1000
     assert (await replica_state(fed, giver, binding_id)).state == "ACTIVE"
-    await fed.pump()  # the late event finds nothing newer; the transfer is credited
+    await fed.pump()
     assert (await replica_state(fed, giver, binding_id)).state == "ACTIVE"
 
 
-async def test_a_transfer_right_after_an_end_at_the_other_node_is_refused(fed: InProcessFederation) -> None:
+async def test_an_end_the_giver_was_not_told_of_refunds_the_transfer(fed: InProcessFederation) -> None:
+    """The documented gap: the giver's node unreachable when the hub ended the binding accepts on its replica;
+    the hub refuses the transfer and the giver is refunded."""
     giver, mother = await family(fed)
     await open_wallet(fed, mother)
     binding_id = await active_binding(fed, giver, mother)
-    await end_binding(fed, mother, binding_id)  # ended at the relative's node; the giver's node not told yet
-    before = await replica_state(fed, giver, binding_id)
-    assert before.state == "ACTIVE"
-    for use_case in (transfer(fed, giver, binding_id, 500), quota(fed, giver, binding_id, 1000)):
-        with pytest.raises(ApiError) as refused:
-            await as_the_route_does(fed, giver, binding_id, use_case)
-        assert refused.value.code == "BINDING_NOT_ACTIVE"
-    assert await replica_state(fed, giver, binding_id) == before  # the refusal changed nothing
+    await end_binding(fed, mother, binding_id)
+    status, body = await as_the_route_does(fed, giver, binding_id, transfer(fed, giver, binding_id, 500))
+    assert status == 202
+    await fed.pump()
+    async with ReadView(fed.node(giver.admdvs).db) as view:
+        state = (await node_transfers.get_transfer(view, giver.psn_no, body["transfer_id"]))["state"]
+    assert state == "REFUNDED"
 
 
-async def test_another_givers_binding_is_not_taken_from_the_hub(fed: InProcessFederation) -> None:
+async def test_the_hub_is_asked_only_about_the_givers_own_binding_not_active_here(fed: InProcessFederation) -> None:
     giver, mother = await family(fed)
     binding_id = await active_binding(fed, giver, mother)
     ctx = fed.node(giver.admdvs)
     assert await binding_freshness.hub_view(ctx, mother.psn_no, binding_id) is None
     assert await binding_freshness.hub_view(ctx, giver.psn_no, "Bnosuch") is None
     assert await binding_freshness.hub_view(ctx, giver.psn_no, 42) is None
-    assert await binding_freshness.hub_view(ctx, giver.psn_no, binding_id) is not None
+    assert await binding_freshness.hub_view(ctx, giver.psn_no, binding_id) is None  # ACTIVE here: not asked

@@ -9,7 +9,14 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from services.national_hub.service_layer import bindings, directory, mutual_aid, sign_in_throttle, transfers
+from services.national_hub.service_layer import (
+    binding_push,
+    bindings,
+    directory,
+    mutual_aid,
+    sign_in_throttle,
+    transfers,
+)
 from services.national_hub.service_layer.context import HubContext
 from services.national_hub.service_layer.directory import KinshipImport, SessionRequest
 from shared.contracts.internal_api import (
@@ -108,13 +115,17 @@ async def binding_snapshot(request: Request, body: BindingLookup) -> dict[str, A
 @internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(require_internal)])
 async def confirm_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await in_unit_of_work(ctx.db, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
+    answer = await in_unit_of_work(ctx.db, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
+    await binding_push.tell_the_giver(ctx, body.psn_no, answer)  # issue 13: confirm-then-send
+    return answer
 
 
 @internal.post("/bindings/{binding_id}:end", dependencies=[Depends(require_internal)])
 async def end_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     ctx = _ctx(request)
-    return await in_unit_of_work(ctx.db, lambda uow: bindings.end(ctx, uow, binding_id, body))
+    answer = await in_unit_of_work(ctx.db, lambda uow: bindings.end(ctx, uow, binding_id, body))
+    await binding_push.tell_the_giver(ctx, body.psn_no, answer)  # issue 13: no transfer after the end
+    return answer
 
 
 async def _forward_premium(request: Request, action: str, body: PremiumReservationRequest) -> dict[str, Any]:
