@@ -38,8 +38,11 @@ def validation_problem(errors: Sequence[Any]) -> tuple[str, str]:
     """The code and message of a body that failed its model: the first error, where it is (FastAPI's "body"
     prefix left out)."""
     first = errors[0] if errors else {}
-    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    loc = tuple(first.get("loc", ()))
+    where = ".".join(str(part) for part in loc if part != "body")
     code = "MALFORMED_JSON" if first.get("type") == "json_invalid" else "VALIDATION_ERROR"
+    if first.get("type") == "string_pattern_mismatch" and loc and str(loc[-1]).endswith("id_no"):
+        code = "INVALID_ID_NO"  # API.md "Conventions": an ID number not of the documented shape, whichever field
     return code, f"{where or 'body'}: {first.get('msg', 'invalid request')}"
 
 

@@ -15,6 +15,7 @@ from services.national_hub.service_layer.sign_in_throttle import (
 )
 from services.province_node.domain import notices
 from services.province_node.service_layer.sms_confirmation import confirmation_code, phone_digits
+from shared.web import validation_problem
 
 NOW = datetime(2026, 1, 15, 2, 0, tzinfo=UTC)
 
@@ -57,3 +58,11 @@ def test_a_failure_after_the_window_starts_a_new_count() -> None:
     assert (values["failures"], values["window_started_at"], values["blocked_until"]) == (1, NOW + WINDOW, None)
     values = _counted(old, NOW + WINDOW - timedelta(seconds=1), MAX_FAILURES_PER_PERSON)
     assert values["failures"] == 5 and values["blocked_until"] is not None
+
+
+def test_a_field_named_id_no_failing_its_shape_is_invalid_id_no() -> None:
+    problem = validation_problem([{"loc": ("body", "relative_id_no"), "msg": "String should match pattern",
+                                   "type": "string_pattern_mismatch"}])
+    assert problem[0] == "INVALID_ID_NO"
+    assert validation_problem([{"loc": ("body", "relation"), "msg": "x", "type": "literal_error"}])[0] == \
+        "VALIDATION_ERROR"

@@ -27,13 +27,17 @@ log = logging.getLogger("yibao.node.notices")
 BINDINGS = BindingReplica.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
+# An ID number's shape as OpenAPI documents it (surrounding blanks are forgiven, as shared/ids.py does); the
+# GB 11643 check digit is checked by the use cases. Failing either is 422 INVALID_ID_NO.
+ID_NO_PATTERN = r"^\s*\d{17}[\dXx]\s*$"
+
 Relation = Literal["spouse", "parent", "child", "sibling", "grandparent", "grandchild"]
 
 
 class BindingCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    relative_id_no: str
+    relative_id_no: str = Field(pattern=ID_NO_PATTERN)
     relative_name: str = Field(min_length=1, max_length=64)
     relation: Relation
 

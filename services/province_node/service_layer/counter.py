@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters.confirmation_tables import Clerk
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.service_layer.bindings import BINDINGS, apply_snapshot, view_of
+from services.province_node.service_layer.bindings import BINDINGS, ID_NO_PATTERN, apply_snapshot, view_of
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from services.province_node.service_layer.sms_confirmation import record_confirmation
@@ -34,7 +34,6 @@ from shared.ids import InvalidIdNo, id_hash
 
 CLERKS = Clerk.__table__  # type: ignore[attr-defined]
 CLERK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
-ID_NO_PATTERN = r"^\d{17}[\dXx]$"
 TOKEN_PREFIX = "clk"
 
 
@@ -48,7 +47,7 @@ class ClerkCreate(BaseModel):
 class CounterConfirm(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    relative_id_no: str = Field(min_length=18, max_length=18, pattern=ID_NO_PATTERN)
+    relative_id_no: str = Field(pattern=ID_NO_PATTERN)
     relative_name: str = Field(min_length=1, max_length=64)
 
 
