@@ -20,6 +20,7 @@ from services.national_hub.adapters.ops_tables import SettlementWindow
 from services.national_hub.adapters.tables import ClearingObligation, HubTransfer, TransferHop
 from services.national_hub.bootstrap import MIGRATIONS, bootstrap
 from services.national_hub.config import HubSettings
+from services.national_hub.entrypoints.console import router
 from services.national_hub.entrypoints.console import session as console_session
 from services.national_hub.service_layer import ops, risk
 from services.national_hub.service_layer.context import HubContext
@@ -250,3 +251,26 @@ def test_the_vendored_files_match_their_recorded_checksums() -> None:
     for name, digest in recorded.items():
         assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
         assert f"vendor/{name}" in "".join(p.read_text() for p in (CONSOLE / "templates").glob("*.html"))
+
+
+async def test_an_htmx_request_without_a_session_is_sent_to_sign_in_whole(console: Console) -> None:
+    answer = await console.http.post("/console/audit/verify", data={"csrf_token": "x"},
+                                     headers={"HX-Request": "true"})
+    assert answer.status_code == 200 and answer.headers["hx-redirect"].startswith("/console/signin?next=")
+
+
+def test_the_pair_matrix_and_the_chart_data() -> None:
+    window = {"net_by_pair": [{"payer_admdvs": "640000", "payee_admdvs": "620000", "net_fen": 500},
+                              {"payer_admdvs": "350000", "payee_admdvs": "640000", "net_fen": 70}],
+              "net_by_province": [{"admdvs": "130000", "net_fen": 0}]}
+    matrix = router.pair_matrix(window)
+    assert matrix["provinces"] == ["130000", "350000", "620000", "640000"]
+    assert matrix["rows"][3] == [None, None, 500, None] and matrix["rows"][1] == [None, None, None, 70]
+    assert sorted(map(tuple, matrix["heat"])) == [(2, 3, 500), (3, 1, 70)]
+    charts = router.stats_charts([
+        {"month": "2026-02", "use": "transfer", "scope": "cross_province", "amount_fen": 100},
+        {"month": "2026-03", "use": "transfer", "scope": "cross_province", "amount_fen": 50},
+        {"month": "2026-03", "use": "pharmacy", "scope": None, "amount_fen": 7}])
+    assert charts["months"] == ["2026-02", "2026-03"]
+    assert {s["name"]: s["data"] for s in charts["series"]} == {"药店购药": [0, 7], "转账": [100, 50]}
+    assert charts["scopes"] == [{"name": "跨省", "value": 150}, {"name": "钱包使用(不分范围)", "value": 7}]

@@ -152,7 +152,12 @@ def install(app: FastAPI) -> None:
         if request.method != "GET":
             target = request.url.path.rsplit("/", 1)[0] or f"{PREFIX}/"
         location = f"{PREFIX}/signin?next={quote(target)}" + ("&expired=1" if exc.expired else "")
-        response = RedirectResponse(location, status_code=303)
+        if request.headers.get("hx-request") == "true":
+            # An htmx request would follow a redirect and swap the sign-in page into a fragment: have htmx
+            # load the whole sign-in page instead.
+            response: Response = Response(status_code=200, headers={"HX-Redirect": location})
+        else:
+            response = RedirectResponse(location, status_code=303)
         if exc.expired:
             response.delete_cookie(COOKIE_NAME, path=PREFIX)
         return response
