@@ -19,8 +19,8 @@ from services.national_hub.service_layer import holds
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI, iso
 from shared.db import ReadView, in_unit_of_work
+from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, mask_name
-from shared.web import ApiError
 
 DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]

@@ -24,9 +24,9 @@ from shared.clock import iso
 from shared.contracts import topics
 from shared.contracts.events import PersonNotice, TransferUnderReview
 from shared.db import ReadView, UnitOfWork, for_update
+from shared.errors import ApiError
 from shared.money import yuan_text
 from shared.outbox import emit
-from shared.web import ApiError
 
 ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
 TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]

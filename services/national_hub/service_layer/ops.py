@@ -18,7 +18,7 @@ from services.national_hub.domain.netting import Obligation, net_positions
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI, iso
 from shared.db import Prepared, ReadView, UnitOfWork
-from shared.web import ApiError
+from shared.errors import ApiError
 
 FACTS = AidFact.__table__  # type: ignore[attr-defined]
 WINDOWS = SettlementWindow.__table__  # type: ignore[attr-defined]

@@ -9,7 +9,9 @@ its outbox after answering)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +23,9 @@ from services.national_hub.domain import risk_rules
 from services.national_hub.domain.risk_rules import RuleConfigError, RuleSetting
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import iso
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import Database, Prepared, ReadView, UnitOfWork
+from shared.errors import ApiError
 from shared.regions import province_of
-from shared.web import ApiError
 
 ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
 SETTINGS = RiskRuleSetting.__table__  # type: ignore[attr-defined]
@@ -40,6 +42,50 @@ _FROM_GIVER = Prepared(sa.select(sa.func.count()).select_from(TRANSFERS).where(
 _TO_RECEIVER = Prepared(sa.select(sa.func.count()).select_from(TRANSFERS).where(
     TRANSFERS.c.receiver_psn_no == sa.bindparam("psn"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
     TRANSFERS.c.accepted_at <= sa.bindparam("until")))
+
+
+class _SettingsCache:
+    """The rules' settings as last read, for at most `TTL_S`: every transfer and settlement consults them, and
+    they change only when an operator says so. A change made through this process is seen at once (put_rule
+    clears the cache); one made through another replica within TTL_S."""
+
+    TTL_S = 1.0
+
+    def __init__(self) -> None:
+        self.value: dict[str, RuleSetting] | None = None
+        self.read_at = 0.0
+
+    def fresh(self) -> dict[str, RuleSetting] | None:
+        if self.value is not None and time.monotonic() - self.read_at < self.TTL_S:
+            return self.value
+        return None
+
+    def keep(self, value: dict[str, RuleSetting]) -> None:
+        self.value, self.read_at = value, time.monotonic()
+
+    def clear(self) -> None:
+        self.value = None
+
+
+# One cache per database (tests run several federations in one process).
+_CACHES: weakref.WeakKeyDictionary[Database, _SettingsCache] = weakref.WeakKeyDictionary()
+
+
+def _cache(ctx: HubContext) -> _SettingsCache:
+    cache = _CACHES.get(ctx.db)
+    if cache is None:
+        cache = _CACHES[ctx.db] = _SettingsCache()
+    return cache
+
+
+async def rule_settings(ctx: HubContext, uow: UnitOfWork) -> dict[str, RuleSetting]:
+    """The settings events are judged by: at most _SettingsCache.TTL_S old."""
+    cache = _cache(ctx)
+    hit = cache.fresh()
+    if hit is None:
+        hit = await settings(uow)
+        cache.keep(hit)
+    return hit
 
 
 async def settings(view: UnitOfWork | ReadView) -> dict[str, RuleSetting]:
@@ -79,6 +125,13 @@ async def put_rule(ctx: HubContext, uow: UnitOfWork, rule_id: str, body: Any) ->
     updated = await uow.execute(sa.update(SETTINGS).where(SETTINGS.c.rule_id == rule_id).values(**values))
     if updated.rowcount == 0:
         await uow.execute(sa.insert(SETTINGS).values(rule_id=rule_id, **values))
+    cache = _cache(ctx)
+    cache.clear()
+
+    async def clear_again() -> None:  # as it commits: a read meanwhile must not keep the old value
+        cache.clear()
+
+    uow.before_commit(clear_again)
     return 200, rule_view(changed)
 
 
@@ -107,7 +160,7 @@ async def judge_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any, binding: An
                                                                                                   dict[str, Any]]]:
     """The rules a transfer that just arrived trips, each with its evidence; called before the transfer's own
     row is written (so the counts add one for it)."""
-    rules = await settings(uow)
+    rules = await rule_settings(ctx, uow)
     fired: list[tuple[RuleSetting, dict[str, Any]]] = []
     frequent = rules[risk_rules.HIGH_FREQUENCY_TRANSFERS]
     if frequent.enabled:
@@ -150,7 +203,7 @@ async def alert_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any,
 async def on_binding_active(ctx: HubContext, uow: UnitOfWork, binding: Any) -> None:
     """MANY_GIVERS_ONE_RELATIVE (虚假亲属): when a binding becomes active, how many active bindings make its
     relative someone's relative?"""
-    rule = (await settings(uow))[risk_rules.MANY_GIVERS_ONE_RELATIVE]
+    rule = (await rule_settings(ctx, uow))[risk_rules.MANY_GIVERS_ONE_RELATIVE]
     if not rule.enabled:
         return
     givers = int((await uow.execute(sa.select(sa.func.count(sa.distinct(BINDINGS.c.giver_psn_no))).where(
@@ -167,9 +220,25 @@ async def on_binding_active(ctx: HubContext, uow: UnitOfWork, binding: Any) -> N
 # ------------------------------------------------------------------------------------------- settlements
 
 
+_S = SETTLEMENTS.c
+_IN_EFFECT = _S.cancelled.is_(False)
+_SPLIT_COUNT = Prepared(sa.select(sa.func.count()).select_from(SETTLEMENTS).where(
+    _S.psn_no == sa.bindparam("psn"), _S.fixmedins_code == sa.bindparam("inst"), _IN_EFFECT,
+    _S.settled_at > sa.bindparam("since"), _S.settled_at <= sa.bindparam("until")))
+_REGIONS_OF_PERSON = Prepared(sa.select(_S.institution_admdvs).where(
+    _S.psn_no == sa.bindparam("psn"), _IN_EFFECT, _S.settled_at > sa.bindparam("since"),
+    _S.settled_at < sa.bindparam("until")))
+_PAYERS_AT = Prepared(sa.select(sa.func.count(sa.distinct(_S.psn_no))).where(
+    _S.fixmedins_code == sa.bindparam("inst"), _IN_EFFECT, _S.settled_at > sa.bindparam("since"),
+    _S.settled_at <= sa.bindparam("until"), (_S.wallet_pay_fen + _S.quota_pay_fen) > 0))
+_RECENT_ALERT = Prepared(sa.select(ALERTS.c.alert_id).where(
+    ALERTS.c.rule == sa.bindparam("rule"), ALERTS.c.subject == sa.bindparam("subject"),
+    ALERTS.c.created_at > sa.bindparam("since")).limit(1))
+
+
 async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
     """The settlement rules, for a settlement that has just taken effect (row of supervised_settlements)."""
-    rules = await settings(uow)
+    rules = await rule_settings(ctx, uow)
     payer_province, institution_province = province_of(row.payer_admdvs), province_of(row.institution_admdvs)
     subject = {"psn_no": row.psn_no, "fixmedins_code": row.fixmedins_code}
     base = {"setl_id": row.setl_id, "fixmedins_code": row.fixmedins_code,
@@ -182,13 +251,11 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
                           ref=f"{large.rule_id}:{row.setl_id}",
                           detail={**base, "accounts_fen": accounts_fen,
                                   "min_amount_fen": large.param("min_amount_fen")})
-    s = SETTLEMENTS.c
-    in_effect = s.cancelled.is_(False)
     split = rules[risk_rules.SPLIT_PURCHASES]
     if split.enabled:
-        count = int((await uow.execute(sa.select(sa.func.count()).select_from(SETTLEMENTS).where(
-            s.psn_no == row.psn_no, s.fixmedins_code == row.fixmedins_code, in_effect,
-            s.settled_at > row.settled_at - split.window(), s.settled_at <= row.settled_at))).scalar_one())
+        count = int((await uow.execute(_SPLIT_COUNT, {
+            "psn": row.psn_no, "inst": row.fixmedins_code, "since": row.settled_at - split.window(),
+            "until": row.settled_at})).scalar_one())
         if risk_rules.split_purchases(split, count):
             await raise_alert(ctx, uow, rule_id=split.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{split.rule_id}:{row.setl_id}",
@@ -197,10 +264,9 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
     distant = rules[risk_rules.DISTANT_PAYMENTS]
     if distant.enabled:
         window = distant.window()
-        regions = [r.institution_admdvs for r in (await uow.execute(sa.select(s.institution_admdvs).where(
-            s.psn_no == row.psn_no, in_effect, s.settled_at > row.settled_at - window,
-            s.settled_at < row.settled_at + window))).all()]
-        provinces = {province_of(admdvs) for admdvs in regions}
+        regions = (await uow.execute(_REGIONS_OF_PERSON, {
+            "psn": row.psn_no, "since": row.settled_at - window, "until": row.settled_at + window})).all()
+        provinces = {province_of(r.institution_admdvs) for r in regions}
         if risk_rules.distant_payments(distant, provinces):
             await raise_alert(ctx, uow, rule_id=distant.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{distant.rule_id}:{row.setl_id}",
@@ -215,17 +281,14 @@ async def _institution_cluster(ctx: HubContext, uow: UnitOfWork, rule: RuleSetti
                                base: dict[str, Any]) -> None:
     """聚集性购药: one alert per institution per window, however many more payers follow within it (the lock
     keeps two replicas from both raising it)."""
-    s = SETTLEMENTS.c
     since: datetime = row.settled_at - rule.window()
-    payers = int((await uow.execute(sa.select(sa.func.count(sa.distinct(s.psn_no))).where(
-        s.fixmedins_code == row.fixmedins_code, s.cancelled.is_(False), s.settled_at > since,
-        s.settled_at <= row.settled_at, (s.wallet_pay_fen + s.quota_pay_fen) > 0))).scalar_one())
+    payers = int((await uow.execute(_PAYERS_AT, {"inst": row.fixmedins_code, "since": since,
+                                                 "until": row.settled_at})).scalar_one())
     if not risk_rules.institution_cluster(rule, payers):
         return
     await uow.lock_name(f"risk|{rule.rule_id}|{row.fixmedins_code}")
-    recent = (await uow.execute(sa.select(ALERTS.c.alert_id).where(
-        ALERTS.c.rule == rule.rule_id, ALERTS.c.subject == row.fixmedins_code,
-        ALERTS.c.created_at > ctx.clock.now() - rule.window()).limit(1))).first()
+    recent = (await uow.execute(_RECENT_ALERT, {"rule": rule.rule_id, "subject": row.fixmedins_code,
+                                                "since": ctx.clock.now() - rule.window()})).first()
     if recent is not None:
         return
     await raise_alert(ctx, uow, rule_id=rule.rule_id, subject_key=row.fixmedins_code,

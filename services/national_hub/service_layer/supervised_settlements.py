@@ -13,25 +13,31 @@ from services.national_hub.domain import statistics
 from services.national_hub.service_layer import ops, risk
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.events import SettlementReported
-from shared.db import UnitOfWork, for_update
+from shared.db import Prepared, UnitOfWork, for_update
 from shared.regions import province_of
 
 SETTLEMENTS = SupervisedSettlement.__table__  # type: ignore[attr-defined]
 
+# Built once: every settlement in the federation runs these (their compiled forms are reused).
+_VERSION = Prepared(for_update(sa.select(SETTLEMENTS.c.version).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_id"))))
+_NEW = Prepared(sa.insert(SETTLEMENTS))
+_NEWER = Prepared(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_id"),
+                                               SETTLEMENTS.c.version == sa.bindparam("b_version")))
+_STORED = Prepared(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_id")))
+
 
 async def on_settlement_reported(ctx: HubContext, uow: UnitOfWork, msg: SettlementReported) -> None:
-    row = (await uow.execute(for_update(sa.select(SETTLEMENTS.c.version).where(
-        SETTLEMENTS.c.setl_id == msg.setl_id)))).first()
+    row = (await uow.execute(_VERSION, {"b_id": msg.setl_id})).first()
     values = {"version": msg.version, "use": msg.use, "infno": msg.infno, "fixmedins_code": msg.fixmedins_code,
               "institution_admdvs": msg.institution_admdvs, "payer_admdvs": msg.payer_admdvs,
               "psn_no": msg.psn_no, "medfee_fen": msg.medfee_fen, "acct_pay_fen": msg.acct_pay_fen,
               "wallet_pay_fen": msg.wallet_pay_fen, "quota_pay_fen": msg.quota_pay_fen,
               "cash_pay_fen": msg.cash_pay_fen, "settled_at": msg.settled_at, "cancelled": msg.effect == "REFUND"}
+    newer = row is None or msg.version > row.version
     if row is None:
-        await uow.execute(sa.insert(SETTLEMENTS).values(setl_id=msg.setl_id, **values))
-    elif msg.version > row.version:
-        await uow.execute(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == msg.setl_id,
-                                                       SETTLEMENTS.c.version == row.version).values(**values))
+        await uow.execute(_NEW, {"setl_id": msg.setl_id, **values})
+    elif newer:
+        await uow.execute(_NEWER, {"b_id": msg.setl_id, "b_version": row.version, **values})
     if msg.wallet_pay_fen:
         sign = 1 if msg.effect == "CHARGE" else -1
         holder_province = province_of(msg.payer_admdvs)
@@ -39,7 +45,7 @@ async def on_settlement_reported(ctx: HubContext, uow: UnitOfWork, msg: Settleme
                              to_admdvs=holder_province, use=msg.use, person_key=msg.psn_no,
                              amount_fen=sign * msg.wallet_pay_fen, at=msg.occurred_at,
                              kind=statistics.WALLET_USE, scope=None, payer_psn_no=msg.psn_no)
-    if msg.effect == "CHARGE" and (row is None or msg.version > row.version):
-        stored = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == msg.setl_id))).one()
+    if msg.effect == "CHARGE" and newer:
+        stored = (await uow.execute(_STORED, {"b_id": msg.setl_id})).one()
         if not stored.cancelled:
             await risk.on_settlement(ctx, uow, stored)
