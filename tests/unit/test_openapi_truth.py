@@ -39,3 +39,18 @@ def test_every_operation_lists_its_refusals_with_the_error_body(app: Callable[[]
 def test_a_document_is_built_once() -> None:
     app = node()
     assert app.openapi() is app.openapi()
+
+
+def test_citizen_request_schemas_carry_the_bounds_validation_enforces() -> None:
+    document: dict[str, Any] = node().openapi()
+    schemas = document["components"]["schemas"]
+    binding = schemas["BindingCreate"]["properties"]
+    assert binding["relative_id_no"]["pattern"] == r"^\s*\d{17}[\dXx]\s*$"
+    assert binding["relation"]["enum"] == ["spouse", "parent", "child", "sibling", "grandparent", "grandchild"]
+    transfer = document["paths"]["/v1/transfers"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert transfer["properties"]["amount_fen"] == {"type": "integer", "minimum": 1, "maximum": 10**12}
+    quota = document["paths"]["/v1/bindings/{binding_id}/quota"]["put"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert quota["properties"]["annual_quota_fen"] == {"type": "integer", "minimum": 0, "maximum": 10**12}
+    counter = schemas["CounterConfirm"]["properties"]
+    assert counter["relative_id_no"]["pattern"] == binding["relative_id_no"]["pattern"]

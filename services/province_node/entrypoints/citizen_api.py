@@ -13,7 +13,7 @@ from services.province_node.service_layer.bindings import BindingCreate
 from services.province_node.service_layer.context import NodeContext
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
-from shared.money import above_max_amount
+from shared.money import MAX_AMOUNT_FEN, above_max_amount
 from shared.tokens import Claims
 from shared.web import ApiError
 
@@ -79,7 +79,19 @@ async def end_binding(request: Request, binding_id: str, claims: Claims = Depend
                                 prepare=lambda: bindings.end_at_hub(ctx, claims, binding_id))
 
 
-@router.post("/transfers", status_code=202)
+def json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    """The request body as OpenAPI documents it, for routes that read a plain dict so that each field's own
+    refusal code (INVALID_AMOUNT, ...) is kept: the bounds the use case enforces, written down."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": required, "properties": properties}}}}}
+
+
+BINDING_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64}
+
+
+@router.post("/transfers", status_code=202, openapi_extra=json_body(["binding_id", "amount_fen"], {
+    "binding_id": BINDING_ID_SCHEMA,
+    "amount_fen": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN}}))
 async def send_transfer(request: Request, body: dict[str, Any] = Body(...),
                         claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
-from services.province_node.entrypoints.citizen_api import bounded_amount
+from services.province_node.entrypoints.citizen_api import bounded_amount, json_body
 from services.province_node.service_layer import binding_freshness, premiums, quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.premiums import PremiumRequest
 from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservationRequest
 from shared.db import in_unit_of_work
 from shared.idempotency import run_idempotent
+from shared.money import MAX_AMOUNT_FEN
 from shared.tokens import Claims
 from shared.web import require_internal
 
@@ -28,7 +29,8 @@ def _ctx(request: Request) -> NodeContext:
     return ctx
 
 
-@router.put("/v1/bindings/{binding_id}/quota")
+@router.put("/v1/bindings/{binding_id}/quota", openapi_extra=json_body(["annual_quota_fen"], {
+    "annual_quota_fen": {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}}))
 async def set_quota(request: Request, binding_id: str, body: dict[str, Any] = Body(...),
                     claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
