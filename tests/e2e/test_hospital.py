@@ -6,10 +6,13 @@ with the catalogue of the province of treatment, accumulators that cancels give 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -34,6 +37,7 @@ from launcher.pos_client import (
     register_medical_institution,
     total,
 )
+from launcher.state import StatePaths, read_pid_file
 from shared.clock import SHANGHAI
 from shared.db import ReadView, open_database
 from shared.settings import ServiceSettings
@@ -469,3 +473,53 @@ async def test_hebei_catalogue_applies_to_treatment_in_hebei(
         assert lanzhou_lines["result"][0]["preselfpay_amt"] == 4.0
     finally:
         await his.aclose()
+
+
+# ------------------------------------------------------------------------------------------------ point 3
+
+
+PROVINCE_TIMEOUT_S = 3.0  # GatewaySettings.province_call_timeout_s (default)
+
+
+@contextlib.contextmanager
+def frozen(federation: Federation, service: str) -> Iterator[None]:
+    """SIGSTOP one service (a province that accepts connections but never answers), SIGCONT on the way out."""
+    record = read_pid_file(StatePaths(federation.home.resolve()).pid_file(service))
+    assert record is not None
+    os.kill(record.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(record.pid, signal.SIGCONT)
+
+
+async def test_a_silent_home_province_hurts_only_its_own_patients_and_2601_settles_the_doubt(
+        federation: Federation, admin: FederationClient, places: Institutions) -> None:
+    """A Shaanxi patient's 2207 while Shaanxi's node hangs: -1 "outcome unknown" within the timeout; a Gansu
+    patient at the same clinic settles meanwhile; after the node wakes, 2601 makes both sides agree."""
+    shaanxi = await _enrolled(admin, "610100", pa_fen=100_000)
+    gansu = await _enrolled(admin, "620100", pa_fen=100_000)
+    session = await face_login(admin, shaanxi)
+    his = places.lanzhou_clinic
+    sx_payer, gs_payer = await _payer(his, shaanxi), await _payer(his, gansu)
+    fees = OUTPATIENT_FEES[:3]
+    sx_visit, _ = await _outpatient_visit(his, sx_payer, fees)
+    gs_visit, _ = await _outpatient_visit(his, gs_payer, fees)
+    msgid = his.new_msgid()
+    with frozen(federation, "node-610000"):
+        started = time.monotonic()
+        lost_task = asyncio.create_task(his.settle_visit(sx_payer, sx_visit, "B1", total(fees), msgid=msgid))
+        meanwhile = ok(await his.settle_visit(gs_payer, gs_visit, "B1", total(fees)))["setlinfo"]
+        assert time.monotonic() - started < 1.5 and meanwhile["setl_id"]  # Gansu's patient does not wait
+        lost = await lost_task
+        waited_s = time.monotonic() - started
+    assert lost["infcode"] == -1 and "outcome is unknown" in lost["err_msg"], lost
+    assert PROVINCE_TIMEOUT_S - 0.5 < waited_s < PROVINCE_TIMEOUT_S + 2
+    await asyncio.sleep(1.0)  # the woken node works through what was queued
+    undone = ok(await his.reverse(msgid, "2207", sx_payer.psn_no))
+    assert (await me(admin, session))["personal_account_fen"] == 100_000
+    if undone["undone"]:
+        assert undone["setlinfo"]["setl_state"] == "REVERSED"
+    # The batch is free again: a new 2207 settles it.
+    again = ok(await his.settle_visit(sx_payer, sx_visit, "B1", total(fees)))["setlinfo"]
+    assert again["medfee_sumamt"] == 95.0

@@ -101,9 +101,21 @@ def _locking(view: View, statement: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ reading
 
 
+_PARSED_POLICIES: dict[str, MedicalPolicy] = {}  # body text -> parsed: read per settlement, parsed once
+
+
 async def current_policy(ctx: NodeContext, view: UnitOfWork | ReadView) -> MedicalPolicy:
+    """The policy stored by the last PUT (read each time: another replica may have stored it), else the
+    province's default."""
     row = (await view.execute(sa.select(POLICY.c.body).where(POLICY.c.policy_id == "current"))).first()
-    return default_policy(ctx.admdvs) if row is None else MedicalPolicy.from_json(orjson.loads(row.body))
+    if row is None:
+        return default_policy(ctx.admdvs)
+    policy = _PARSED_POLICIES.get(row.body)
+    if policy is None:
+        if len(_PARSED_POLICIES) > 100:
+            _PARSED_POLICIES.clear()
+        policy = _PARSED_POLICIES[row.body] = MedicalPolicy.from_json(orjson.loads(row.body))
+    return policy
 
 
 async def _funds(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str) -> tuple[Funds, PosBalances]:
@@ -181,8 +193,11 @@ def _amounts(row: Any) -> LineAmounts:
 
 async def _result(ctx: NodeContext, uow: UnitOfWork, psn_no: str, *, effect: Effect = "NONE",
                   visit: Any = None, settlement: Any = None, lines: list[MedicalLine] | None = None,
-                  undone: bool = False) -> MedicalResult:
-    _, balances = await _funds(ctx, uow, psn_no)
+                  undone: bool = False, balances: PosBalances | None = None,
+                  with_balances: bool = True) -> MedicalResult:
+    """The answer. Balances are read again unless given (or not wanted: a message that moves no money)."""
+    if balances is None and with_balances:
+        _, balances = await _funds(ctx, uow, psn_no)
     return MedicalResult(effect=effect, visit=None if visit is None else _visit_view(visit),
                          settlement=None if settlement is None else _settlement_view(settlement),
                          lines=lines or [], undone=undone, balances_after=balances)
@@ -219,7 +234,7 @@ async def register(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person:
         visit_day=call.begntime.astimezone(SHANGHAI).date(), deductible_used_fen=0, version=1, created_at=now,
         updated_at=now))
     visit = (await uow.execute(sa.select(VISITS).where(VISITS.c.mdtrt_id == mdtrt_id))).one()
-    return await _result(ctx, uow, call.psn_no, visit=visit)
+    return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def _settled_of_visit(uow: UnitOfWork, mdtrt_id: str) -> list[Any]:
@@ -237,7 +252,7 @@ async def cancel_registration(ctx: NodeContext, uow: UnitOfWork, call: MedicalCa
     if await _settled_of_visit(uow, visit.mdtrt_id):
         raise refused(f"visit {visit.mdtrt_id} has a settlement in effect; cancel it first (2208)")
     visit = await _set_visit(ctx, uow, visit, state="CANCELLED")
-    return await _result(ctx, uow, call.psn_no, visit=visit)
+    return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def visit_info(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
@@ -246,7 +261,7 @@ async def visit_info(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, perso
     if visit.state != "REGISTERED":
         raise refused(f"visit {visit.mdtrt_id} is {visit.state}")
     visit = await _set_visit(ctx, uow, visit, med_type=call.med_type or visit.med_type)
-    return await _result(ctx, uow, call.psn_no, visit=visit)
+    return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
@@ -254,7 +269,7 @@ async def discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person
     if visit.state != "ADMITTED":
         raise refused(f"visit {visit.mdtrt_id} is {visit.state}; only an admitted person is discharged")
     visit = await _set_visit(ctx, uow, visit, state="DISCHARGED")
-    return await _result(ctx, uow, call.psn_no, visit=visit)
+    return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def cancel_discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
@@ -264,7 +279,7 @@ async def cancel_discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall,
     if visit.state != "DISCHARGED":
         raise refused(f"visit {visit.mdtrt_id} is {visit.state}, not discharged")
     visit = await _set_visit(ctx, uow, visit, state="ADMITTED")
-    return await _result(ctx, uow, call.psn_no, visit=visit)
+    return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 # ------------------------------------------------------------------------------------------------ fee lines
@@ -302,7 +317,7 @@ async def upload_lines(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, per
     now = ctx.clock.now()
     await uow.execute(sa.insert(LINES), [{**line.model_dump(), "mdtrt_id": visit.mdtrt_id, "setl_id": None,
                                           "created_at": now} for line in call.lines])
-    return await _result(ctx, uow, call.psn_no, visit=visit, lines=list(call.lines))
+    return await _result(ctx, uow, call.psn_no, visit=visit, lines=list(call.lines), with_balances=False)
 
 
 async def drop_lines(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
@@ -340,7 +355,8 @@ async def drop_lines(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, perso
     if dropping:
         await uow.execute(sa.delete(LINES).where(LINES.c.mdtrt_id == visit.mdtrt_id,
                                                  LINES.c.feedetl_sn.in_([row.feedetl_sn for row in dropping])))
-    return await _result(ctx, uow, call.psn_no, visit=visit, lines=[_line_view(row) for row in dropping])
+    return await _result(ctx, uow, call.psn_no, visit=visit, lines=[_line_view(row) for row in dropping],
+                         with_balances=False)
 
 
 # ------------------------------------------------------------------------------------------------ settling
@@ -472,23 +488,37 @@ async def _journal(uow: UnitOfWork, row: Any, at: datetime) -> None:
         "cash_pay_fen": row.cash_pay_fen}, at)
 
 
+_FUND_ACCOUNT_SEEN: set[str] = set()  # databases (by URL and instance) where SYS:MEDICAL_FUND exists
+
+
 async def _ensure_fund_account(ctx: NodeContext, uow: UnitOfWork) -> None:
+    key = f"{ctx.settings.database_url}|{ctx.settings.db_instance}"
+    if key in _FUND_ACCOUNT_SEEN:
+        return
     found = (await uow.execute(sa.select(ledger_repo.ACCOUNTS.c.account_id).where(
         ledger_repo.ACCOUNTS.c.account_id == MEDICAL_FUND))).first()
     if found is None:
         # Two replicas creating it at once: one insert loses the key and its transaction is run again.
         await uow.execute(sa.insert(ledger_repo.ACCOUNTS).values(account_id=MEDICAL_FUND, kind="SYSTEM",
                                                                  balance_fen=0, opened_at=ctx.clock.now()))
+        return  # seen only once committed: the next unit of work looks again
+    _FUND_ACCOUNT_SEEN.add(key)
 
 
 async def _move(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, *, refund: bool) -> None:
     """Charge (or give back) exactly the parts this settlement was paid from, the fund's included."""
     now = ctx.clock.now()
-    if row.hifp_pay_fen:
-        await _ensure_fund_account(ctx, uow)
-        source, target = (ledger.CLEARING, MEDICAL_FUND) if refund else (MEDICAL_FUND, ledger.CLEARING)
-        await ledger_repo.post(uow, ledger.move(kind + "_FUND", row.setl_id, source, target, row.hifp_pay_fen), now)
     posting = account_posting(kind, row.setl_id, row.psn_no, row.acct_pay_fen, row.wallet_pay_fen, refund=refund)
+    if row.hifp_pay_fen:
+        # The fund's part in the same journal entry: fund -> CLEARING (or back), beside the accounts' legs.
+        await _ensure_fund_account(ctx, uow)
+        sign = 1 if refund else -1
+        fund_legs = ((MEDICAL_FUND, sign * row.hifp_pay_fen), (ledger.CLEARING, -sign * row.hifp_pay_fen))
+        legs = fund_legs if posting is None else (*posting.legs, *fund_legs)
+        merged: dict[str, int] = {}
+        for account_id, amount_fen in legs:
+            merged[account_id] = merged.get(account_id, 0) + amount_fen
+        posting = ledger.Posting(kind, row.setl_id, tuple((a, f) for a, f in merged.items() if f != 0))
     if posting is not None:
         await ledger_repo.post(uow, posting, now)
     for binding_id, amount_fen in orjson.loads(row.quota_parts):
@@ -516,7 +546,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
     visit = await _settleable_visit(uow, call)
     lines = await _bill_lines(uow, visit, call)
     await ledger_repo.lock_accounts(uow, [ledger.personal_account(visit.psn_no), ledger.wallet_account(visit.psn_no)])
-    split, _, year = await _split(ctx, uow, call, visit, lines)
+    split, balances, year = await _split(ctx, uow, call, visit, lines)
     now = ctx.clock.now()
     setl_id = _new_id(ctx)
     values = _settlement_values(split, setl_id=setl_id, msgid=call.msgid, mdtrt_id=visit.mdtrt_id,
@@ -533,7 +563,13 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
     await _apply_accumulators(ctx, uow, row, sign=1)
     if visit.setting == "inpatient":
         visit = await _set_visit(ctx, uow, visit, state="SETTLED")
-    return await _result(ctx, uow, call.psn_no, effect="CHARGE", visit=visit, settlement=row)
+    # The balances read for the split, less what it took: the same rows, under the same locks.
+    after = PosBalances(
+        personal_account_fen=None if balances.personal_account_fen is None
+        else balances.personal_account_fen - split.person.acct_pay_fen,
+        wallet_fen=None if balances.wallet_fen is None else balances.wallet_fen - split.person.wallet_pay_fen,
+        quota_fen=balances.quota_fen - split.person.quota_pay_fen)
+    return await _result(ctx, uow, call.psn_no, effect="CHARGE", visit=visit, settlement=row, balances=after)
 
 
 async def _own_settlement(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str,
@@ -593,7 +629,7 @@ async def _undo(ctx: NodeContext, uow: UnitOfWork, original: Any, call: MedicalC
         if visit.state == "SETTLED" or await _settled_of_visit(uow, visit.mdtrt_id):
             raise refused(f"admission {visit.mdtrt_id} has a settlement in effect; reverse or cancel it first")
         if visit.state == "CANCELLED":
-            return await _result(ctx, uow, call.psn_no, visit=visit)
+            return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
         visit = await _set_visit(ctx, uow, visit, state="CANCELLED")
         return await _result(ctx, uow, call.psn_no, visit=visit, undone=True)
     row = await _own_settlement(uow, original.setl_id, call.psn_no, call.fixmedins_code, None)
