@@ -12,8 +12,9 @@ milliseconds to seconds after the hub answered. Two things close that gap:
 
 Measured with `yibao bench transfers --rate 200 --duration 20` (2 busy cores, SQLite): asking the hub on every
 transfer cut the node's accept rate from 199.6/s to 125.8/s (accept p50 37 ms -> 7.6 s); with the push plus an
-ask only for a replica not ACTIVE (one local read on the accept path) it was 199.8/s, accept p50 15.6 ms. If the giver's node cannot be reached when
-the hub pushes an end, it accepts transfers on its replica until the event arrives, and the hub refunds them."""
+ask only for a replica not ACTIVE (one local read on the accept path) it was 199.8/s, accept p50 15.6 ms.
+If the giver's node cannot be reached when the hub pushes an end, it accepts transfers on its replica until the
+event arrives, and the hub refunds them."""
 
 from __future__ import annotations
 
