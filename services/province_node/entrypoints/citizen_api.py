@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
@@ -18,6 +18,10 @@ from shared.tokens import Claims
 from shared.web import ApiError
 
 router = APIRouter(prefix="/v1", tags=["citizen"])
+# Binding ids are the hub's "B" + hex: anything else is refused here (422), never passed on to the hub.
+BINDING_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+BINDING_ID_SCHEMA = {"type": "string", "pattern": BINDING_ID_PATTERN}
+BINDING_ID_PATH = Path(pattern=BINDING_ID_PATTERN)
 
 
 def _ctx(request: Request) -> NodeContext:
@@ -40,7 +44,7 @@ async def get_me(request: Request, claims: Claims = Depends(citizen)) -> dict[st
         return await me.me(ctx, view, claims.psn_no)
 
 
-@router.post("/wallet:open", status_code=201)
+@router.post("/wallet:open", status_code=201, responses={200: {"description": "already open: the same wallet"}})
 async def open_wallet(request: Request, claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
@@ -64,7 +68,8 @@ async def list_bindings(request: Request, claims: Claims = Depends(citizen)) -> 
 
 
 @router.post("/bindings/{binding_id}:confirm")
-async def confirm_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
+async def confirm_binding(request: Request, binding_id: str = BINDING_ID_PATH,
+                          claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: sms_confirmation.record_face_confirmation(ctx, uow, snapshot),
@@ -72,7 +77,8 @@ async def confirm_binding(request: Request, binding_id: str, claims: Claims = De
 
 
 @router.delete("/bindings/{binding_id}")
-async def end_binding(request: Request, binding_id: str, claims: Claims = Depends(citizen)) -> Response:
+async def end_binding(request: Request, binding_id: str = BINDING_ID_PATH,
+                      claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: bindings.record_change(ctx, uow, snapshot),
@@ -86,7 +92,6 @@ def json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]
         "type": "object", "required": required, "properties": properties}}}}}
 
 
-BINDING_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64}
 
 
 @router.post("/transfers", status_code=202, openapi_extra=json_body(["binding_id", "amount_fen"], {

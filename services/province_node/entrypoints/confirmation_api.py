@@ -17,7 +17,7 @@ from shared.idempotency import run_idempotent
 from shared.web import bearer_token, require_operator, require_static_token
 
 router = APIRouter(tags=["confirmation"])
-BINDING_ID = Path(min_length=1, max_length=64)
+BINDING_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class SmsAnswer(BaseModel):

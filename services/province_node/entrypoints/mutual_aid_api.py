@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
 from services.province_node.entrypoints.auth import citizen
-from services.province_node.entrypoints.citizen_api import bounded_amount, json_body
+from services.province_node.entrypoints.citizen_api import BINDING_ID_PATH, bounded_amount, json_body
 from services.province_node.service_layer import binding_freshness, premiums, quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.premiums import PremiumRequest
@@ -31,7 +31,7 @@ def _ctx(request: Request) -> NodeContext:
 
 @router.put("/v1/bindings/{binding_id}/quota", openapi_extra=json_body(["annual_quota_fen"], {
     "annual_quota_fen": {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}}))
-async def set_quota(request: Request, binding_id: str, body: dict[str, Any] = Body(...),
+async def set_quota(request: Request, binding_id: str = BINDING_ID_PATH, body: dict[str, Any] = Body(...),
                     claims: Claims = Depends(citizen)) -> Response:
     ctx = _ctx(request)
     bounded_amount(body.get("annual_quota_fen"), "annual_quota_fen")
