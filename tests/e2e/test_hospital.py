@@ -378,6 +378,18 @@ async def test_inpatient_stay_paid_from_a_sons_quota_cancelled_resettled_and_rev
     final = ok(await his.settle_stay(payer, mdtrt_id, medfee))["setlinfo"]
     assert final["hifp_pay"] == 192.5
 
+    # Statistics count her son's quota used at the hospital as use "inpatient" (Ningxia → Gansu).
+    month = datetime.now(SHANGHAI).strftime("%Y-%m")
+
+    async def counted() -> bool:
+        response = await admin.http.get(f"{admin.hub_url()}/v1/ops/stats", params={"from": month, "to": month},
+                                        headers={"authorization": f"Bearer {admin.operator_token}"})
+        return any(row["use"] == "inpatient" and row["kind"] == "quota_use" and row["from_admdvs"] == "640000"
+                   and row["to_admdvs"] == "620000" and row["amount_fen"] >= 80_000
+                   for row in response.json()["rows"])
+
+    await eventually(counted, "the hub's statistics show the inpatient quota use")
+
 
 async def test_reversals_of_admissions_and_of_messages_that_never_arrived(
         federation: Federation, admin: FederationClient, places: Institutions) -> None:
