@@ -432,6 +432,24 @@ async def test_audit_heads_are_checkpointed_and_the_federation_verifies(federati
     assert results["node-640000"]["entries_checked"] > 0
 
 
+async def test_thousands_of_transfers_then_every_chain_verifies(federation: Federation, client: FederationClient,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The transfer bench's traffic (2,000 transfers, 640000 → 620000) on this federation; then every service's
+    chain verifies, each holding the heads checkpointed meanwhile."""
+    from rich.console import Console
+
+    from launcher import bench
+
+    monkeypatch.setenv("YIBAO_HOME", str(federation.home))
+    report = await bench._run(200, 10, Console(quiet=True))
+    assert report["final_states"] == {"CREDITED": report["sent"]} and report["sent"] >= 2_000, report
+    assert report["money"]["conserved"], report["money"]
+    await asyncio.sleep(6)  # a checkpoint round after the last transfer
+    results = await verify(client, federation)
+    assert all(row["ok"] for row in results.values()), results
+    assert results["node-640000"]["entries_checked"] > 4_000 and results["hub"]["entries_checked"] > 4_000
+
+
 async def _node_db(federation: Federation, admdvs: str) -> Database:
     return await open_database(ServiceSettings(home=federation.home), f"node_{admdvs}")
 
