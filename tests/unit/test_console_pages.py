@@ -162,6 +162,19 @@ async def test_closing_a_window_asks_first_and_shows_the_net_positions(console: 
     assert "省际净头寸矩阵" in page.text
 
 
+async def test_submitting_one_confirmation_twice_closes_one_window(console: Console) -> None:
+    await console.sign_in()
+    confirm = await console.http.get("/console/clearing/close")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', confirm.text)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', confirm.text)
+    assert csrf and key
+    form = {"csrf_token": csrf.group(1), "idempotency_key": key.group(1)}
+    first = await console.http.post("/console/clearing/close", data=form)
+    again = await console.http.post("/console/clearing/close", data=form)  # a double click, a reload
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"] and await console.windows() == 1
+
+
 async def test_a_forged_or_missing_csrf_token_is_refused_and_changes_nothing(console: Console) -> None:
     await console.sign_in()
     for data in ({}, {"csrf_token": "forged"}):

@@ -137,6 +137,18 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
+def _with_idempotency_key(request: Request, key: str) -> Request:
+    """The same request, carrying the form's Idempotency-Key as the API expects it in a header (the body read
+    already stays with it, for run_idempotent's hash)."""
+    if not key or len(key) > 200:
+        return request
+    scope = dict(request.scope)
+    scope["headers"] = [*request.scope["headers"], (b"idempotency-key", key.encode())]
+    keyed = Request(scope, request.receive)
+    keyed._body = request._body  # Starlette keeps the body read by read_form here
+    return keyed
+
+
 def _json(response: Response) -> Any:
     return orjson.loads(bytes(response.body))
 
@@ -345,8 +357,9 @@ async def clearing_page(request: Request, window: int | None = None, closed: int
 async def clearing_confirm(request: Request) -> Response:
     session = _session(request)
     windows = await ops_api.settlement_windows(request)
+    # One key per confirmation page: submitting it twice (a double click, a reload) closes one window.
     return render(request, "clearing_confirm.html", 200, session, active="clearing",
-                  last_window=windows[-1] if windows else None)
+                  last_window=windows[-1] if windows else None, idempotency_key=secrets.token_hex(16))
 
 
 @router.post("/clearing/close")
@@ -355,7 +368,7 @@ async def clearing_close(request: Request) -> Response:
     form = await _require_csrf(request, session)
     if isinstance(form, Response):
         return form
-    answer = await ops_api.close_window(request)
+    answer = await ops_api.close_window(_with_idempotency_key(request, form.get("idempotency_key", "")))
     body = _json(answer)
     if answer.status_code != 200:
         return render(request, "clearing_confirm.html", answer.status_code, session, active="clearing",
