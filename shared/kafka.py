@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from shared.contracts.envelope import Envelope
 from shared.db import Database, UnitOfWork, run_retrying
@@ -112,9 +112,21 @@ class ConsumerLoop:
         self._stopping = False
         self.applied_total = 0
         self.parked_total = 0  # messages this process parked as dead letters (exported on /metrics)
+        self._next_offset: dict[TopicPartition, int] = {}  # per partition: the offset after the last message applied
 
     def stop(self) -> None:
         self._stopping = True
+
+    def lag(self) -> int:
+        """Messages on this replica's partitions not yet applied, by the brokers' high-water marks as last
+        fetched (partitions this replica has not read from yet are not counted). Shown by /readyz."""
+        behind = 0
+        for partition in self._consumer.assignment():
+            highwater = self._consumer.highwater(partition)
+            applied = self._next_offset.get(partition)
+            if highwater is not None and applied is not None:
+                behind += max(0, highwater - applied)
+        return behind
 
     async def run(self) -> None:
         try:
@@ -126,6 +138,8 @@ class ConsumerLoop:
                 if records:
                     await self._apply_until_done(decode(records))
                     self._uncommitted = True
+                    for partition, part in batches.items():
+                        self._next_offset[partition] = part[-1].offset + 1
                 if self._uncommitted and (not records
                                           or time.monotonic() - self._last_commit_s >= self._commit_interval_s):
                     await self._commit_offsets()

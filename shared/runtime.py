@@ -137,13 +137,15 @@ def serve(app_factory: Callable[[], object], host: str, port: int) -> None:
                 proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips or None)
 
 
-def readiness_checks(state: dict[str, Runtime]) -> list[Callable[[], Awaitable[None]]]:
+def readiness_checks(state: dict[str, Runtime]) -> list[Callable[[], Awaitable[object]]]:
     """/readyz of every service: its database and Kafka answer (the runtime is filled in by the lifespan)."""
 
     async def database_reachable() -> None:
         await state["runtime"].check_database()
 
-    async def kafka_reachable() -> None:
-        await state["runtime"].check_kafka()
+    async def kafka_reachable() -> dict[str, int] | None:
+        runtime = state["runtime"]
+        await runtime.check_kafka()
+        return {"consumer_lag": runtime.consumer_loop.lag()} if runtime.consumer_loop else None
 
     return [database_reachable, kafka_reachable]

@@ -27,7 +27,8 @@ from shared.openapi import install_truthful_errors
 
 log = logging.getLogger("yibao.web")
 
-ReadinessCheck = Callable[[], Awaitable[None]]
+# A readiness check raises when its dependency is not there; it may return details for /readyz's body.
+ReadinessCheck = Callable[[], Awaitable[object]]
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -191,12 +192,15 @@ def add_operational_routes(app: FastAPI, registry: CollectorRegistry, readiness:
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> Response:
+        body: dict[str, object] = {"status": "ready"}
         for check in readiness:
             try:
-                await check()
+                details = await check()
             except Exception as exc:  # any failing dependency means "not ready", never a crash
                 return error_response(503, "NOT_READY", f"{getattr(check, '__name__', 'check')}: {exc}")
-        return ORJSONResponse({"status": "ready"})
+            if isinstance(details, dict):
+                body.update(details)  # e.g. consumer_lag: what the operator console's overview shows
+        return ORJSONResponse(body)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

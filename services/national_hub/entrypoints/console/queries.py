@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -71,34 +72,42 @@ def _client(app: FastAPI) -> httpx.AsyncClient:
     return client
 
 
-async def _own_readiness(app: FastAPI) -> tuple[bool, str]:
+async def _own_readiness(app: FastAPI) -> tuple[bool, str, int | None]:
     """This hub process's own /readyz, asked in process (its URL may be HAProxy's, which picks any replica)."""
     for route in app.router.routes:
         if isinstance(route, APIRoute) and route.path == "/readyz":
             response = await route.endpoint()
-            return response.status_code == 200, "就绪" if response.status_code == 200 else "未就绪"
-    return True, "就绪"
+            ready = response.status_code == 200
+            return ready, "就绪" if ready else "未就绪", _lag(orjson.loads(bytes(response.body))) if ready else None
+    return True, "就绪", None
 
 
-async def _probe(client: httpx.AsyncClient, url: str) -> tuple[bool, bool, str, float]:
+def _lag(body: Any) -> int | None:
+    """The consumer lag a service's /readyz reports (messages fetched or waiting on its partitions, not applied)."""
+    lag = body.get("consumer_lag") if isinstance(body, dict) else None
+    return lag if isinstance(lag, int) else None
+
+
+async def _probe(client: httpx.AsyncClient, url: str) -> tuple[bool, bool, str, float, int | None]:
     started = time.perf_counter()
     try:
         health = await client.get(f"{url}/healthz")
         ready = await client.get(f"{url}/readyz")
     except httpx.HTTPError:
-        return False, False, "不可达", (time.perf_counter() - started) * 1000
+        return False, False, "不可达", (time.perf_counter() - started) * 1000, None
     detail = "就绪" if ready.status_code == 200 else ready.json().get("error", {}).get("message", "未就绪")
-    return health.status_code == 200, ready.status_code == 200, detail, (time.perf_counter() - started) * 1000
+    lag = _lag(ready.json()) if ready.status_code == 200 else None
+    return health.status_code == 200, ready.status_code == 200, detail, (time.perf_counter() - started) * 1000, lag
 
 
 async def health(app: FastAPI, ctx: HubContext) -> list[dict[str, Any]]:
     """Every service of the federation: the hub itself, the province nodes and the gateway, asked at once."""
-    own_ready, own_detail = await _own_readiness(app)
+    own_ready, own_detail, own_lag = await _own_readiness(app)
     rows: list[dict[str, Any]] = [{"service": "hub", "url": ctx.settings.hub_url, "healthy": True,
-                                   "ready": own_ready, "detail": own_detail, "latency_ms": 0.0}]
+                                   "ready": own_ready, "detail": own_detail, "latency_ms": 0.0, "lag": own_lag}]
     others = peers(ctx.settings)
     answers = await asyncio.gather(*(_probe(_client(app), peer.url) for peer in others))
-    for peer, (healthy, ready, detail, latency_ms) in zip(others, answers, strict=True):
+    for peer, (healthy, ready, detail, latency_ms, lag) in zip(others, answers, strict=True):
         rows.append({"service": peer.service, "url": peer.url, "healthy": healthy, "ready": ready,
-                     "detail": detail, "latency_ms": latency_ms})
+                     "detail": detail, "latency_ms": latency_ms, "lag": lag})
     return rows
