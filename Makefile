@@ -56,9 +56,12 @@ demo: install
 	YIBAO_TRANSFER_QUIET_HOURS= $(YIBAO) up
 	$(YIBAO) demo
 
+# ruff, mypy --strict, and the layer rules (domain/ pure, service_layer/ without a web framework, no service
+# importing another: tests/unit/test_structure.py).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services launcher
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_structure.py
 
 # Unit and contract tests, then the real federation (Kafka + services) on SQLite, and on PostgreSQL when
 # YIBAO_TEST_POSTGRES_URL names a server (.ci/run starts one).

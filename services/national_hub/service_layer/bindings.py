@@ -18,8 +18,8 @@ from shared.contracts import topics
 from shared.contracts.events import BindingChanged, BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
 from shared.db import UnitOfWork, for_update
+from shared.errors import ApiError
 from shared.outbox import emit
-from shared.web import ApiError
 
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 

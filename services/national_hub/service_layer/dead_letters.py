@@ -17,8 +17,8 @@ import httpx
 from services.national_hub.config import HubSettings
 from shared.dead_letters import parse_state
 from shared.dead_letters_api import DeadLetterHost
+from shared.errors import ApiError
 from shared.internal_http import InternalClient
-from shared.web import ApiError
 
 HUB = "hub"
 GATEWAY = "gateway"

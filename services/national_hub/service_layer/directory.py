@@ -15,8 +15,8 @@ from shared import tokens
 from shared.contracts.internal_api import DirectoryLookup, DirectoryLookupResult, DirectoryRegistrationBatch
 from shared.credentials import decode_face_image, face_hash, verify_password
 from shared.db import ReadView, UnitOfWork
+from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, name_hash
-from shared.web import ApiError
 
 DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
 KINSHIP = KinshipFact.__table__  # type: ignore[attr-defined]

@@ -20,8 +20,8 @@ from shared.contracts.envelope import Envelope
 from shared.contracts.internal_api import PremiumReservationRequest
 from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import ReadView, UnitOfWork
+from shared.errors import ApiError
 from shared.outbox import emit
-from shared.web import ApiError
 
 BINDINGS = Binding.__table__  # type: ignore[attr-defined]
 

@@ -25,8 +25,8 @@ from shared.contracts.events import (
     TransferUnderReview,
 )
 from shared.db import ReadView, UnitOfWork, for_update
+from shared.errors import ApiError
 from shared.outbox import emit
-from shared.web import ApiError
 
 TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
 HOPS = TransferHop.__table__  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.web import ApiError
+from shared.errors import ApiError
 
 
 class DomainError(ApiError):
