@@ -46,7 +46,10 @@ TIMEOUTS = {
     "http-request": "10s",
     "http-keep-alive": "60s",
     "queue": "5s",
-    "check": "1s",
+    # A dead replica refuses the check's connection at once; a saturated one may take a while to answer
+    # /readyz (its database pool is busy): it stays in the rotation rather than all replicas dropping out under
+    # load, which answered 503 to everyone (seen in the 2-replica bench).
+    "check": "5s",
 }
 # A connection refused by a dead replica is retried (on another server, `option redispatch`): nothing was sent,
 # so this is safe for POSTs too. A request already sent to a replica that then died is NOT retried here (it may
