@@ -287,3 +287,16 @@ def test_the_pair_matrix_and_the_chart_data() -> None:
     assert charts["months"] == ["2026-02", "2026-03"]
     assert {s["name"]: s["data"] for s in charts["series"]} == {"药店购药": [0, 7], "转账": [100, 50]}
     assert charts["scopes"] == [{"name": "跨省", "value": 150}, {"name": "钱包使用(不分范围)", "value": 7}]
+
+
+async def test_an_alert_links_to_its_persons_activity_by_person_number(console: Console) -> None:
+    await console.sign_in()
+    page = await console.http.get(f"/console/alerts/{console.alert_id}")
+    assert 'name="psn_no" value="P640000A"' in page.text and "查看此人的共济活动" in page.text
+    csrf = await console.csrf(f"/console/alerts/{console.alert_id}")
+    unsigned = await console.http.post("/console/persons", data={"csrf_token": csrf, "psn_no": "P640000A"})
+    assert unsigned.status_code == 422 and "审核人" in unsigned.text  # every read of a person names its reviewer
+    # The seeded person is in no directory: the activity service's own 404, shown as the not-found page.
+    looked = await console.http.post("/console/persons", data={"csrf_token": csrf, "psn_no": "P640000A",
+                                                               "reviewer": "张审核"})
+    assert looked.status_code == 404 and "参保人" in looked.text

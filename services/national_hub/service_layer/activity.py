@@ -80,9 +80,20 @@ async def person_activity(ctx: HubContext, id_no: str, from_day: str | None, to_
         hashed = id_hash(ctx.settings.id_hash_key_bytes, id_no)
     except InvalidIdNo as exc:
         raise ApiError(422, "INVALID_ID_NO", "id_no fails the GB 11643 check") from exc
+    return await _activity(ctx, DIRECTORY.c.id_hash == hashed, from_day, to_day, reviewer)
+
+
+async def person_activity_by_psn(ctx: HubContext, psn_no: str, from_day: str | None, to_day: str | None,
+                                 reviewer: str | None) -> dict[str, Any]:
+    """The same, found by the person number an alert carries (the console links an alert to it)."""
+    return await _activity(ctx, DIRECTORY.c.psn_no == psn_no, from_day, to_day, reviewer)
+
+
+async def _activity(ctx: HubContext, who: Any, from_day: str | None, to_day: str | None,
+                    reviewer: str | None) -> dict[str, Any]:
     start, end = period(from_day, to_day)
     async with ReadView(ctx.db) as view:
-        person = (await view.execute(sa.select(DIRECTORY).where(DIRECTORY.c.id_hash == hashed))).first()
+        person = (await view.execute(sa.select(DIRECTORY).where(who))).first()
         if person is None:
             raise ApiError(404, "PERSON_NOT_FOUND", "no such person in the directory")
         psn = person.psn_no

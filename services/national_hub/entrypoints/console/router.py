@@ -36,6 +36,7 @@ from services.national_hub.entrypoints.console.session import (
     read_session,
     token_matches,
 )
+from services.national_hub.service_layer import activity as activity_service
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI
 from shared.ids import InvalidIdNo, normalize_id_no
@@ -469,21 +470,27 @@ async def person_page(request: Request) -> Response:
     if isinstance(form, Response):
         return form
     id_no = form.get("id_no", "").strip()
+    psn_no = form.get("psn_no", "").strip()  # from an alert's page: the person number the alert carries
     reviewer = form.get("reviewer", "").strip()
     shown = {"reviewer": reviewer, "from": form.get("from", ""), "to": form.get("to", "")}
 
     def again(message: str, status: int = 422) -> Response:
         return render(request, "lookup.html", status, session, active="lookup", error=message, form=shown)
 
-    try:
-        normalize_id_no(id_no)
-    except InvalidIdNo:
-        return again("身份证号码格式不正确（18 位，校验码须符合 GB 11643）。")
+    if not psn_no:
+        try:
+            normalize_id_no(id_no)
+        except InvalidIdNo:
+            return again("身份证号码格式不正确（18 位，校验码须符合 GB 11643）。")
     if not reviewer:
         return again("请填写审核人：每次查询个人信息都会记入访问日志。")
     try:
-        activity = await ops_api.person_activity(request, id_no, form.get("from") or None, form.get("to") or None,
-                                                 reviewer, None)
+        if psn_no:
+            activity = await activity_service.person_activity_by_psn(
+                request.app.state.ctx, psn_no, form.get("from") or None, form.get("to") or None, reviewer)
+        else:
+            activity = await ops_api.person_activity(request, id_no, form.get("from") or None,
+                                                     form.get("to") or None, reviewer, None)
     except ApiError as refused:
         if refused.status == 404:
             return not_found(request, session, "参保人", "（已隐藏）")
