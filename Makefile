@@ -63,13 +63,13 @@ lint: install
 	$(VENV)/bin/mypy shared services launcher
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_structure.py
 
-# Unit and contract tests, then the real federation (Kafka + services) on SQLite, and on PostgreSQL when
+# Unit and integration tests (in-process services, real databases), then the real federation (Kafka + services) on SQLite, and on PostgreSQL when
 # YIBAO_TEST_POSTGRES_URL names a server (.ci/run starts one).
 test: lint
 	$(VENV)/bin/pytest -q tests
 
 test-fast: install
-	$(VENV)/bin/pytest -q tests/unit tests/contract
+	$(VENV)/bin/pytest -q tests/unit tests/integration
 
 bench: install
 	$(YIBAO) bench transfers --rate 200 --duration 60

@@ -3,6 +3,7 @@ tests so that all three speak to the services exactly as an outside client would
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ class Session:
     token: str
     psn_no: str
     admdvs: str
+
+
+# Waits between tries of an operator write that met a 503; None marks the last try.
+OPERATOR_RETRY_DELAYS_S: tuple[float | None, ...] = (0.5, 1.0, 2.0, 4.0, None)
 
 
 class FederationClient:
@@ -53,19 +58,30 @@ class FederationClient:
             headers["idempotency-key"] = idempotency_key
         return headers
 
+    async def _operator_post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An operator write under one Idempotency-Key, sent again (same key) while the service answers 503 or
+        the connection fails: a peer it needed was slow (the node's import waits on the hub's directory), and
+        the key makes the retry safe. Any other answer is final."""
+        headers = self._operator(uuid.uuid4().hex)
+        for delay_s in OPERATOR_RETRY_DELAYS_S:
+            try:
+                response = await self.http.post(url, json=body, headers=headers)
+            except httpx.TransportError:
+                if delay_s is None:
+                    raise
+            else:
+                if response.status_code != 503 or delay_s is None:
+                    response.raise_for_status()
+                    result: dict[str, Any] = response.json()
+                    return result
+            await asyncio.sleep(delay_s)
+        raise AssertionError("unreachable: the last delay is None")
+
     async def import_persons(self, admdvs: str, persons: list[dict[str, Any]]) -> dict[str, Any]:
-        response = await self.http.post(f"{self.node_url(admdvs)}/v1/admin/persons:import",
-                                        json={"persons": persons}, headers=self._operator(uuid.uuid4().hex))
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
+        return await self._operator_post(f"{self.node_url(admdvs)}/v1/admin/persons:import", {"persons": persons})
 
     async def import_kinship(self, relations: list[dict[str, str]]) -> dict[str, Any]:
-        response = await self.http.post(f"{self.hub_url()}/v1/admin/kinship:import", json={"relations": relations},
-                                        headers=self._operator(uuid.uuid4().hex))
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
+        return await self._operator_post(f"{self.hub_url()}/v1/admin/kinship:import", {"relations": relations})
 
     async def login(self, id_no: str, name: str, *, face_label: str | None = None,
                     password: str | None = None) -> Session:
@@ -89,19 +105,11 @@ class FederationClient:
     async def register_institution(self, fixmedins_code: str, fixmedins_name: str, admdvs: str) -> dict[str, Any]:
         """Gateway admin: a pharmacy or clinic and its paas_id / paas_token (answer of the contract, plus the
         institution's own fields, which PosClient.registered reads)."""
-        response = await self.http.post(f"{self.gateway_url()}/v1/admin/institutions", json={
-            "fixmedins_code": fixmedins_code, "fixmedins_name": fixmedins_name, "admdvs": admdvs},
-            headers=self._operator(uuid.uuid4().hex))
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
+        return await self._operator_post(f"{self.gateway_url()}/v1/admin/institutions", {
+            "fixmedins_code": fixmedins_code, "fixmedins_name": fixmedins_name, "admdvs": admdvs})
 
     async def import_catalogue(self, items: list[dict[str, str]]) -> dict[str, Any]:
-        response = await self.http.post(f"{self.gateway_url()}/v1/admin/catalogue:import", json={"items": items},
-                                        headers=self._operator(uuid.uuid4().hex))
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
+        return await self._operator_post(f"{self.gateway_url()}/v1/admin/catalogue:import", {"items": items})
 
     async def ledger_summary(self, admdvs: str, internal_token: str) -> dict[str, Any]:
         response = await self.http.get(f"{self.node_url(admdvs)}/internal/v1/ledger/summary",

@@ -184,7 +184,7 @@ class Prepared:
     the unit of work's asyncpg connection, inside the transaction SQLAlchemy began on it, with asyncpg's
     statement cache (the one SQLAlchemy's own asyncpg adapter fills). In read views it is executed by
     SQLAlchemy as usual. As with SQLAlchemy, an INSERT or UPDATE sets the columns its parameters name: one plan
-    per set of names and dialect. Every bind must be given. tests/contract/test_prepared.py checks both
+    per set of names and dialect. Every bind must be given. tests/integration/test_prepared.py checks both
     drivers against SQLAlchemy's own execution."""
 
     def __init__(self, statement: Any) -> None:

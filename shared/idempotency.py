@@ -1,5 +1,6 @@
 """`Idempotency-Key` for state-changing HTTP calls (the contract): same key + same body -> the original answer,
-same status and body; same key + another body -> 409 IDEMPOTENCY_KEY_REUSED. The answer is stored in the same
+same status and body; same key + another body -> 409 IDEMPOTENCY_KEY_REUSED. Transient 5xx answers are not
+remembered, so a retry after one runs the request. The answer is stored in the same
 transaction as the change it describes, so a crash can never leave a change without its answer."""
 
 from __future__ import annotations
@@ -81,8 +82,10 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
                 await uow.commit()
                 return _json(status, body)
         body = orjson.dumps(payload)
-        if key is not None:
-            # The refusal changed nothing; remembering it keeps retries answering the same. A concurrent
+        if key is not None and status < 500:
+            # The refusal changed nothing; remembering it keeps retries answering the same. A 5xx (a peer this
+            # service needed did not answer) is not remembered: it says nothing about the request, and the
+            # client's retry under the same key must get a real answer. A concurrent
             # request with this key that got in meanwhile wins the insert; the retry then answers as it did.
             async with UnitOfWork(db) as uow:
                 await _remember(uow, scope, key, request_hash, status, body)

@@ -4,7 +4,7 @@ when its binding ends, and the limits. Every refusal is a 4xx with its stable co
 
 Quiet hours are off in the test federation (CI runs at any hour): the 23:00 refusal and the receiver's
 acceptance (a per-province setting) are played through the real use cases with a set clock in
-tests/contract/test_lifecycle_flows.py."""
+tests/integration/test_lifecycle_flows.py."""
 
 from __future__ import annotations
 

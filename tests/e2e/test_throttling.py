@@ -2,7 +2,7 @@
 TOO_MANY_ATTEMPTS even with the right credentials, still so after the hub restarts (the counts are in its
 database); a success resets the person's count; the throttled attempt is logged with the ID masked, never in
 clear. The address limit and the 15-minute windows are played with a set clock in
-tests/contract/test_sign_in_throttle.py (here every client is 127.0.0.1, and other tests sign in from it too)."""
+tests/integration/test_sign_in_throttle.py (here every client is 127.0.0.1, and other tests sign in from it too)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 APIs, above MAX_WIRE_YUAN (10^10 yuan) on the national wire, and counts beyond decimal(16,4) are refused with a
 clear reason, never a 500. Numbers on the wire are plain decimals: exponent notation, NaN and Infinity are
 refused, so four characters ("1e30") cannot make a 31-digit number. Pure; the HTTP side of the citizen and admin
-bounds is in tests/contract/test_amount_bounds_api.py."""
+bounds is in tests/integration/test_amount_bounds_api.py."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shared.ids import make_id_no, mask_id_no
-from tests.contract.conftest import InProcessFederation, family
+from tests.integration.conftest import InProcessFederation, family
 
 
 def hub(fed: InProcessFederation, address: str) -> httpx.AsyncClient:

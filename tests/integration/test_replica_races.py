@@ -59,7 +59,7 @@ from shared.ids import id_hash
 from shared.kafka import filter_new
 from shared.messaging_tables import OutboxMessage
 from shared.outbox import OutboxRelay, add_to_outbox
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     DESTINATION,
     GIVER_PA_FEN,
     SOURCE,

@@ -36,7 +36,7 @@ from shared.contracts.events import (
     TransferSettled,
 )
 from shared.db import UnitOfWork
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     DESTINATION,
     GIVER_PA_FEN,
     SAMPLES,

@@ -14,7 +14,7 @@ import pytest
 from services.province_node.bootstrap import bootstrap as node_bootstrap
 from shared.money import MAX_AMOUNT_FEN
 from shared.tokens import issue
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     SOURCE,
     InProcessFederation,
     Person,

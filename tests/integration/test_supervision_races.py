@@ -1,6 +1,6 @@
 """Supervision with replicas on PostgreSQL (issue 12; DESIGN.md "Replicas"): two hub replicas deciding one held
 transfer at once decide it once; replicas appending to one instance's audit journal at once keep one valid
-chain. Needs YIBAO_TEST_POSTGRES_URL (skipped without it, like tests/contract/test_replica_races.py)."""
+chain. Needs YIBAO_TEST_POSTGRES_URL (skipped without it, like tests/integration/test_replica_races.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from services.province_node.domain import ledger
 from shared import audit
 from shared.db import Database, ReadView, UnitOfWork, open_database
 from shared.errors import ApiError
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     DESTINATION,
     GIVER_PA_FEN,
     SOURCE,
@@ -28,7 +28,7 @@ from tests.contract.conftest import (
     balance_fen,
     transfer_out_state,
 )
-from tests.contract.test_supervision_holds import AMOUNT_FEN, held_transfer, hub_row
+from tests.integration.test_supervision_holds import AMOUNT_FEN, held_transfer, hub_row
 
 
 @pytest.fixture

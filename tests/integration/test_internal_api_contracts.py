@@ -30,7 +30,7 @@ from shared.contracts.internal_api import (
     DirectoryRegistrationResult,
 )
 from shared.db import UnitOfWork
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     DESTINATION,
     SAMPLES,
     SOURCE,

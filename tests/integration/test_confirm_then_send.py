@@ -18,7 +18,7 @@ from services.province_node.service_layer import transfers as node_transfers
 from services.province_node.service_layer.bindings import BINDINGS
 from shared.db import ReadView, UnitOfWork
 from shared.web import ApiError
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     InProcessFederation,
     Person,
     active_binding,
@@ -28,7 +28,7 @@ from tests.contract.conftest import (
     family,
     open_wallet,
 )
-from tests.contract.test_lifecycle_flows import node_app
+from tests.integration.test_lifecycle_flows import node_app
 
 
 class NodesInProcess:

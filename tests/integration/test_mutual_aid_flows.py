@@ -11,7 +11,7 @@ from services.province_node.domain import ledger
 from services.province_node.service_layer import housekeeping, quotas
 from services.province_node.service_layer.bindings import NOTIFICATIONS
 from shared.db import UnitOfWork
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     GIVER_PA_FEN,
     InProcessFederation,
     active_binding,

@@ -1,5 +1,5 @@
 """Supervision in process (issue 12 points 1–5): the hub's real operator routes and Kafka handlers and the nodes'
-real use cases on their own migrated databases, the outboxes standing in for Kafka (tests/contract/conftest.py),
+real use cases on their own migrated databases, the outboxes standing in for Kafka (tests/integration/conftest.py),
 a FixedClock. Risk rules are configured over the API; a held transfer is released (credited once) or rejected
 (refunded once, both told), also when every message is delivered twice and when a decision is repeated; the
 audit chain detects an edited journal entry, posting or balance."""
@@ -21,7 +21,7 @@ from services.province_node.domain import ledger
 from services.province_node.service_layer import bindings as node_bindings
 from shared import audit
 from shared.db import ReadView, UnitOfWork
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     DESTINATION,
     GIVER_PA_FEN,
     SOURCE,

@@ -1,6 +1,6 @@
 """Binding life cycle, transfer rules and the receiver's acceptance (issue 4 points 1 and 4), in process: the
 real use cases, HTTP routes and Kafka handlers of two nodes and the hub on their own migrated databases, the
-outboxes standing in for Kafka (tests/contract/conftest.py), and a FixedClock, so that races are played out in
+outboxes standing in for Kafka (tests/integration/conftest.py), and a FixedClock, so that races are played out in
 every order and the time of day is set rather than waited for.
 
 Each flow ends with the money check: every ledger balances, nothing is left in flight, and the citizens hold
@@ -43,8 +43,9 @@ from shared.contracts.events import (
 )
 from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView, UnitOfWork
+from shared.errors import ApiError
 from shared.ids import make_id_no
-from tests.contract.conftest import (
+from tests.integration.conftest import (
     DESTINATION,
     GIVER_PA_FEN,
     SAMPLES,
@@ -421,6 +422,33 @@ async def test_admin_calls_replay_under_their_idempotency_key(fed: InProcessFede
     other = await http[DESTINATION].post(path, json={"pooling_admdvs": "620300"}, headers=headers)
     assert (other.status_code, other.json()["error"]["code"]) == (409, "IDEMPOTENCY_KEY_REUSED")
     assert [m.type for m in await fed.take_all()] == [PersonStatusChanged.TYPE]  # one change, one event
+
+
+async def test_a_503_is_not_remembered_so_the_retry_under_its_key_imports(
+        fed: InProcessFederation, http: dict[str, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's directory did not answer in time: the node says 503 HUB_UNAVAILABLE and keeps nothing, and the
+    client's retry under the same Idempotency-Key runs the import instead of replaying the 503."""
+    ctx = fed.node(SOURCE)
+    register = ctx.hub.register_persons
+    calls: list[int] = []
+
+    async def slow_hub_once(batch: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ApiError(503, "HUB_UNAVAILABLE", "hub did not answer: ReadTimeout")
+        return await register(batch)
+
+    monkeypatch.setattr(ctx.hub, "register_persons", slow_hub_once)
+    id_no = make_id_no("64010219900203007")
+    body = {"persons": [{"id_no": id_no, "name": "马丽", "phone": "13900139001", "insutype": "390",
+                         "pooling_admdvs": "640100"}]}
+    headers = keyed(OPERATOR)
+    first = await http[SOURCE].post("/v1/admin/persons:import", json=body, headers=headers)
+    assert (first.status_code, first.json()["error"]["code"]) == (503, "HUB_UNAVAILABLE")
+    again = await http[SOURCE].post("/v1/admin/persons:import", json=body, headers=headers)
+    assert (again.status_code, again.json()) == (200, {"imported": 1, "rejected": []})
+    replay = await http[SOURCE].post("/v1/admin/persons:import", json=body, headers=headers)
+    assert replay.json() == again.json() and len(calls) == 2
 
 
 async def test_reimport_neither_moves_the_person_nor_reinstates_the_insurance(
