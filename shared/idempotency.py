@@ -23,9 +23,12 @@ _RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
 _STORED = sa.select(_RECORDS).where(_RECORDS.c.scope == sa.bindparam("scope"), _RECORDS.c.key == sa.bindparam("key"))
 _NEW_RECORD = sa.insert(_RECORDS)
 
-# use_case(uow) -> (status, body); with `prepare`, use_case(uow, prepared).
-UseCase = Callable[..., Awaitable[tuple[int, Any]]]
+# use_case(uow) -> result; with `prepare`, use_case(uow, prepared). The entrypoint names the success status
+# (`status=201`, or a function of the result). Without `status`, the older form: the use case returns
+# (status, body) (kept while the use cases move over).
+UseCase = Callable[..., Awaitable[Any]]
 Prepare = Callable[[], Awaitable[Any]]
+SuccessStatus = int | Callable[[Any], int]
 
 
 def _json(status: int, body: bytes) -> Response:
@@ -38,7 +41,7 @@ async def _stored(db: Database, scope: str, key: str) -> Any:
 
 
 async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase,
-                         prepare: Prepare | None = None) -> Response:
+                         prepare: Prepare | None = None, *, status: SuccessStatus | None = None) -> Response:
     """Run `use_case` in one unit of work; it returns (status, body) and commits nothing itself.
 
     `prepare` runs first, outside the unit of work and so outside the write lock: calls to other services
@@ -53,6 +56,7 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
         previous = await _stored(db, scope, key)
         if previous is not None:
             return _replay(previous, request_hash)
+    success = status
     refused_early: ApiError | None = None
     prepared = None
     try:
@@ -72,25 +76,29 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
             try:
                 if refused_early is not None:
                     raise refused_early
-                status, payload = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
+                result = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
+                if success is None:
+                    answer_status, payload = result
+                else:
+                    answer_status, payload = (success(result) if callable(success) else success), result
             except ApiError as refused:
-                status, payload = refused.status, refused.body()  # leaving without commit undoes everything
+                answer_status, payload = refused.status, refused.body()  # leaving without commit undoes everything
             else:
                 body = orjson.dumps(payload)
                 if key is not None:
-                    await _remember(uow, scope, key, request_hash, status, body)
+                    await _remember(uow, scope, key, request_hash, answer_status, body)
                 await uow.commit()
-                return _json(status, body)
+                return _json(answer_status, body)
         body = orjson.dumps(payload)
-        if key is not None and status < 500:
+        if key is not None and answer_status < 500:
             # The refusal changed nothing; remembering it keeps retries answering the same. A 5xx (a peer this
             # service needed did not answer) is not remembered: it says nothing about the request, and the
             # client's retry under the same key must get a real answer. A concurrent
             # request with this key that got in meanwhile wins the insert; the retry then answers as it did.
             async with UnitOfWork(db) as uow:
-                await _remember(uow, scope, key, request_hash, status, body)
+                await _remember(uow, scope, key, request_hash, answer_status, body)
                 await uow.commit()
-        return _json(status, body)
+        return _json(answer_status, body)
 
     return await run_retrying(attempt)
 

@@ -19,7 +19,7 @@ event arrives, and the hub refunds them."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -29,6 +29,7 @@ from shared.contracts.events import BindingSnapshot
 from shared.db import ReadView, UnitOfWork
 
 MAX_BINDING_ID_CHARS = 64
+R = TypeVar("R")
 _REPLICA_STATE = sa.select(BINDINGS.c.state, BINDINGS.c.giver_psn_no).where(
     BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 
@@ -49,11 +50,11 @@ async def hub_view(ctx: NodeContext, giver_psn_no: str, binding_id: Any) -> Bind
     return snapshot
 
 
-def fresh(ctx: NodeContext, use_case: Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]
-          ) -> Callable[[UnitOfWork, BindingSnapshot | None], Awaitable[tuple[int, Any]]]:
+def fresh(ctx: NodeContext, use_case: Callable[[UnitOfWork], Awaitable[R]]
+          ) -> Callable[[UnitOfWork, BindingSnapshot | None], Awaitable[R]]:
     """Wrap a use case that reads the binding replica: apply the hub's snapshot first, in its transaction."""
 
-    async def run(uow: UnitOfWork, snapshot: BindingSnapshot | None) -> tuple[int, Any]:
+    async def run(uow: UnitOfWork, snapshot: BindingSnapshot | None) -> R:
         if snapshot is not None:
             await apply_snapshot(ctx, uow, snapshot)
         return await use_case(uow)
