@@ -31,6 +31,7 @@ from shared.contracts.events import AuditCheckpointed
 from shared.db import Database, Prepared, ReadView, UnitOfWork, in_unit_of_work
 from shared.messaging_tables import BIGINT
 from shared.outbox import emit
+from shared.tables import table
 from shared.web import require_internal
 
 ZERO_HASH = "0" * 64
@@ -48,7 +49,7 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
-JOURNAL = AuditEntry.__table__  # type: ignore[attr-defined]
+JOURNAL = table(AuditEntry)
 _HEAD = Prepared(sa.select(JOURNAL.c.seq, JOURNAL.c.hash).order_by(JOURNAL.c.seq.desc()).limit(1))
 _NEW_ENTRY = Prepared(sa.insert(JOURNAL))
 _PENDING = "audit.pending"  # UnitOfWork.state: this transaction's entries, written just before it commits

@@ -46,6 +46,7 @@ from shared.clock import iso
 from shared.contracts.envelope import Envelope
 from shared.db import Database, Prepared, PreparedIn, ReadView, UnitOfWork, run_retrying
 from shared.messaging_tables import InboxMessage
+from shared.tables import table
 from shared.web import ApiError
 
 log = logging.getLogger("yibao.dead_letters")
@@ -85,8 +86,8 @@ class DeadLetter(SQLModel, table=True):
     attempts: int = Field(default=0, sa_type=_INT64)
 
 
-DEAD_LETTERS = DeadLetter.__table__  # type: ignore[attr-defined]
-_INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
+DEAD_LETTERS = table(DeadLetter)
+_INBOX = table(InboxMessage)
 _SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
 _NEW_INBOX = Prepared(sa.insert(_INBOX))
 # Run for every consumed batch (usually answering nothing): the PARKED dead letters of the batch's keys.

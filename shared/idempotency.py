@@ -17,9 +17,10 @@ from fastapi.responses import Response
 
 from shared.db import Database, ReadView, UnitOfWork, run_retrying
 from shared.messaging_tables import IdempotencyRecord
+from shared.tables import table
 from shared.web import ApiError
 
-_RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_RECORDS = table(IdempotencyRecord)
 _STORED = sa.select(_RECORDS).where(_RECORDS.c.scope == sa.bindparam("scope"), _RECORDS.c.key == sa.bindparam("key"))
 _NEW_RECORD = sa.insert(_RECORDS)
 

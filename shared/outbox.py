@@ -35,9 +35,10 @@ from pydantic import BaseModel
 from shared.contracts.envelope import Envelope, new_envelope
 from shared.db import Database, Prepared, ReadView, UnitOfWork
 from shared.messaging_tables import OutboxMessage
+from shared.tables import table
 
 log = logging.getLogger("yibao.outbox")
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OUTBOX = table(OutboxMessage)
 # Built once: the relay and every use case run these, and their compiled forms are reused.
 _NEW_MESSAGE = Prepared(sa.insert(_OUTBOX))
 _PENDING = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)

@@ -21,14 +21,15 @@ from shared.clock import SHANGHAI, iso
 from shared.db import ReadView, in_unit_of_work
 from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, mask_name
+from shared.tables import table
 
-DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
-BINDINGS = Binding.__table__  # type: ignore[attr-defined]
-TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
-SETTLEMENTS = SupervisedSettlement.__table__  # type: ignore[attr-defined]
-FACTS = AidFact.__table__  # type: ignore[attr-defined]
-ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
-ACCESS_LOG = AccessLogEntry.__table__  # type: ignore[attr-defined]
+DIRECTORY = table(DirectoryPerson)
+BINDINGS = table(Binding)
+TRANSFERS = table(HubTransfer)
+SETTLEMENTS = table(SupervisedSettlement)
+FACTS = table(AidFact)
+ALERTS = table(RiskAlert)
+ACCESS_LOG = table(AccessLogEntry)
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 FAR_PAST = datetime(1970, 1, 1, tzinfo=SHANGHAI)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=SHANGHAI)

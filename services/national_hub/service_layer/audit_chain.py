@@ -20,8 +20,9 @@ from shared.clock import iso
 from shared.contracts.events import AuditCheckpointed
 from shared.db import Database, ReadView, UnitOfWork
 from shared.internal_http import InternalClient
+from shared.tables import table
 
-CHECKPOINTS = AuditCheckpoint.__table__  # type: ignore[attr-defined]
+CHECKPOINTS = table(AuditCheckpoint)
 
 
 async def on_checkpoint(ctx: HubContext, uow: UnitOfWork, msg: AuditCheckpointed) -> None:

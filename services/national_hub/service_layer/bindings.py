@@ -20,8 +20,9 @@ from shared.contracts.internal_api import BindingActionRequest, BindingCreateReq
 from shared.db import UnitOfWork, for_update
 from shared.errors import ApiError
 from shared.outbox import emit
+from shared.tables import table
 
-BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+BINDINGS = table(Binding)
 
 
 def snapshot_of(row: Any) -> BindingSnapshot:

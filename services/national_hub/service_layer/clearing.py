@@ -13,8 +13,9 @@ from services.national_hub.service_layer.context import HubContext
 from shared.contracts.events import PosSettlementRecorded
 from shared.db import Prepared, UnitOfWork
 from shared.regions import province_of
+from shared.tables import table
 
-OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
+OBLIGATIONS = table(ClearingObligation)
 
 POS_KINDS = {"CHARGE": "POS", "REFUND": "POS_REFUND"}
 # Hospital and clinic settlements (issue 11): the same event with use outpatient|inpatient; the amount includes

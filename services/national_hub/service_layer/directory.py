@@ -17,9 +17,10 @@ from shared.credentials import decode_face_image, face_hash, verify_password
 from shared.db import ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, name_hash
+from shared.tables import table
 
-DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
-KINSHIP = KinshipFact.__table__  # type: ignore[attr-defined]
+DIRECTORY = table(DirectoryPerson)
+KINSHIP = table(KinshipFact)
 
 
 class SessionRequest(BaseModel):

@@ -27,10 +27,11 @@ from shared.db import ReadView, UnitOfWork, for_update
 from shared.errors import ApiError
 from shared.money import yuan_text
 from shared.outbox import emit
+from shared.tables import table
 
-ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
-TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
-ACCESS_LOG = AccessLogEntry.__table__  # type: ignore[attr-defined]
+ALERTS = table(RiskAlert)
+TRANSFERS = table(HubTransfer)
+ACCESS_LOG = table(AccessLogEntry)
 DECISIONS = ("dismiss", "release", "reject")
 ALERT_STATES = {"open": "OPEN", "resolved": "RESOLVED"}
 

@@ -22,8 +22,9 @@ from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, Qu
 from shared.db import ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.outbox import emit
+from shared.tables import table
 
-BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+BINDINGS = table(Binding)
 
 
 async def _forward(ctx: HubContext, uow: UnitOfWork, env: Envelope, admdvs: str, key: str,

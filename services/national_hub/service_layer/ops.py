@@ -19,11 +19,12 @@ from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI, iso
 from shared.db import Prepared, ReadView, UnitOfWork
 from shared.errors import ApiError
+from shared.tables import table
 
-FACTS = AidFact.__table__  # type: ignore[attr-defined]
-WINDOWS = SettlementWindow.__table__  # type: ignore[attr-defined]
-OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
-DIRECTORY = DirectoryPerson.__table__  # type: ignore[attr-defined]
+FACTS = table(AidFact)
+WINDOWS = table(SettlementWindow)
+OBLIGATIONS = table(ClearingObligation)
+DIRECTORY = table(DirectoryPerson)
 # Statements run for every credited transfer, built once (their compiled forms are reused).
 _FACT_SEEN = Prepared(sa.select(FACTS.c.ref).where(FACTS.c.ref == sa.bindparam("ref")))
 _NEW_FACT = Prepared(sa.insert(FACTS))

@@ -26,12 +26,13 @@ from shared.clock import iso
 from shared.db import Database, Prepared, ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.regions import province_of
+from shared.tables import table
 
-ALERTS = RiskAlert.__table__  # type: ignore[attr-defined]
-SETTINGS = RiskRuleSetting.__table__  # type: ignore[attr-defined]
-SETTLEMENTS = SupervisedSettlement.__table__  # type: ignore[attr-defined]
-TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
-BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+ALERTS = table(RiskAlert)
+SETTINGS = table(RiskRuleSetting)
+SETTLEMENTS = table(SupervisedSettlement)
+TRANSFERS = table(HubTransfer)
+BINDINGS = table(Binding)
 
 _ALL_SETTINGS = Prepared(sa.select(SETTINGS))
 _ALERT_BY_REF = Prepared(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == sa.bindparam("ref")))

@@ -22,9 +22,10 @@ from services.national_hub.service_layer.context import HubContext
 from shared.db import ReadView, UnitOfWork, for_update, in_unit_of_work
 from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, mask_id_no
+from shared.tables import table
 
 log = logging.getLogger("yibao.hub.identity")
-THROTTLE = SignInThrottle.__table__  # type: ignore[attr-defined]
+THROTTLE = table(SignInThrottle)
 WINDOW = timedelta(minutes=15)
 BLOCK = timedelta(minutes=15)
 MAX_FAILURES_PER_PERSON = 5

@@ -15,8 +15,9 @@ from services.national_hub.service_layer.context import HubContext
 from shared.contracts.events import SettlementReported
 from shared.db import Prepared, UnitOfWork, for_update
 from shared.regions import province_of
+from shared.tables import table
 
-SETTLEMENTS = SupervisedSettlement.__table__  # type: ignore[attr-defined]
+SETTLEMENTS = table(SupervisedSettlement)
 
 # Built once: every settlement in the federation runs these (their compiled forms are reused).
 _VERSION = Prepared(for_update(sa.select(SETTLEMENTS.c.version).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_id"))))

@@ -27,12 +27,13 @@ from shared.contracts.events import (
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.errors import ApiError
 from shared.outbox import emit
+from shared.tables import table
 
-TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
-HOPS = TransferHop.__table__  # type: ignore[attr-defined]
-OBLIGATIONS = ClearingObligation.__table__  # type: ignore[attr-defined]
+TRANSFERS = table(HubTransfer)
+HOPS = table(TransferHop)
+OBLIGATIONS = table(ClearingObligation)
 # The registry's table, read here directly: bindings.py calls into this module when a binding ends.
-BINDINGS = Binding.__table__  # type: ignore[attr-defined]
+BINDINGS = table(Binding)
 
 
 # Hot-path statements, built once: their compiled forms are reused for every transfer.

@@ -25,12 +25,13 @@ from services.pharmacy_gateway.config import GatewaySettings
 from services.pharmacy_gateway.domain.medical_bill import CatalogueEntry as MedicalCatalogueEntryView
 from shared.clock import Clock
 from shared.db import Database, ReadView
+from shared.tables import table
 
-INSTITUTIONS = Institution.__table__  # type: ignore[attr-defined]
-SIGN_INS = SignIn.__table__  # type: ignore[attr-defined]
-CATALOGUE = CatalogueItem.__table__  # type: ignore[attr-defined]
-PROFILES = InstitutionProfile.__table__  # type: ignore[attr-defined]
-MEDICAL_CATALOGUE = MedicalCatalogueEntry.__table__  # type: ignore[attr-defined]
+INSTITUTIONS = table(Institution)
+SIGN_INS = table(SignIn)
+CATALOGUE = table(CatalogueItem)
+PROFILES = table(InstitutionProfile)
+MEDICAL_CATALOGUE = table(MedicalCatalogueEntry)
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,12 @@ from services.pharmacy_gateway.domain.wire import Refused, check_msgid, ref_msgi
 from services.pharmacy_gateway.service_layer.admin import token_hash
 from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView
 from shared.db import Prepared, ReadView, UnitOfWork
+from shared.tables import table
 
 log = logging.getLogger("yibao.gateway.pos")
 
-MESSAGES = PosMessage.__table__  # type: ignore[attr-defined]
-NONCES = SeenNonce.__table__  # type: ignore[attr-defined]
+MESSAGES = table(PosMessage)
+NONCES = table(SeenNonce)
 
 # Built once: every money message runs these, and their compiled forms are reused (the values go in as
 # parameters; `b_` names keep them apart from the columns an UPDATE sets).

@@ -21,8 +21,9 @@ from shared.contracts.medical_api import MedicalSettlement
 from shared.db import ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.regions import province_of
+from shared.tables import table
 
-RECORDS = MedicalSettlementRecord.__table__  # type: ignore[attr-defined]
+RECORDS = table(MedicalSettlementRecord)
 IN_EFFECT = "SETTLED"
 
 

@@ -24,8 +24,9 @@ from shared.contracts.internal_api import PosPayment
 from shared.db import Prepared, ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.regions import province_of
+from shared.tables import table
 
-SETTLEMENTS = Settlement.__table__  # type: ignore[attr-defined]
+SETTLEMENTS = table(Settlement)
 
 IN_EFFECT = "SETTLED"
 

@@ -20,10 +20,11 @@ from services.province_node.domain.errors import DomainError
 from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
 from shared import audit
 from shared.db import Prepared, PreparedIn, ReadView, UnitOfWork, for_update
+from shared.tables import table
 
-ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
-ENTRIES = LedgerEntry.__table__  # type: ignore[attr-defined]
-LINES = LedgerLine.__table__  # type: ignore[attr-defined]
+ACCOUNTS = table(Account)
+ENTRIES = table(LedgerEntry)
+LINES = table(LedgerLine)
 # What audit verification replays the journaled postings against (shared/audit.py).
 AUDITED_LEDGER = audit.LedgerTables(lines=LINES, accounts=ACCOUNTS)
 

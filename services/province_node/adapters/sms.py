@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from services.province_node.adapters.tables import Notification
 from shared.db import UnitOfWork
+from shared.tables import table
 
-NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+NOTIFICATIONS = table(Notification)
 _NEW_NOTICE = sa.insert(NOTIFICATIONS)  # built once: every credit sends a notice
 
 

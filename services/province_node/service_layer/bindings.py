@@ -21,11 +21,12 @@ from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
 from shared.db import ReadView, UnitOfWork
 from shared.ids import InvalidIdNo, id_hash, mask_name, name_hash
+from shared.tables import table
 from shared.tokens import Claims
 
 log = logging.getLogger("yibao.node.notices")
-BINDINGS = BindingReplica.__table__  # type: ignore[attr-defined]
-NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
+BINDINGS = table(BindingReplica)
+NOTIFICATIONS = table(Notification)
 
 # An ID number's shape as OpenAPI documents it (surrounding blanks are forgiven, as shared/ids.py does); the
 # GB 11643 check digit is checked by the use cases. Failing either is 422 INVALID_ID_NO.

@@ -31,8 +31,9 @@ from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest
 from shared.db import ReadView, UnitOfWork
 from shared.ids import InvalidIdNo, id_hash
+from shared.tables import table
 
-CLERKS = Clerk.__table__  # type: ignore[attr-defined]
+CLERKS = table(Clerk)
 CLERK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 TOKEN_PREFIX = "clk"
 

@@ -17,8 +17,9 @@ from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import person_by_psn_no
 from shared import audit
 from shared.db import ReadView, UnitOfWork, for_update
+from shared.tables import table
 
-FILINGS = FilingRow.__table__  # type: ignore[attr-defined]
+FILINGS = table(FilingRow)
 
 
 class FilingCreate(BaseModel):

@@ -65,14 +65,15 @@ from shared.contracts.medical_api import (
 )
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.regions import province_of
+from shared.tables import table
 
-VISITS = MedicalVisitRow.__table__  # type: ignore[attr-defined]
-LINES = MedicalLineRow.__table__  # type: ignore[attr-defined]
-SETTLEMENTS = MedicalSettlementRow.__table__  # type: ignore[attr-defined]
-ACCUMULATORS = MedicalAccumulator.__table__  # type: ignore[attr-defined]
-OPERATIONS = MedicalOperation.__table__  # type: ignore[attr-defined]
-POLICY = MedicalPolicyRow.__table__  # type: ignore[attr-defined]
-FILINGS = FilingRow.__table__  # type: ignore[attr-defined]
+VISITS = table(MedicalVisitRow)
+LINES = table(MedicalLineRow)
+SETTLEMENTS = table(MedicalSettlementRow)
+ACCUMULATORS = table(MedicalAccumulator)
+OPERATIONS = table(MedicalOperation)
+POLICY = table(MedicalPolicyRow)
+FILINGS = table(FilingRow)
 
 # The pooled fund (统筹基金) of this province: what it pays institutions leaves here for SYS:CLEARING. A system
 # account (may go negative): the fund's own books are not this ledger's business, only what it paid through it.

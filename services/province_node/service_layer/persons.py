@@ -31,8 +31,9 @@ from shared.ids import (
     name_hash,
     normalize_id_no,
 )
+from shared.tables import table
 
-PERSONS = Person.__table__  # type: ignore[attr-defined]
+PERSONS = table(Person)
 
 
 class PersonIn(BaseModel):

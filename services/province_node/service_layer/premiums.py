@@ -31,9 +31,10 @@ from shared.contracts.mutual_aid_events import PremiumPaid
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.ids import InvalidIdNo, id_hash
 from shared.outbox import emit
+from shared.tables import table
 from shared.tokens import Claims
 
-PAYMENTS = PremiumPayment.__table__  # type: ignore[attr-defined]
+PAYMENTS = table(PremiumPayment)
 
 log = logging.getLogger("yibao.node.premiums")
 

@@ -23,11 +23,12 @@ from shared.contracts.events import BindingSnapshot
 from shared.contracts.mutual_aid_events import QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import Prepared, ReadView, UnitOfWork, for_update
 from shared.outbox import emit
+from shared.tables import table
 from shared.tokens import Claims
 
 QuotaUse = Literal["pharmacy", "outpatient", "inpatient", "premium"]
-GRANTS = QuotaGrant.__table__  # type: ignore[attr-defined]
-MIRRORS = QuotaMirror.__table__  # type: ignore[attr-defined]
+GRANTS = table(QuotaGrant)
+MIRRORS = table(QuotaMirror)
 _GRANT_LOCKED = for_update(sa.select(GRANTS).where(GRANTS.c.binding_id == sa.bindparam("b_binding_id"),
                                                    GRANTS.c.year == sa.bindparam("b_year")))
 

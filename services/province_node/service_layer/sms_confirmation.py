@@ -31,9 +31,10 @@ from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from shared.contracts.events import BindingSnapshot
 from shared.db import ReadView, UnitOfWork
+from shared.tables import table
 
-CODES = SmsConfirmationCode.__table__  # type: ignore[attr-defined]
-CONFIRMATIONS = BindingConfirmation.__table__  # type: ignore[attr-defined]
+CODES = table(SmsConfirmationCode)
+CONFIRMATIONS = table(BindingConfirmation)
 CODE_DIGITS = 6
 CODE_TTL = timedelta(hours=24)  # the contract: a reply within 24 h of the request
 MAX_WRONG_CODES = 5  # the contract: 5 wrong codes void it

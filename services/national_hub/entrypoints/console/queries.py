@@ -22,9 +22,10 @@ from services.national_hub.service_layer.dead_letters import peers
 from services.national_hub.service_layer.ops import month_of
 from shared.clock import SHANGHAI
 from shared.db import ReadView
+from shared.tables import table
 
-TRANSFERS = HubTransfer.__table__  # type: ignore[attr-defined]
-FACTS = AidFact.__table__  # type: ignore[attr-defined]
+TRANSFERS = table(HubTransfer)
+FACTS = table(AidFact)
 # A service that does not answer its /readyz within this is shown as unreachable (the page must stay fast).
 HEALTH_TIMEOUT_S = 1.0
 
