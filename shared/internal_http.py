@@ -13,8 +13,9 @@ from shared.web import ApiError
 
 class InternalClient:
     def __init__(self, internal_token: str, timeout_s: float, *, base_url: str = "",
-                 unavailable_code: str, peer: str) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s),
+                 unavailable_code: str, peer: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        # `transport`: None is TCP; tests give an in-process one (httpx.ASGITransport over the peer's app).
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(timeout_s), transport=transport,
                                        headers={"authorization": f"Bearer {internal_token}"})
         self._unavailable_code = unavailable_code
         self._peer = peer

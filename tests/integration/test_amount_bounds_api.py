@@ -14,15 +14,8 @@ import pytest
 from services.province_node.bootstrap import bootstrap as node_bootstrap
 from shared.money import MAX_AMOUNT_FEN
 from shared.tokens import issue
-from tests.integration.conftest import (
-    SOURCE,
-    InProcessFederation,
-    Person,
-    active_binding,
-    balance_fen,
-    family,
-    open_wallet,
-)
+from tests.support.inprocess import SOURCE, InProcessFederation
+from tests.support.stories import Person, active_binding, balance_fen, family, open_wallet
 
 OVER = MAX_AMOUNT_FEN + 1
 

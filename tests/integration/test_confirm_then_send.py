@@ -18,8 +18,9 @@ from services.province_node.service_layer import transfers as node_transfers
 from services.province_node.service_layer.bindings import BINDINGS
 from shared.db import ReadView, UnitOfWork
 from shared.web import ApiError
-from tests.integration.conftest import (
-    InProcessFederation,
+from tests.integration.test_lifecycle_flows import node_app
+from tests.support.inprocess import InProcessFederation
+from tests.support.stories import (
     Person,
     active_binding,
     confirm_binding,
@@ -28,7 +29,6 @@ from tests.integration.conftest import (
     family,
     open_wallet,
 )
-from tests.integration.test_lifecycle_flows import node_app
 
 
 class NodesInProcess:

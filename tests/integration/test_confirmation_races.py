@@ -15,7 +15,8 @@ from services.province_node.service_layer import sms_confirmation
 from services.province_node.service_layer.bindings import list_notifications
 from services.province_node.service_layer.sms_confirmation import CODES, SmsInbound
 from shared.db import ReadView, UnitOfWork
-from tests.integration.conftest import DESTINATION, InProcessFederation, create_binding, family
+from tests.support.inprocess import DESTINATION, InProcessFederation
+from tests.support.stories import create_binding, family
 
 
 async def test_failed_sign_ins_at_once_are_all_counted(pg_fed: InProcessFederation) -> None:

@@ -36,29 +36,21 @@ from shared.contracts.events import (
     TransferSettled,
 )
 from shared.db import UnitOfWork
-from tests.integration.conftest import (
-    DESTINATION,
+from tests.support.inprocess import DESTINATION, SOURCE, TRANSFER_TIMEOUT_S, InProcessFederation
+from tests.support.stories import (
     GIVER_PA_FEN,
-    SAMPLES,
-    SOURCE,
-    TRANSFER_TIMEOUT_S,
-    InProcessFederation,
-    Wired,
     active_binding,
     assert_money_conserved,
     balance_fen,
-    consumer_accepts,
     end_binding,
-    event_sample_name,
     family,
     import_kinship,
     import_person,
-    load_sample,
     open_wallet,
     send_transfer,
     transfer_out_state,
-    with_unknown_fields,
 )
+from tests.support.wire import SAMPLES, Wired, consumer_accepts, event_sample_name, load_sample, with_unknown_fields
 
 ENVELOPE_KEYS = frozenset(Envelope.model_fields)
 AMOUNT_FEN = 50_000

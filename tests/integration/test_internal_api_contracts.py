@@ -30,18 +30,9 @@ from shared.contracts.internal_api import (
     DirectoryRegistrationResult,
 )
 from shared.db import UnitOfWork
-from tests.integration.conftest import (
-    DESTINATION,
-    SAMPLES,
-    SOURCE,
-    InProcessFederation,
-    active_binding,
-    end_binding,
-    family,
-    key_tree,
-    load_sample,
-    naive_datetimes,
-)
+from tests.support.inprocess import DESTINATION, SOURCE, InProcessFederation
+from tests.support.stories import active_binding, end_binding, family
+from tests.support.wire import SAMPLES, key_tree, load_sample, naive_datetimes
 
 # Each internal route of the hub: its request and response bodies, by golden sample (and the sample's schema).
 ROUTES: dict[tuple[str, str], tuple[str, str]] = {

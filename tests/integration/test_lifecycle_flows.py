@@ -45,31 +45,29 @@ from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.ids import make_id_no
-from tests.integration.conftest import (
+from tests.support.inprocess import (
     DESTINATION,
-    GIVER_PA_FEN,
-    SAMPLES,
     SOURCE,
     TRANSFER_TIMEOUT_S,
     InProcessFederation,
-    Person,
     RecordingTransport,
-    Wired,
+    wired_hub_client,
+)
+from tests.support.stories import (
+    GIVER_PA_FEN,
+    Person,
     active_binding,
     assert_money_conserved,
     balance_fen,
-    consumer_accepts,
     end_binding,
     family,
     import_kinship,
     import_person,
-    key_tree,
-    load_sample,
     open_wallet,
     send_transfer,
     transfer_out_state,
-    wired_hub_client,
 )
+from tests.support.wire import SAMPLES, Wired, consumer_accepts, key_tree, load_sample
 
 AMOUNT_FEN = 50_000
 OPERATOR = {"authorization": "Bearer contract-test-operator-token"}

@@ -11,9 +11,9 @@ from services.province_node.domain import ledger
 from services.province_node.service_layer import housekeeping, quotas
 from services.province_node.service_layer.bindings import NOTIFICATIONS
 from shared.db import UnitOfWork
-from tests.integration.conftest import (
+from tests.support.inprocess import InProcessFederation
+from tests.support.stories import (
     GIVER_PA_FEN,
-    InProcessFederation,
     active_binding,
     balance_fen,
     family,

@@ -28,7 +28,8 @@ from shared.contracts import topics
 from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
 from shared.db import UnitOfWork, open_database
-from tests.integration.conftest import SECRETS, InProcessFederation, Wired, consumer_accepts, load_sample
+from tests.support.inprocess import SECRETS, InProcessFederation
+from tests.support.wire import Wired, consumer_accepts, load_sample
 
 CHENGDU = InstitutionView("P51010000001", "成都康泰大药房", "510100", "PAAS0", "0" * 64)
 YINCHUAN = InstitutionView("P64010000001", "银川新华药店", "640100", "PAAS1", "1" * 64)

@@ -59,18 +59,13 @@ from shared.ids import id_hash
 from shared.kafka import filter_new
 from shared.messaging_tables import OutboxMessage
 from shared.outbox import OutboxRelay, add_to_outbox
-from tests.integration.conftest import (
-    DESTINATION,
+from tests.support.inprocess import DESTINATION, SOURCE, TRANSFER_TIMEOUT_S, InProcessFederation
+from tests.support.stories import (
     GIVER_PA_FEN,
-    SOURCE,
-    TRANSFER_TIMEOUT_S,
-    InProcessFederation,
     Person,
-    Wired,
     active_binding,
     assert_money_conserved,
     balance_fen,
-    consumer_accepts,
     create_binding,
     end_binding,
     family,
@@ -78,6 +73,7 @@ from tests.integration.conftest import (
     open_wallet,
     send_transfer,
 )
+from tests.support.wire import Wired, consumer_accepts
 
 # How long the second task gets to reach the database (and block there, or finish) before the first goes on.
 SECOND_TASK_HEAD_START_S = 0.3

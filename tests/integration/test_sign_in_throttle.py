@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from shared.ids import make_id_no, mask_id_no
-from tests.integration.conftest import InProcessFederation, family
+from tests.support.inprocess import InProcessFederation
+from tests.support.stories import family
 
 
 def hub(fed: InProcessFederation, address: str) -> httpx.AsyncClient:

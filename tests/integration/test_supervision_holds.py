@@ -21,12 +21,9 @@ from services.province_node.domain import ledger
 from services.province_node.service_layer import bindings as node_bindings
 from shared import audit
 from shared.db import ReadView, UnitOfWork
-from tests.integration.conftest import (
-    DESTINATION,
+from tests.support.inprocess import DESTINATION, SOURCE, TRANSFER_TIMEOUT_S, InProcessFederation
+from tests.support.stories import (
     GIVER_PA_FEN,
-    SOURCE,
-    TRANSFER_TIMEOUT_S,
-    InProcessFederation,
     Person,
     active_binding,
     assert_money_conserved,

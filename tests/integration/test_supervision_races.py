@@ -19,16 +19,9 @@ from services.province_node.domain import ledger
 from shared import audit
 from shared.db import Database, ReadView, UnitOfWork, open_database
 from shared.errors import ApiError
-from tests.integration.conftest import (
-    DESTINATION,
-    GIVER_PA_FEN,
-    SOURCE,
-    InProcessFederation,
-    assert_money_conserved,
-    balance_fen,
-    transfer_out_state,
-)
 from tests.integration.test_supervision_holds import AMOUNT_FEN, held_transfer, hub_row
+from tests.support.inprocess import DESTINATION, SOURCE, InProcessFederation
+from tests.support.stories import GIVER_PA_FEN, assert_money_conserved, balance_fen, transfer_out_state
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
+
 from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import (
     BindingActionRequest,
@@ -24,9 +26,10 @@ log = logging.getLogger("yibao.node.hub_client")
 
 
 class HubClient:
-    def __init__(self, base_url: str, internal_token: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, internal_token: str, timeout_s: float, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._http = InternalClient(internal_token, timeout_s, base_url=base_url, unavailable_code="HUB_UNAVAILABLE",
-                                    peer="the national hub")
+                                    peer="the national hub", transport=transport)
 
     async def close(self) -> None:
         await self._http.close()
