@@ -2,7 +2,8 @@
 the relative's node holds a mirror it spends locally at the pharmacy or on premiums, so no call to the
 giver's province is made while a patient waits. Spends flow back as events (the giver's node moves the
 reserve to clearing); lowering or ending a quota shrinks the mirror first, then the giver's node releases
-what can no longer be spent (domain/quota_rules.py)."""
+what can no longer be spent (domain/quota_rules.py). Both sides' states and transitions are the pure types of
+domain/quota.py; each change is journaled (shared/audit.py, kind `quota.state`) in the transaction making it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.mutual_aid_tables import QuotaGrant, QuotaMirror
 from services.province_node.domain import ledger, notices, quota_rules
 from services.province_node.domain.errors import DomainError, Forbidden
+from services.province_node.domain.quota import JOURNAL_KIND, Grant, Mirror, QuotaEvent
 from services.province_node.service_layer.bindings import binding_for_giver, notify
 from services.province_node.service_layer.context import NodeContext
+from shared import audit
 from shared.contracts import topics
 from shared.contracts.events import BindingSnapshot
 from shared.contracts.mutual_aid_events import QuotaMirrorState, QuotaSet, QuotaSpent
@@ -43,7 +46,7 @@ class SpendableQuota:
 
 
 async def set_quota(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: str,
-                    amount: Any) -> tuple[int, Any]:
+                    amount: Any) -> dict[str, Any]:
     annual_quota_fen = quota_rules.parse_quota_fen(amount)
     now = ctx.clock.now()
     if not claims.has_face_step_up(now.timestamp()):
@@ -55,29 +58,34 @@ async def set_quota(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_i
     # Locked: two changes of one quota (two replicas), or a change beside the binding's end, take turns, so
     # the reserve is topped up once and each version is given once. A first grant's insert race ends in a
     # unique-key conflict, and the request runs again (shared/db.py run_retrying).
-    grant = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": binding_id, "b_year": year})).first()
+    row = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": binding_id, "b_year": year})).first()
     reserve = ledger.quota_reserve_account(binding_id, year)
-    if grant is None:
+    if row is None:
         await ledger_repo.open_account(uow, reserve, "QUOTA", claims.psn_no, now)
+        grant = Grant.new(binding_id, year)
         await uow.execute(sa.insert(GRANTS).values(
             binding_id=binding_id, year=year, giver_psn_no=claims.psn_no, relative_psn_no=binding.relative_psn_no,
-            relative_admdvs=binding.relative_admdvs, annual_quota_fen=0, version=0, state="OPEN", updated_at=now))
-        grant = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": binding_id, "b_year": year})).one()
+            relative_admdvs=binding.relative_admdvs, annual_quota_fen=grant.annual_quota_fen, version=grant.version,
+            state=grant.state, updated_at=now))
+    else:
+        grant = Grant.of(row)
+    grant = grant.set_limit(annual_quota_fen)
     reserved_fen = await ledger_repo.balance(uow, reserve) or 0
-    needed_fen = quota_rules.reserve_needed_fen(annual_quota_fen, grant.mirror_quota_fen, grant.mirror_used_fen)
-    if needed_fen > reserved_fen:
+    to_reserve_fen = grant.reserve_to_add_fen(reserved_fen)
+    if to_reserve_fen:
         # A raise is reserved now (the guarded posting refuses it if the personal account is short).
         await ledger_repo.post(uow, ledger.move("QUOTA_RESERVE", binding_id, ledger.personal_account(claims.psn_no),
-                                                reserve, needed_fen - reserved_fen), now)
-    version = grant.version + 1
+                                                reserve, to_reserve_fen), now)
     await uow.execute(sa.update(GRANTS).where(GRANTS.c.binding_id == binding_id, GRANTS.c.year == year).values(
-        annual_quota_fen=annual_quota_fen, version=version, updated_at=now))
+        annual_quota_fen=grant.annual_quota_fen, version=grant.version, updated_at=now))
+    await audit.append(uow, JOURNAL_KIND, binding_id, grant.journal(QuotaEvent.SET, reserved_fen=to_reserve_fen),
+                       now)
     await emit(uow, topics.HUB_INBOUND, binding_id, QuotaSet(
         binding_id=binding_id, giver_psn_no=claims.psn_no, giver_admdvs=ctx.admdvs,
         relative_psn_no=binding.relative_psn_no, relative_admdvs=binding.relative_admdvs, year=year,
-        annual_quota_fen=annual_quota_fen, version=version), source=ctx.source, trace_id=binding_id)
-    return 200, {"binding_id": binding_id, "year": year, "annual_quota_fen": annual_quota_fen,
-                 "reserved_fen": await ledger_repo.balance(uow, reserve), "used_fen": grant.mirror_used_fen}
+        annual_quota_fen=grant.annual_quota_fen, version=grant.version), source=ctx.source, trace_id=binding_id)
+    return {"binding_id": binding_id, "year": year, "annual_quota_fen": grant.annual_quota_fen,
+            "reserved_fen": await ledger_repo.balance(uow, reserve), "used_fen": grant.mirror_used_fen}
 
 
 async def on_quota_spent_at_giver(ctx: NodeContext, uow: UnitOfWork, msg: QuotaSpent) -> None:
@@ -91,21 +99,24 @@ async def on_quota_spent_at_giver(ctx: NodeContext, uow: UnitOfWork, msg: QuotaS
 
 
 async def on_mirror_state(ctx: NodeContext, uow: UnitOfWork, msg: QuotaMirrorState) -> None:
-    grant = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": msg.binding_id, "b_year": msg.year})).first()
-    if grant is None:
+    row = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": msg.binding_id, "b_year": msg.year})).first()
+    if row is None:
         return
     now = ctx.clock.now()
+    before = Grant.of(row)
+    grant = before.mirrored(msg.annual_quota_fen, msg.used_fen, msg.closed)
     reserve = ledger.quota_reserve_account(msg.binding_id, msg.year)
     reserved_fen = await ledger_repo.balance(uow, reserve) or 0
-    requested_fen = 0 if grant.state != "OPEN" else grant.annual_quota_fen
-    give_back_fen = quota_rules.release_fen(reserved_fen, requested_fen, msg.annual_quota_fen, msg.used_fen)
+    give_back_fen = grant.release_fen(reserved_fen)
     if give_back_fen:
         await ledger_repo.post(uow, ledger.move("QUOTA_RELEASE", msg.binding_id, reserve,
-                                                ledger.personal_account(grant.giver_psn_no), give_back_fen), now)
-    state = "CLOSED" if msg.closed and grant.state != "OPEN" else grant.state
+                                                ledger.personal_account(row.giver_psn_no), give_back_fen), now)
     await uow.execute(sa.update(GRANTS).where(GRANTS.c.binding_id == msg.binding_id, GRANTS.c.year == msg.year)
-                      .values(mirror_quota_fen=msg.annual_quota_fen, mirror_used_fen=msg.used_fen, state=state,
-                              updated_at=now))
+                      .values(mirror_quota_fen=grant.mirror_quota_fen, mirror_used_fen=grant.mirror_used_fen,
+                              state=grant.state, updated_at=now))
+    if grant != before or give_back_fen:
+        await audit.append(uow, JOURNAL_KIND, msg.binding_id,
+                           grant.journal(QuotaEvent.MIRRORED, released_fen=give_back_fen), now)
 
 
 async def close_grants(ctx: NodeContext, uow: UnitOfWork, binding_id: str | None, before_year: int | None) -> int:
@@ -118,15 +129,17 @@ async def close_grants(ctx: NodeContext, uow: UnitOfWork, binding_id: str | None
         query = query.where(GRANTS.c.year < before_year)
     rows = (await uow.execute(query)).all()
     now = ctx.clock.now()
-    for grant in rows:
-        version = grant.version + 1
+    for row in rows:
+        grant = Grant.of(row).end()
         await uow.execute(sa.update(GRANTS).where(GRANTS.c.binding_id == grant.binding_id,
                                                   GRANTS.c.year == grant.year).values(
-            state="CLOSING", annual_quota_fen=0, version=version, updated_at=now))
+            state=grant.state, annual_quota_fen=grant.annual_quota_fen, version=grant.version, updated_at=now))
+        await audit.append(uow, JOURNAL_KIND, grant.binding_id, grant.journal(QuotaEvent.ENDING), now)
         await emit(uow, topics.HUB_INBOUND, grant.binding_id, QuotaSet(
-            binding_id=grant.binding_id, giver_psn_no=grant.giver_psn_no, giver_admdvs=ctx.admdvs,
-            relative_psn_no=grant.relative_psn_no, relative_admdvs=grant.relative_admdvs, year=grant.year,
-            annual_quota_fen=0, version=version, closing=True), source=ctx.source, trace_id=grant.binding_id)
+            binding_id=grant.binding_id, giver_psn_no=row.giver_psn_no, giver_admdvs=ctx.admdvs,
+            relative_psn_no=row.relative_psn_no, relative_admdvs=row.relative_admdvs, year=grant.year,
+            annual_quota_fen=grant.annual_quota_fen, version=grant.version, closing=True), source=ctx.source,
+            trace_id=grant.binding_id)
     return len(rows)
 
 
@@ -157,21 +170,24 @@ async def _report(ctx: NodeContext, uow: UnitOfWork, binding_id: str, year: int)
 
 
 async def on_quota_set(ctx: NodeContext, uow: UnitOfWork, msg: QuotaSet) -> None:
-    mirror = await _locked_mirror(uow, msg.binding_id, msg.year)
+    row = await _locked_mirror(uow, msg.binding_id, msg.year)
     now = ctx.clock.now()
-    if mirror is None:
-        limit = quota_rules.apply_to_mirror(msg.annual_quota_fen, msg.closing, 0)
+    if row is None:
+        mirror = Mirror.first(msg.binding_id, msg.year, msg.annual_quota_fen, msg.closing, msg.version)
         await uow.execute(sa.insert(MIRRORS).values(
             binding_id=msg.binding_id, year=msg.year, receiver_psn_no=msg.relative_psn_no,
-            giver_psn_no=msg.giver_psn_no, giver_admdvs=msg.giver_admdvs, annual_quota_fen=limit.annual_quota_fen,
-            used_fen=0, version=msg.version, closed=limit.closed, updated_at=now))
-    elif msg.version > mirror.version:
-        limit = quota_rules.apply_to_mirror(msg.annual_quota_fen, msg.closing or mirror.closed, mirror.used_fen)
+            giver_psn_no=msg.giver_psn_no, giver_admdvs=msg.giver_admdvs, annual_quota_fen=mirror.annual_quota_fen,
+            used_fen=mirror.used_fen, version=mirror.version, closed=mirror.closed, updated_at=now))
+    else:
+        applied = Mirror.of(row).apply_set(msg.annual_quota_fen, msg.closing, msg.version)
+        if applied is None:
+            return  # an older instruction than the one applied
+        mirror = applied
         await uow.execute(sa.update(MIRRORS).where(MIRRORS.c.binding_id == msg.binding_id,
                                                    MIRRORS.c.year == msg.year).values(
-            annual_quota_fen=limit.annual_quota_fen, closed=limit.closed, version=msg.version, updated_at=now))
-    else:
-        return  # an older instruction than the one applied
+            annual_quota_fen=mirror.annual_quota_fen, closed=mirror.closed, version=mirror.version, updated_at=now))
+    await audit.append(uow, JOURNAL_KIND, msg.binding_id,
+                       mirror.journal(QuotaEvent.SET, requested_fen=msg.annual_quota_fen, closing=msg.closing), now)
     if not msg.closing and msg.annual_quota_fen:
         await notify(uow, ctx, msg.relative_psn_no, notices.quota_granted(msg.annual_quota_fen, msg.year))
     await _report(ctx, uow, msg.binding_id, msg.year)
@@ -181,10 +197,13 @@ async def close_mirrors_of_binding(ctx: NodeContext, uow: UnitOfWork, snapshot: 
     """The binding ended: nothing more is spent from its quotas here, and the giver's node learns what was."""
     rows = (await uow.execute(for_update(sa.select(MIRRORS).where(MIRRORS.c.binding_id == snapshot.binding_id,
                                                                   MIRRORS.c.closed.is_(False))))).all()
-    for mirror in rows:
+    now = ctx.clock.now()
+    for row in rows:
+        mirror = Mirror.of(row).close()
         await uow.execute(sa.update(MIRRORS).where(MIRRORS.c.binding_id == mirror.binding_id,
                                                    MIRRORS.c.year == mirror.year).values(
-            annual_quota_fen=mirror.used_fen, closed=True, updated_at=ctx.clock.now()))
+            annual_quota_fen=mirror.annual_quota_fen, closed=mirror.closed, updated_at=now))
+        await audit.append(uow, JOURNAL_KIND, mirror.binding_id, mirror.journal(QuotaEvent.ENDED), now)
         await _report(ctx, uow, mirror.binding_id, mirror.year)
 
 
@@ -201,32 +220,34 @@ async def spendable_quotas(view: UnitOfWork | ReadView, receiver_psn_no: str, ye
             if row.annual_quota_fen > row.used_fen]
 
 
-async def _change_use(ctx: NodeContext, uow: UnitOfWork, binding_id: str, delta_fen: int, use: QuotaUse) -> None:
+async def _change_use(ctx: NodeContext, uow: UnitOfWork, binding_id: str, delta_fen: int, use: QuotaUse,
+                      ref: str) -> None:
     """Spend (delta > 0) or give back (delta < 0) on the mirror, post the relative's side of it, and tell
     the giver's node. The counterpart of the pharmacy or premium leg is CLEARING / PREMIUM_INCOME."""
     now = ctx.clock.now()
     year = quota_rules.quota_year(now)
-    mirror = await _locked_mirror(uow, binding_id, year)
-    if mirror is None:
+    row = await _locked_mirror(uow, binding_id, year)
+    if row is None:
         raise DomainError("QUOTA_NOT_FOUND", "no quota of this binding for this year")
-    if delta_fen > 0:
-        quota_rules.check_spend(limit_fen=mirror.annual_quota_fen, used_fen=mirror.used_fen, closed=mirror.closed,
-                                amount_fen=delta_fen)
-    used_fen = max(0, mirror.used_fen + delta_fen)
-    values: dict[str, Any] = {"used_fen": used_fen, "updated_at": now}
-    if mirror.closed:
-        values["annual_quota_fen"] = used_fen  # a closed quota stays at what was spent: the rest goes back
+    before = Mirror.of(row)
+    mirror = before.spend(delta_fen) if delta_fen > 0 else before.give_back(-delta_fen)
+    values: dict[str, Any] = {"used_fen": mirror.used_fen, "updated_at": now}
+    if mirror.annual_quota_fen != before.annual_quota_fen:
+        values["annual_quota_fen"] = mirror.annual_quota_fen  # a closed quota stays at what was spent
     await uow.execute(sa.update(MIRRORS).where(MIRRORS.c.binding_id == binding_id, MIRRORS.c.year == year)
                       .values(**values))
     counterpart = ledger.PREMIUM_INCOME if use == "premium" else ledger.CLEARING
     spend_id = "Q" + uuid.uuid4().hex
+    event = QuotaEvent.SPENT if delta_fen > 0 else QuotaEvent.RETURNED
+    await audit.append(uow, JOURNAL_KIND, binding_id, mirror.journal(
+        event, amount_fen=abs(delta_fen), use=use, spend_id=spend_id, payment_ref=ref[:80]), now)
     if delta_fen > 0:
         posting = ledger.move("QUOTA_SPEND", spend_id, ledger.QUOTA_DUE, counterpart, delta_fen)
     else:
         posting = ledger.move("QUOTA_SPEND_RETURN", spend_id, counterpart, ledger.QUOTA_DUE, -delta_fen)
     await ledger_repo.post(uow, posting, now)
     await emit(uow, topics.HUB_INBOUND, binding_id, QuotaSpent(
-        spend_id=spend_id, binding_id=binding_id, year=year, giver_admdvs=mirror.giver_admdvs,
+        spend_id=spend_id, binding_id=binding_id, year=year, giver_admdvs=row.giver_admdvs,
         relative_admdvs=ctx.admdvs, amount_fen=delta_fen, use=use,
         occurred_at=now), source=ctx.source, trace_id=binding_id)
     await _report(ctx, uow, binding_id, year)
@@ -235,13 +256,13 @@ async def _change_use(ctx: NodeContext, uow: UnitOfWork, binding_id: str, delta_
 async def spend_quota(ctx: NodeContext, uow: UnitOfWork, binding_id: str, amount_fen: int, ref: str,
                       use: QuotaUse = "pharmacy") -> None:
     """Spend from a received quota's mirror (inside the caller's transaction); `ref` names the payment."""
-    await _change_use(ctx, uow, binding_id, amount_fen, use)
+    await _change_use(ctx, uow, binding_id, amount_fen, use, ref)
 
 
 async def return_quota_spend(ctx: NodeContext, uow: UnitOfWork, binding_id: str, amount_fen: int, ref: str,
                              use: QuotaUse = "pharmacy") -> None:
     """Undo a spend (POS or medical cancel or reversal)."""
-    await _change_use(ctx, uow, binding_id, -amount_fen, use)
+    await _change_use(ctx, uow, binding_id, -amount_fen, use, ref)
 
 
 # ------------------------------------------------------------------------------------------------ /v1/me
