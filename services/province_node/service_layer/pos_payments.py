@@ -5,32 +5,33 @@ wallet -> SYS:CLEARING (the pharmacy is paid through clearing), quota parts thro
 state-changing message is keyed by its msgid and its answer is stored in the same transaction as its postings
 (`pos_operations`), so a retried message gets the same answer and moves nothing. A reversal (2601) undoes what
 its original did, or nothing if it did nothing, and leaves the original's msgid PREEMPTED if it has not arrived
-yet: the writes of one node are serialised (shared/db.py), so a reversal and its late original cannot both win."""
+yet: the writes of one node are serialised (shared/db.py), so a reversal and its late original cannot both win.
+The settlement's states, and what each message does to them, are domain/pos_settlement.py; its rows are
+adapters/pos_repo.py."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from services.province_node.adapters import ledger_repo
-from services.province_node.adapters.pos_tables import PosOperation, PosPaymentRow
-from services.province_node.domain import ledger, quota_rules
+from services.province_node.adapters import ledger_repo, pos_repo
+from services.province_node.adapters.pos_repo import PAYMENTS, PaymentRow, payment_from_row
+from services.province_node.domain import ledger, pos_settlement, quota_rules
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
 from services.province_node.domain.payment_split import Funds, Split, account_posting, split_payment
+from services.province_node.domain.pos_settlement import KIND_OF_INFNO, Effect, OperationKind, Transition
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS, person_by_psn_no
 from shared.contracts.internal_api import (
     PosBalances,
     PosCancelRequest,
-    PosPayment,
     PosPaymentRequest,
     PosPaymentResult,
     PosPerson,
@@ -38,27 +39,9 @@ from shared.contracts.internal_api import (
     PosReverseRequest,
     PosSplitPreview,
 )
-from shared.db import Prepared, ReadView, UnitOfWork, for_update
+from shared.db import ReadView, UnitOfWork
 
-PAYMENTS = PosPaymentRow.__table__  # type: ignore[attr-defined]
-OPERATIONS = PosOperation.__table__  # type: ignore[attr-defined]
-
-# Built once: every settle runs these, and their compiled forms are reused.
-_OPERATION = Prepared(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == sa.bindparam("b_msgid")))
-_NEW_OPERATION = Prepared(sa.insert(OPERATIONS))
-_NEW_PAYMENT = Prepared(sa.insert(PAYMENTS))
-_PAYMENT = Prepared(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == sa.bindparam("b_setl_id")))
-# Locked reads of what a cancel or reversal is about to change: two of them for one settlement (on two replicas,
-# or a 2103 beside a 2601) then run one after the other, and the second sees what the first did.
-_PAYMENT_LOCKED = Prepared(for_update(sa.select(PAYMENTS).where(PAYMENTS.c.setl_id == sa.bindparam("b_setl_id"))))
-_OPERATION_LOCKED = Prepared(for_update(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == sa.bindparam("b_msgid"))))
-
-# What each kind of original message is called on the wire, for 2601's `oinfno`.
-_KIND_OF_INFNO = {"2102": "SETTLE", "2103": "CANCEL"}
-
-# What a message did to its settlement: CHARGE made it take effect (SETTLED), REFUND ended that (CANCELLED or
-# REVERSED), NONE changed nothing. Stored per message, so a reversal knows whether there is anything to undo.
-Effect = Literal["CHARGE", "REFUND", "NONE"]
+__all__ = ["PAYMENTS", "cancel", "lookup_person", "preview", "reverse", "settle"]
 
 
 class Conflict(DomainError):
@@ -144,13 +127,14 @@ def _request_hash(request: BaseModel) -> str:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def _stored_answer(uow: UnitOfWork, msgid: str, kind: str, request_hash: str) -> PosPaymentResult | None:
+async def _stored_answer(uow: UnitOfWork, msgid: str, kind: OperationKind,
+                         request_hash: str) -> PosPaymentResult | None:
     """The answer already given to this msgid, or None if it is new. A msgid reversed before it arrived, or
     reused for another message, is refused."""
-    row = (await uow.execute(_OPERATION, {"b_msgid": msgid})).first()
+    row = await pos_repo.operation(uow, msgid)
     if row is None:
         return None
-    if row.kind == "PREEMPTED":
+    if row.kind == OperationKind.PREEMPTED:
         raise Conflict("MSGID_REVERSED", f"message {msgid} was reversed (2601 {row.reversed_by}) before it "
                                          "arrived; it can never take effect")
     if row.kind != kind or row.request_hash != request_hash:
@@ -158,46 +142,43 @@ async def _stored_answer(uow: UnitOfWork, msgid: str, kind: str, request_hash: s
     return PosPaymentResult.model_validate_json(row.response)
 
 
-async def _remember(ctx: NodeContext, uow: UnitOfWork, msgid: str, kind: str, request_hash: str,
+async def _remember(ctx: NodeContext, uow: UnitOfWork, msgid: str, kind: OperationKind, request_hash: str,
                     result: PosPaymentResult) -> PosPaymentResult:
-    await uow.execute(_NEW_OPERATION, {
-        "msgid": msgid, "kind": kind, "setl_id": result.payment.setl_id if result.payment else None,
-        "effect": result.effect, "request_hash": request_hash, "response": result.model_dump_json().encode(),
-        "reversed_by": None, "created_at": ctx.clock.now()})
+    await pos_repo.add_operation(uow, pos_repo.OperationRow(
+        msgid=msgid, kind=kind.value, setl_id=result.payment.setl_id if result.payment else None,
+        effect=result.effect, request_hash=request_hash, response=result.model_dump_json().encode(),
+        reversed_by=None, created_at=ctx.clock.now()))
     return result
 
 
-def _payment_of(row: Any) -> PosPayment:
-    return PosPayment.model_validate({key: getattr(row, key) for key in PosPayment.model_fields})
-
-
-def _quota_parts(row: Any) -> list[tuple[str, int]]:
-    return [(str(binding_id), int(amount_fen)) for binding_id, amount_fen in orjson.loads(row.quota_parts)]
-
-
-async def _move(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, *, refund: bool) -> None:
+async def _move(ctx: NodeContext, uow: UnitOfWork, row: PaymentRow, kind: str, *, refund: bool) -> None:
     """Charge (or give back) exactly the parts this payment was paid from."""
     now = ctx.clock.now()
     posting = account_posting(kind, row.setl_id, row.psn_no, row.acct_pay_fen, row.wallet_pay_fen, refund=refund)
     if posting is not None:
         await ledger_repo.post(uow, posting, now)
-    for binding_id, amount_fen in _quota_parts(row):
+    for binding_id, amount_fen in row.quota_spends():
         if refund:
             await quotas.return_quota_spend(ctx, uow, binding_id, amount_fen, row.setl_id)
         else:
             await quotas.spend_quota(ctx, uow, binding_id, amount_fen, row.setl_id)
 
 
-async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: str) -> Any:
-    await uow.execute(sa.update(PAYMENTS).where(PAYMENTS.c.setl_id == row.setl_id).values(
-        state=state, version=row.version + 1, updated_at=ctx.clock.now()))
-    return (await uow.execute(_PAYMENT, {"b_setl_id": row.setl_id})).one()
+async def _apply(ctx: NodeContext, uow: UnitOfWork, row: PaymentRow, transition: Transition,
+                 ledger_kind: str) -> PaymentRow:
+    """Move the money a transition says (CHARGE or REFUND the parts the payment was paid from), then write its
+    state: the row as it is after."""
+    if transition.effect != Effect.NONE:
+        await _move(ctx, uow, row, ledger_kind, refund=transition.effect == Effect.REFUND)
+    if not transition.changes(row.settlement_state):
+        return row
+    return await pos_repo.change_state(uow, row, transition.state, ctx.clock.now())
 
 
-async def _result(ctx: NodeContext, uow: UnitOfWork, effect: Effect, row: Any | None,
+async def _result(ctx: NodeContext, uow: UnitOfWork, effect: Effect, row: PaymentRow | None,
                   psn_no: str) -> PosPaymentResult:
     _, balances = await _funds(ctx, uow, psn_no)
-    return PosPaymentResult(effect=effect, payment=None if row is None else _payment_of(row),
+    return PosPaymentResult(effect=effect.value, payment=None if row is None else payment_from_row(row),
                             balances_after=balances)
 
 
@@ -210,7 +191,7 @@ def _check_still_awaited(ctx: NodeContext, answer_by: datetime | None) -> None:
 async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) -> PosPaymentResult:
     """2102, once per msgid."""
     request_hash = _request_hash(request)
-    stored = await _stored_answer(uow, request.msgid, "SETTLE", request_hash)
+    stored = await _stored_answer(uow, request.msgid, OperationKind.SETTLE, request_hash)
     if stored is not None:
         return stored
     _check_still_awaited(ctx, request.answer_by)
@@ -222,23 +203,25 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
     funds, balances = await _funds(ctx, uow, request.psn_no)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     now = ctx.clock.now()
-    row = SimpleNamespace(
+    transition = pos_settlement.settled()
+    row = PaymentRow(
         setl_id=_new_id(ctx), msgid=request.msgid, mdtrt_id=_new_id(ctx), psn_no=request.psn_no,
-        fixmedins_code=request.fixmedins_code, insutype=request.insutype, state="SETTLED", version=1,
+        fixmedins_code=request.fixmedins_code, insutype=request.insutype, state=transition.state.value, version=1,
         medfee_fen=request.medfee_fen, eligible_fen=request.eligible_fen, acct_pay_fen=split.acct_pay_fen,
         wallet_pay_fen=split.wallet_pay_fen, quota_pay_fen=split.quota_pay_fen,
         quota_parts=orjson.dumps(split.quota_parts).decode(), cash_pay_fen=split.cash_pay_fen, settled_at=now,
         updated_at=now)
-    await uow.execute(_NEW_PAYMENT, vars(row))
+    await pos_repo.add_payment(uow, row)
     await _move(ctx, uow, row, "POS_SETTLE", refund=False)
     # The balances read above, less this split: the same rows, under the same write lock (the hot path
     # saves reading them again).
-    result = PosPaymentResult(effect="CHARGE", payment=_payment_of(row), balances_after=_after(balances, split))
-    return await _remember(ctx, uow, request.msgid, "SETTLE", request_hash, result)
+    result = PosPaymentResult(effect=transition.effect.value, payment=payment_from_row(row),
+                              balances_after=_after(balances, split))
+    return await _remember(ctx, uow, request.msgid, OperationKind.SETTLE, request_hash, result)
 
 
-async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str) -> Any:
-    row = (await uow.execute(_PAYMENT_LOCKED, {"b_setl_id": setl_id})).first()
+async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str) -> PaymentRow:
+    row = await pos_repo.payment_locked(uow, setl_id)
     if row is None:
         raise NotFound("SETTLEMENT_NOT_FOUND", f"no settlement {setl_id} in this province")
     if row.psn_no != psn_no or row.fixmedins_code != fixmedins_code:
@@ -249,65 +232,40 @@ async def _own_payment(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_cod
 async def cancel(ctx: NodeContext, uow: UnitOfWork, request: PosCancelRequest) -> PosPaymentResult:
     """2103: every part back where it came from. Cancelling a cancelled settlement again moves nothing."""
     request_hash = _request_hash(request)
-    stored = await _stored_answer(uow, request.msgid, "CANCEL", request_hash)
+    stored = await _stored_answer(uow, request.msgid, OperationKind.CANCEL, request_hash)
     if stored is not None:
         return stored
     _check_still_awaited(ctx, request.answer_by)
     row = await _own_payment(uow, request.setl_id, request.psn_no, request.fixmedins_code)
-    if row.state == "REVERSED":
-        raise DomainError("SETTLEMENT_REVERSED", f"settlement {request.setl_id} was reversed; nothing to cancel")
-    effect: Effect = "NONE"
-    if row.state == "SETTLED":
-        await _move(ctx, uow, row, "POS_CANCEL", refund=True)
-        row = await _change_state(ctx, uow, row, "CANCELLED")
-        effect = "REFUND"
-    return await _remember(ctx, uow, request.msgid, "CANCEL", request_hash,
-                           await _result(ctx, uow, effect, row, request.psn_no))
+    transition = pos_settlement.after_cancel(row.settlement_state, request.setl_id)
+    row = await _apply(ctx, uow, row, transition, "POS_CANCEL")
+    return await _remember(ctx, uow, request.msgid, OperationKind.CANCEL, request_hash,
+                           await _result(ctx, uow, transition.effect, row, request.psn_no))
 
 
 async def reverse(ctx: NodeContext, uow: UnitOfWork, request: PosReverseRequest) -> PosPaymentResult:
     """2601: undo what message `omsgid` did while it is still in force; if it never arrived, make sure it never
     takes effect."""
     request_hash = _request_hash(request)
-    stored = await _stored_answer(uow, request.msgid, "REVERSE", request_hash)
+    stored = await _stored_answer(uow, request.msgid, OperationKind.REVERSE, request_hash)
     if stored is not None:
         return stored
-    original = (await uow.execute(_OPERATION_LOCKED, {"b_msgid": request.omsgid})).first()
+    original = await pos_repo.operation_locked(uow, request.omsgid)
     if original is None:
-        await uow.execute(_NEW_OPERATION, {
-            "msgid": request.omsgid, "kind": "PREEMPTED", "setl_id": None, "effect": "NONE", "request_hash": "",
-            "response": b"", "reversed_by": request.msgid, "created_at": ctx.clock.now()})
-        return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
-                               await _result(ctx, uow, "NONE", None, request.psn_no))
-    if original.kind == "PREEMPTED":
-        return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
-                               await _result(ctx, uow, "NONE", None, request.psn_no))
-    if original.kind != _KIND_OF_INFNO[request.oinfno]:
+        await pos_repo.preempt(uow, request.omsgid, request.msgid, ctx.clock.now())
+        return await _remember(ctx, uow, request.msgid, OperationKind.REVERSE, request_hash,
+                               await _result(ctx, uow, Effect.NONE, None, request.psn_no))
+    if original.kind == OperationKind.PREEMPTED:
+        return await _remember(ctx, uow, request.msgid, OperationKind.REVERSE, request_hash,
+                               await _result(ctx, uow, Effect.NONE, None, request.psn_no))
+    if original.kind != KIND_OF_INFNO[request.oinfno]:
         raise DomainError("OINFNO_MISMATCH", f"message {request.omsgid} was not a {request.oinfno}")
+    assert original.setl_id is not None, f"a {original.kind} names its settlement"
     row = await _own_payment(uow, original.setl_id, request.psn_no, request.fixmedins_code)
-    effect: Effect = "NONE"
-    # Only a message that changed its settlement has something to undo, and only once.
-    if original.reversed_by is None and original.effect != "NONE":
-        row, effect = await _undo(ctx, uow, row, original.kind)
+    transition = pos_settlement.after_reversal(original.operation_kind, Effect(original.effect),
+                                               original.reversed_by is not None, row.settlement_state)
+    row = await _apply(ctx, uow, row, transition, "POS_REVERSAL")
     if original.reversed_by is None:
-        await uow.execute(sa.update(OPERATIONS).where(OPERATIONS.c.msgid == request.omsgid).values(
-            reversed_by=request.msgid))
-    return await _remember(ctx, uow, request.msgid, "REVERSE", request_hash,
-                           await _result(ctx, uow, effect, row, request.psn_no))
-
-
-async def _undo(ctx: NodeContext, uow: UnitOfWork, row: Any, original_kind: str) -> tuple[Any, Effect]:
-    if original_kind == "SETTLE":
-        if row.state == "SETTLED":
-            await _move(ctx, uow, row, "POS_REVERSAL", refund=True)
-            return await _change_state(ctx, uow, row, "REVERSED"), "REFUND"
-        if row.state == "CANCELLED":
-            # The cancel already gave the money back; the settlement is now void for good.
-            return await _change_state(ctx, uow, row, "REVERSED"), "NONE"
-        return row, "NONE"
-    if row.state == "CANCELLED":
-        # Undoing a cancel charges the same parts again; if they have been spent since, the ledger's guard
-        # refuses (INSUFFICIENT_FUNDS) and nothing changes.
-        await _move(ctx, uow, row, "POS_REVERSAL", refund=False)
-        return await _change_state(ctx, uow, row, "SETTLED"), "CHARGE"
-    return row, "NONE"
+        await pos_repo.mark_reversed(uow, request.omsgid, request.msgid)
+    return await _remember(ctx, uow, request.msgid, OperationKind.REVERSE, request_hash,
+                           await _result(ctx, uow, transition.effect, row, request.psn_no))
