@@ -1,6 +1,6 @@
 """Bindings as seen from a province node. The hub's registry decides (kinship check, state changes); the node
 asks it over internal HTTP and keeps a replica, refreshed by `wallet.binding.changed.v1` events, that the
-transfer path reads locally."""
+transfer path reads locally (domain/binding_replica.py: which snapshot wins, who may use a binding)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.province_node.adapters.confirmation_tables import BindingConfirmation
-from services.province_node.adapters.tables import BindingReplica, Notification
-from services.province_node.domain import notices
+from services.province_node.adapters import binding_repo
+from services.province_node.adapters.binding_repo import BINDINGS as BINDINGS  # read by other use cases
+from services.province_node.adapters.binding_repo import BindingRow
+from services.province_node.adapters.tables import Notification
+from services.province_node.domain import binding_replica, notices
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import person_by_psn_no
@@ -25,7 +27,6 @@ from shared.tables import table
 from shared.tokens import Claims
 
 log = logging.getLogger("yibao.node.notices")
-BINDINGS = table(BindingReplica)
 NOTIFICATIONS = table(Notification)
 
 # An ID number's shape as OpenAPI documents it (surrounding blanks are forgiven, as shared/ids.py does); the
@@ -43,10 +44,10 @@ class BindingCreate(BaseModel):
     relation: Relation
 
 
-def view_of(row: Any) -> dict[str, Any]:
+def view_of(row: BindingRow | BindingSnapshot) -> dict[str, Any]:
     return {
         "binding_id": row.binding_id,
-        "state": row.state,
+        "state": str(row.state),
         "giver_psn_no": row.giver_psn_no,
         "giver_admdvs": row.giver_admdvs,
         "relative_psn_no": row.relative_psn_no,
@@ -60,20 +61,19 @@ def view_of(row: Any) -> dict[str, Any]:
 
 async def apply_snapshot(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> bool:
     """Keep the replica at the highest version; True when this snapshot changed it."""
-    current = (await uow.execute(sa.select(BINDINGS.c.version).where(
-        BINDINGS.c.binding_id == snapshot.binding_id))).first()
-    values = snapshot.model_dump()
-    if current is None:
-        await uow.execute(sa.insert(BINDINGS).values(**values))
-    elif current.version < snapshot.version:
-        await uow.execute(sa.update(BINDINGS).where(BINDINGS.c.binding_id == snapshot.binding_id).values(**values))
-    else:
+    current_version = await binding_repo.version_of(uow, snapshot.binding_id)
+    if not binding_replica.is_newer(current_version, snapshot.version):
         return False
+    values = snapshot.model_dump()
+    if current_version is None:
+        await binding_repo.add(uow, values)
+    else:
+        await binding_repo.replace(uow, snapshot.binding_id, values)
     if snapshot.giver_admdvs == ctx.admdvs:
         await notify(uow, ctx, snapshot.giver_psn_no,
                      notices.binding_changed(snapshot.relative_name_masked, snapshot.state, snapshot.ended_reason))
     relative_text = notices.binding_changed_for_relative(snapshot.state, snapshot.ended_reason)
-    if snapshot.relative_admdvs == ctx.admdvs and snapshot.state == "PENDING_CONSENT":
+    if snapshot.relative_admdvs == ctx.admdvs and binding_replica.asks_relative_to_confirm(snapshot.state):
         # Issue 13: the request notice carries the relative's SMS confirmation code (sms_confirmation.py).
         from services.province_node.service_layer import sms_confirmation  # a cycle: it applies snapshots
         code = await sms_confirmation.issue_code(ctx, uow, snapshot)
@@ -122,9 +122,9 @@ async def request_binding(ctx: NodeContext, claims: Claims, body: BindingCreate,
     ))
 
 
-async def record_created(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> tuple[int, Any]:
+async def record_created(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> dict[str, Any]:
     await apply_snapshot(ctx, uow, snapshot)
-    return 201, {
+    return {
         "binding_id": snapshot.binding_id,
         "state": snapshot.state,
         "giver_psn_no": snapshot.giver_psn_no,
@@ -146,39 +146,31 @@ async def end_at_hub(ctx: NodeContext, claims: Claims, binding_id: str) -> Bindi
                                         BindingActionRequest(psn_no=claims.psn_no, reason="UNBOUND"))
 
 
-async def record_change(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> tuple[int, Any]:
+async def record_change(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> dict[str, Any]:
     await apply_snapshot(ctx, uow, snapshot)
-    return 200, view_of(snapshot)
+    return view_of(snapshot)
 
 
 async def list_bindings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
     """At the relative's node each confirmed binding also says how it was confirmed (issue 13): `face`, `sms`
     or `counter` (with the clerk's id)."""
-    confirmations = BindingConfirmation.__table__  # type: ignore[attr-defined]
-    rows = await view.execute(sa.select(BINDINGS, confirmations.c.method, confirmations.c.clerk_id).outerjoin(
-        confirmations, confirmations.c.binding_id == BINDINGS.c.binding_id).where(
-        sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no)
-    ).order_by(BINDINGS.c.created_at))
     listed = []
-    for row in rows:
-        item = view_of(row)
-        if row.method is not None:
-            item["confirmed_via"] = row.method
-            if row.clerk_id is not None:
-                item["confirmed_by_clerk_id"] = row.clerk_id
+    for found in await binding_repo.of_person(view, psn_no):
+        item = view_of(found.binding)
+        if found.confirmed_via is not None:
+            item["confirmed_via"] = found.confirmed_via
+            if found.clerk_id is not None:
+                item["confirmed_by_clerk_id"] = found.clerk_id
         listed.append(item)
     return listed
 
 
-_BINDING_BY_ID = sa.select(BINDINGS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
-
-
-async def binding_for_giver(view: UnitOfWork | ReadView, binding_id: str, giver_psn_no: str) -> Any:
-    row = (await view.execute(_BINDING_BY_ID, {"binding_id": binding_id})).first()
-    if row is None or giver_psn_no not in (row.giver_psn_no, row.relative_psn_no):
+async def binding_for_giver(view: UnitOfWork | ReadView, binding_id: str, giver_psn_no: str) -> BindingRow:
+    row = await binding_repo.binding(view, binding_id)
+    if row is None:
         raise NotFound("BINDING_NOT_FOUND", "no such binding for this person")
-    if row.giver_psn_no != giver_psn_no:
-        raise Forbidden("NOT_BINDING_GIVER", "only the giver of a binding can do this")
+    binding_replica.check_giver(giver_psn_no=row.giver_psn_no, relative_psn_no=row.relative_psn_no,
+                                psn_no=giver_psn_no)
     return row
 
 

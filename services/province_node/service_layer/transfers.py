@@ -1,30 +1,35 @@
-"""Transfers, the heart of mutual aid (DESIGN.md "Flow of a cross-province transfer").
+"""Transfers, the heart of mutual aid (DESIGN.md "Flow of a cross-province transfer"); the states and what each
+change does are domain/transfer_lifecycle.py, the rows adapters/transfer_repo.py.
 
-Source side: accept in one transaction (checks, PA -> IN_FLIGHT, transfer row, outbox), settle when the hub
-says (IN_FLIGHT -> CLEARING, or back to the PA). Destination side: credit once (CLEARING -> WALLET) unless the
+Source side: accept in one transaction (checks, PA -> IN_FLIGHT, transfer row, outbox); close when the hub
+decides (IN_FLIGHT -> CLEARING, or back to the PA). Destination side: credit once (CLEARING -> WALLET) unless the
 deadline passed or the hub cancelled first; every answer goes back to the hub through the outbox.
 
 Where receivers must accept (config: YIBAO_TRANSFER_ACCEPT_REQUIRED_PROVINCES), the destination holds an arriving
 transfer as AWAITING_ACCEPTANCE instead of crediting it, and tells the hub until when (accept_by, next 06:00).
 Then exactly one of three ends it, whichever locks the held row first (`FOR UPDATE`, across replicas too): the
-receiver accepts
-(credited by the same code as an immediate credit), accept_by passes (the expiry scan rejects it,
-NOT_ACCEPTED), or the hub cancels (binding ended, or the hub's own deadline passed). The held row is the one
+receiver accepts (credited by the same code as an immediate credit), accept_by passes (the expiry scan rejects
+it, NOT_ACCEPTED), or the hub cancels (binding ended, or the hub's own deadline passed). The held row is the one
 place each of them reads and changes, so a cancelled or expired transfer can never be accepted afterwards."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from services.province_node.adapters import ledger_repo
-from services.province_node.adapters.tables import TransferIn, TransferOut
-from services.province_node.domain import ledger, notices
+from services.province_node.adapters import binding_repo, ledger_repo, transfer_repo
+from services.province_node.adapters.transfer_repo import IN as IN  # read by tests
+from services.province_node.adapters.transfer_repo import OUT as OUT  # read by tests
+from services.province_node.adapters.transfer_repo import ReceivedTransfer, SentTransfer
+from services.province_node.domain import binding_replica, ledger, notices
+from services.province_node.domain import transfer_lifecycle as lifecycle
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
+from services.province_node.domain.transfer_lifecycle import Answer, ReceivedState, SentState
 from services.province_node.domain.transfer_rules import accept_by, check_transfer, shanghai_day
-from services.province_node.service_layer.bindings import BINDINGS, binding_for_giver, notify
+from services.province_node.service_layer.bindings import binding_for_giver, notify
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from shared import audit
@@ -40,15 +45,9 @@ from shared.contracts.events import (
     TransferSettled,
     TransferUnderReview,
 )
-from shared.db import ReadView, UnitOfWork, for_update
+from shared.db import ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.tokens import Claims
-
-OUT = TransferOut.__table__  # type: ignore[attr-defined]
-IN = TransferIn.__table__  # type: ignore[attr-defined]
-AWAITING = "AWAITING_ACCEPTANCE"
-HELD = "HELD"  # issue 12: held at the hub for a risk review; the money stays in flight
-IN_FLIGHT_STATES = ("ACCEPTED", HELD)
 
 
 def parse_amount_fen(value: Any) -> int:
@@ -57,19 +56,11 @@ def parse_amount_fen(value: Any) -> int:
     return value
 
 
-# The accept path's statements, built once (their compiled forms are reused on every transfer).
 _INSURED = sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("psn_no"))
-_SENT_TODAY = sa.select(sa.func.count()).select_from(OUT).where(
-    OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day"))
-_NEW_OUT = sa.insert(OUT)
-_OUT_BY_ID = for_update(sa.select(OUT).where(OUT.c.transfer_id == sa.bindparam("transfer_id")))
-_IN_STATE = sa.select(IN.c.state).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
-_NEW_IN = sa.insert(IN)
-_BINDING_STATE = sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 
 
 async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: Any,
-                        amount: Any) -> tuple[int, Any]:
+                        amount: Any) -> dict[str, Any]:
     if not isinstance(binding_id, str) or not binding_id:
         raise DomainError("VALIDATION_ERROR", "binding_id is required")
     amount_fen = parse_amount_fen(amount)
@@ -77,8 +68,7 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     if not claims.has_face_step_up(now.timestamp()):
         raise Forbidden("STEP_UP_REQUIRED", "a transfer needs a face verification in the last 5 minutes")
     binding = await binding_for_giver(uow, binding_id, claims.psn_no)
-    if binding.state != "ACTIVE":
-        raise DomainError("BINDING_NOT_ACTIVE", f"the binding is {binding.state}")
+    binding_replica.check_active(binding.state)
     insured = (await uow.execute(_INSURED, {"psn_no": claims.psn_no})).scalar()
     if not insured:
         # Bindings end with the insurance (person_status.py): refused at once, before the hub's BindingChanged.
@@ -88,56 +78,59 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     # and check the balance one after the other, so the daily limit holds.
     await ledger_repo.lock_accounts(uow, [pa])
     day = shanghai_day(now)
-    sent_today = (await uow.execute(_SENT_TODAY, {"giver": claims.psn_no, "day": day})).scalar_one()
-    check_transfer(ctx.policy, amount_fen=amount_fen, now=now, sent_today=int(sent_today),
+    check_transfer(ctx.policy, amount_fen=amount_fen, now=now,
+                   sent_today=await transfer_repo.count_sent_on(uow, claims.psn_no, day),
                    balance_fen=await ledger_repo.balance(uow, pa) or 0)
     transfer_id = "T" + uuid.uuid4().hex
-    await ledger_repo.post(uow, ledger.move("TRANSFER_HOLD", transfer_id, pa, ledger.IN_FLIGHT, amount_fen), now)
-    await uow.execute(_NEW_OUT, {
-        "transfer_id": transfer_id, "binding_id": binding_id, "giver_psn_no": claims.psn_no,
-        "receiver_psn_no": binding.relative_psn_no, "receiver_admdvs": binding.relative_admdvs,
-        "amount_fen": amount_fen, "state": "ACCEPTED", "accepted_day": day, "accepted_at": now})
+    await ledger_repo.post(uow, lifecycle.hold(claims.psn_no, transfer_id, amount_fen), now)
+    await transfer_repo.add_sent(uow, SentTransfer(
+        transfer_id=transfer_id, binding_id=binding_id, giver_psn_no=claims.psn_no,
+        receiver_psn_no=binding.relative_psn_no, receiver_admdvs=binding.relative_admdvs, amount_fen=amount_fen,
+        state=SentState.ACCEPTED, reason=None, accepted_day=day, accepted_at=now, credited_at=None,
+        settled_at=None))
     await emit(uow, topics.HUB_INBOUND, transfer_id, TransferRequested(
         transfer_id=transfer_id, binding_id=binding_id, giver_psn_no=claims.psn_no, giver_admdvs=ctx.admdvs,
         receiver_psn_no=binding.relative_psn_no, receiver_admdvs=binding.relative_admdvs, amount_fen=amount_fen,
         accepted_at=now), source=ctx.source, trace_id=transfer_id)
-    return 202, {"transfer_id": transfer_id, "state": "ACCEPTED", "amount_fen": amount_fen,
-                 "binding_id": binding_id, "accepted_at": iso(now)}
+    return {"transfer_id": transfer_id, "state": SentState.ACCEPTED.value, "amount_fen": amount_fen,
+            "binding_id": binding_id, "accepted_at": iso(now)}
+
+
+# ----------------------------------------------------------------------------------- the receiver's node
 
 
 async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: TransferCredit) -> None:
-    if (await uow.execute(_IN_STATE, {"transfer_id": msg.transfer_id})).first():
+    if await transfer_repo.received_state(uow, msg.transfer_id) is not None:
         return  # already decided (credited, rejected or cancelled): the first decision stands
     now = ctx.clock.now()
-    reason = await _credit_refusal(ctx, uow, msg, now)
-    row = {"transfer_id": msg.transfer_id, "binding_id": msg.binding_id, "giver_psn_no": msg.giver_psn_no,
-           "giver_admdvs": msg.giver_admdvs, "receiver_psn_no": msg.receiver_psn_no, "amount_fen": msg.amount_fen,
-           "accepted_at": msg.accepted_at}
-    if reason:
-        await uow.execute(_NEW_IN, {"state": "REJECTED", "reason": reason, **row})
-        await _answer(ctx, uow, TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=reason),
-                      env.trace_id)
-    elif ctx.settings.receivers_must_accept:
-        deadline = accept_by(now, ctx.settings.accept_by_time)
-        await uow.execute(sa.insert(IN).values(state=AWAITING, accept_by=deadline, **row))
-        await notify(uow, ctx, msg.receiver_psn_no, notices.transfer_awaiting_acceptance(msg.amount_fen, deadline))
+    reason = await _credit_refusal(uow, msg, now)
+    state = lifecycle.on_arrival(reason, receivers_must_accept=ctx.settings.receivers_must_accept)
+    held_until = accept_by(now, ctx.settings.accept_by_time) if state is ReceivedState.AWAITING_ACCEPTANCE else None
+    await transfer_repo.add_received(uow, ReceivedTransfer(
+        transfer_id=msg.transfer_id, binding_id=msg.binding_id, giver_psn_no=msg.giver_psn_no,
+        giver_admdvs=msg.giver_admdvs, receiver_psn_no=msg.receiver_psn_no, amount_fen=msg.amount_fen,
+        state=state, reason=reason, accepted_at=msg.accepted_at,
+        credited_at=now if state is ReceivedState.CREDITED else None, accept_by=held_until))
+    if state is ReceivedState.REJECTED:
+        await _answer(ctx, uow, TransferCreditResult(transfer_id=msg.transfer_id, outcome=Answer.REJECTED.value,
+                                                     reason=reason), env.trace_id)
+    elif held_until is not None:
+        await notify(uow, ctx, msg.receiver_psn_no, notices.transfer_awaiting_acceptance(msg.amount_fen, held_until))
         await emit(uow, topics.HUB_INBOUND, msg.transfer_id,
-                   TransferAwaitingAcceptance(transfer_id=msg.transfer_id, accept_by=deadline),
+                   TransferAwaitingAcceptance(transfer_id=msg.transfer_id, accept_by=held_until),
                    source=ctx.source, trace_id=env.trace_id)
     else:
-        await uow.execute(_NEW_IN, {"state": "CREDITED", "credited_at": now, **row})
         await _credit(ctx, uow, msg.transfer_id, msg.receiver_psn_no, msg.amount_fen, now, env.trace_id)
 
 
 async def _credit(ctx: NodeContext, uow: UnitOfWork, transfer_id: str, receiver_psn_no: str, amount_fen: int,
-                  now: Any, trace_id: str) -> None:
+                  now: datetime, trace_id: str) -> None:
     """The credit itself, on arrival or when the receiver accepts: CLEARING -> wallet, the receiver's notice,
     the CREDITED answer to the hub. The caller has marked the transfers_in row CREDITED."""
-    await ledger_repo.post(uow, ledger.move("TRANSFER_CREDIT", transfer_id, ledger.CLEARING,
-                                            ledger.wallet_account(receiver_psn_no), amount_fen), now)
+    await ledger_repo.post(uow, lifecycle.credit_posting(transfer_id, receiver_psn_no, amount_fen), now)
     await notify(uow, ctx, receiver_psn_no, notices.transfer_received(amount_fen))
-    await _answer(ctx, uow, TransferCreditResult(transfer_id=transfer_id, outcome="CREDITED", credited_at=now),
-                  trace_id)
+    await _answer(ctx, uow, TransferCreditResult(transfer_id=transfer_id, outcome=Answer.CREDITED.value,
+                                                 credited_at=now), trace_id)
 
 
 async def _answer(ctx: NodeContext, uow: UnitOfWork, result: TransferCreditResult, trace_id: str) -> None:
@@ -145,48 +138,33 @@ async def _answer(ctx: NodeContext, uow: UnitOfWork, result: TransferCreditResul
 
 
 async def _binding_ended(uow: UnitOfWork, binding_id: str) -> bool:
-    """This node already knows the binding ended: a transfer on it is refused, not credited (the hub's cancel
-    for it is on its way, and ending a binding refunds what is in flight on it)."""
-    state = (await uow.execute(_BINDING_STATE, {"binding_id": binding_id})).scalar()
-    return bool(state == "ENDED")
+    return binding_replica.has_ended(await binding_repo.state_of(uow, binding_id))
 
 
-async def _credit_refusal(ctx: NodeContext, uow: UnitOfWork, msg: TransferCredit, now: Any) -> str | None:
-    if now > msg.credit_by:
-        return "EXPIRED"
+async def _credit_refusal(uow: UnitOfWork, msg: TransferCredit, now: datetime) -> str | None:
+    """The facts the credit rule needs (lifecycle.credit_refusal), each read only while the ones before it pass."""
     person = (await uow.execute(_INSURED, {"psn_no": msg.receiver_psn_no})).first()
-    if person is None:
-        return "RECEIVER_UNKNOWN"
-    if not person.insured:
-        return "RECEIVER_NOT_INSURED"
-    if await ledger_repo.balance(uow, ledger.wallet_account(msg.receiver_psn_no)) is None:
-        return "WALLET_NOT_OPEN"
-    if await _binding_ended(uow, msg.binding_id):
-        return "BINDING_NOT_ACTIVE"
-    return None
+    insured = None if person is None else bool(person.insured)
+    wallet = ledger.wallet_account(msg.receiver_psn_no)
+    wallet_open = bool(insured) and await ledger_repo.balance(uow, wallet) is not None
+    binding_ended = wallet_open and await _binding_ended(uow, msg.binding_id)
+    return lifecycle.credit_refusal(now=now, credit_by=msg.credit_by, receiver_insured=insured,
+                                    wallet_open=wallet_open, binding_ended=binding_ended)
 
 
-async def accept_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, transfer_id: str) -> tuple[int, Any]:
+async def accept_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, transfer_id: str) -> dict[str, Any]:
     """`POST /v1/transfers/{id}:accept`, the receiver at their own node. No face step-up: accepting only lets
     money in, into the receiver's own wallet (the giver's face verification guarded the money leaving)."""
-    row = (await uow.execute(for_update(sa.select(IN).where(IN.c.transfer_id == transfer_id,
-                                                            IN.c.receiver_psn_no == claims.psn_no)))).first()
+    row = await transfer_repo.received_for_person(uow, claims.psn_no, transfer_id)
     if row is None:
         raise NotFound("TRANSFER_NOT_FOUND", "no such transfer for this person")
-    if row.state == "CREDITED":
-        return 200, _in_view(row)  # accepting twice is harmless
-    if row.state != AWAITING:
-        raise DomainError("TRANSFER_NOT_AWAITING_ACCEPTANCE", f"the transfer is {row.state}")
     now = ctx.clock.now()
-    if now >= row.accept_by:
-        raise DomainError("ACCEPTANCE_EXPIRED", "the time to accept has passed; the transfer returns to the giver")
-    if await _binding_ended(uow, row.binding_id):
-        raise DomainError("BINDING_NOT_ACTIVE", "the binding has ended; the transfer returns to the giver")
-    await uow.execute(sa.update(IN).where(IN.c.transfer_id == transfer_id).values(state="CREDITED",
-                                                                                   credited_at=now))
+    if lifecycle.accept(row.state, accept_by=row.accept_by, now=now) is None:
+        return _in_view(row)  # accepting twice is harmless
+    lifecycle.refuse_acceptance_if_binding_ended(await _binding_ended(uow, row.binding_id))
+    await transfer_repo.set_received(uow, transfer_id, ReceivedState.CREDITED, credited_at=now)
     await _credit(ctx, uow, transfer_id, row.receiver_psn_no, row.amount_fen, now, transfer_id)
-    credited = (await uow.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id))).one()
-    return 200, _in_view(credited)
+    return _in_view(await transfer_repo.received(uow, transfer_id))
 
 
 async def reject_unaccepted(ctx: NodeContext, uow: UnitOfWork, limit: int = 500) -> int:
@@ -194,15 +172,13 @@ async def reject_unaccepted(ctx: NodeContext, uow: UnitOfWork, limit: int = 500)
     receiver can no longer accept them, and that answer to the hub, which refunds."""
     if not await uow.lead("transfer-acceptance"):
         return 0
-    now = ctx.clock.now()
-    rows = (await uow.execute(sa.select(IN.c.transfer_id).where(IN.c.state == AWAITING, IN.c.accept_by <= now)
-                              .limit(limit).with_for_update(skip_locked=True))).all()
-    for row in rows:
-        await uow.execute(sa.update(IN).where(IN.c.transfer_id == row.transfer_id).values(
-            state="REJECTED", reason="NOT_ACCEPTED"))
-        await _answer(ctx, uow, TransferCreditResult(transfer_id=row.transfer_id, outcome="REJECTED",
-                                                     reason="NOT_ACCEPTED"), row.transfer_id)
-    return len(rows)
+    expired = await transfer_repo.awaiting_past(uow, ctx.clock.now(), limit)
+    state, reason = lifecycle.expire()
+    for transfer_id in expired:
+        await transfer_repo.set_received(uow, transfer_id, state, reason=reason)
+        await _answer(ctx, uow, TransferCreditResult(transfer_id=transfer_id, outcome=Answer.REJECTED.value,
+                                                     reason=reason), transfer_id)
+    return len(expired)
 
 
 async def expire_unaccepted(ctx: NodeContext) -> None:
@@ -213,64 +189,74 @@ async def expire_unaccepted(ctx: NodeContext) -> None:
 
 
 async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: TransferCancel) -> None:
-    """The hub's timeout fired. Answer with what happened; if nothing did, make sure nothing ever will."""
-    row = (await uow.execute(for_update(sa.select(IN.c.state, IN.c.reason, IN.c.credited_at).where(
-        IN.c.transfer_id == msg.transfer_id)))).first()
+    """The hub's timeout fired, or the binding ended. Answer with what happened; if nothing did, make sure
+    nothing ever will."""
+    row = await transfer_repo.received_for_update(uow, msg.transfer_id)
+    decision = lifecycle.after_cancel(None if row is None else row.state)
     if row is None:
-        await uow.execute(sa.insert(IN).values(
+        assert decision.write is not None
+        await transfer_repo.add_received(uow, ReceivedTransfer(  # the tombstone a late credit finds
             transfer_id=msg.transfer_id, binding_id="", giver_psn_no="", giver_admdvs="", receiver_psn_no="",
-            amount_fen=0, state="CANCELLED", reason=msg.reason, accepted_at=ctx.clock.now()))
-        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=msg.reason)
-    elif row.state == "CREDITED":
-        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="CREDITED", credited_at=row.credited_at)
-    elif row.state == AWAITING:
-        # Held for acceptance and not accepted yet: cancelled for good, so a later accept is refused.
-        await uow.execute(sa.update(IN).where(IN.c.transfer_id == msg.transfer_id).values(
-            state="CANCELLED", reason=msg.reason))
-        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=msg.reason)
+            amount_fen=0, state=decision.write, reason=msg.reason, accepted_at=ctx.clock.now(), credited_at=None,
+            accept_by=None))
+    elif decision.write is not None:
+        await transfer_repo.set_received(uow, msg.transfer_id, decision.write, reason=msg.reason)
+    if decision.answer is Answer.CREDITED:
+        assert row is not None
+        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome=decision.answer.value,
+                                      credited_at=row.credited_at)
     else:
-        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome="REJECTED", reason=row.reason)
+        reason = msg.reason if decision.decided_by_cancel or row is None else row.reason
+        result = TransferCreditResult(transfer_id=msg.transfer_id, outcome=decision.answer.value, reason=reason)
     await _answer(ctx, uow, result, env.trace_id)
 
 
-async def on_settled(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) -> None:
-    row = (await uow.execute(_OUT_BY_ID, {"transfer_id": msg.transfer_id})).first()
-    if row is None or row.state not in IN_FLIGHT_STATES:
-        return  # unknown or already final: settling twice must not move money twice
+# -------------------------------------------------------------------------------------- the giver's node
+
+
+async def on_closed(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) -> None:
+    """The hub closed the giver's transfer (its `TransferSettled`): the money in flight moves on to CLEARING
+    (credited) or back to the giver (refunded)."""
+    row = await transfer_repo.sent_for_update(uow, msg.transfer_id)
+    if row is None:
+        return  # unknown here
+    close = lifecycle.close(row.state, lifecycle.Closing(msg.outcome), transfer_id=msg.transfer_id,
+                            giver_psn_no=row.giver_psn_no, amount_fen=row.amount_fen, reason=msg.reason)
+    if close is None:
+        return  # already closed: closing twice must not move money twice
     now = ctx.clock.now()
-    if msg.outcome == "CREDITED":
-        await ledger_repo.post(uow, ledger.move("TRANSFER_SETTLE", msg.transfer_id, ledger.IN_FLIGHT,
-                                                ledger.CLEARING, row.amount_fen), now)
-        values: dict[str, Any] = {"state": "CREDITED", "credited_at": msg.credited_at or now, "settled_at": now}
-    else:
-        await ledger_repo.post(uow, ledger.move("TRANSFER_REFUND", msg.transfer_id, ledger.IN_FLIGHT,
-                                                ledger.personal_account(row.giver_psn_no), row.amount_fen), now)
-        values = {"state": "REFUNDED", "reason": msg.reason, "settled_at": now}
-        await notify(uow, ctx, row.giver_psn_no, notices.transfer_refunded(row.amount_fen, msg.reason))
-    await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == msg.transfer_id).values(**values))
-    await audit.append(uow, "transfer.state", msg.transfer_id, {"state": values["state"], "reason": msg.reason})
+    await ledger_repo.post(uow, close.posting, now)
+    if close.notice is not None:
+        await notify(uow, ctx, row.giver_psn_no, close.notice)
+    await transfer_repo.close_sent(uow, msg.transfer_id, close.state, reason=msg.reason,
+                                   credited_at=msg.credited_at or now, closed_at=now)
+    await audit.append(uow, "transfer.state", msg.transfer_id, {"state": close.state.value, "reason": msg.reason})
+
+
+on_settled = on_closed  # the name the message dispatch knows it by (services/province_node/service_layer/messages.py)
 
 
 async def on_under_review(ctx: NodeContext, uow: UnitOfWork, msg: TransferUnderReview) -> None:
     """Issue 12: the hub holds the giver's transfer for a risk review (the giver sees HELD, reason RISK_REVIEW),
     or released it (ACCEPTED again, on its way). Guarded by state: a late or repeated message changes nothing."""
-    if msg.state == "HELD":
-        changed = await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == msg.transfer_id,
-                                                         OUT.c.state == "ACCEPTED").values(
-            state=HELD, reason=msg.reason or "RISK_REVIEW"))
-        row = (await uow.execute(sa.select(OUT.c.giver_psn_no).where(OUT.c.transfer_id == msg.transfer_id))).first()
-        if changed.rowcount == 1 and row is not None:
-            await notify(uow, ctx, row.giver_psn_no, notices.transfer_held_for_review())
-    else:
-        changed = await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == msg.transfer_id,
-                                                         OUT.c.state == HELD).values(state="ACCEPTED", reason=None))
-    if changed.rowcount == 1:
+    review = lifecycle.Review(msg.state)
+    move = lifecycle.review_move(review)
+    reason = lifecycle.held_reason(msg.reason) if move.to_state is SentState.HELD else None
+    moved = await transfer_repo.move_sent(uow, msg.transfer_id, move.from_state, move.to_state, reason)
+    if move.to_state is SentState.HELD:
+        giver_psn_no = await transfer_repo.giver_of(uow, msg.transfer_id)
+        if moved and giver_psn_no is not None:
+            await notify(uow, ctx, giver_psn_no, notices.transfer_held_for_review())
+    if moved:
         await audit.append(uow, "transfer.state", msg.transfer_id,
-                           {"state": HELD if msg.state == "HELD" else "ACCEPTED", "reason": msg.reason})
+                           {"state": move.to_state.value, "reason": msg.reason})
 
 
-def _out_view(row: Any) -> dict[str, Any]:
-    view = {"transfer_id": row.transfer_id, "state": row.state, "amount_fen": row.amount_fen,
+# ----------------------------------------------------------------------------------------------- reads
+
+
+def _out_view(row: SentTransfer) -> dict[str, Any]:
+    view = {"transfer_id": row.transfer_id, "state": row.state.value, "amount_fen": row.amount_fen,
             "binding_id": row.binding_id, "accepted_at": iso(row.accepted_at), "role": "sent",
             "receiver_psn_no": row.receiver_psn_no, "receiver_admdvs": row.receiver_admdvs}
     if row.reason:
@@ -280,31 +266,24 @@ def _out_view(row: Any) -> dict[str, Any]:
     return view
 
 
-def _in_view(row: Any) -> dict[str, Any]:
-    view = {"transfer_id": row.transfer_id, "state": row.state, "amount_fen": row.amount_fen,
+def _in_view(row: ReceivedTransfer) -> dict[str, Any]:
+    view = {"transfer_id": row.transfer_id, "state": row.state.value, "amount_fen": row.amount_fen,
             "binding_id": row.binding_id, "accepted_at": iso(row.accepted_at), "role": "received",
             "giver_psn_no": row.giver_psn_no, "giver_admdvs": row.giver_admdvs}
     if row.reason:
         view["reason"] = row.reason
     if row.credited_at:
         view["credited_at"] = iso(row.credited_at)
-    if row.state == AWAITING:
+    if row.state is ReceivedState.AWAITING_ACCEPTANCE and row.accept_by is not None:
         view["accept_by"] = iso(row.accept_by)
     return view
 
 
-# What a receiver sees of transfers addressed to them: credited, or waiting for them to accept.
-VISIBLE_TO_RECEIVER = ("CREDITED", AWAITING)
-
-
 async def get_transfer(view: ReadView, psn_no: str, transfer_id: str) -> dict[str, Any]:
-    sent = (await view.execute(sa.select(OUT).where(OUT.c.transfer_id == transfer_id,
-                                                    OUT.c.giver_psn_no == psn_no))).first()
+    sent = await transfer_repo.sent_by(view, psn_no, transfer_id)
     if sent is not None:
         return _out_view(sent)
-    received = (await view.execute(sa.select(IN).where(IN.c.transfer_id == transfer_id,
-                                                       IN.c.state.in_(VISIBLE_TO_RECEIVER),
-                                                       IN.c.receiver_psn_no == psn_no))).first()
+    received = await transfer_repo.received_by(view, psn_no, transfer_id, lifecycle.VISIBLE_TO_RECEIVER)
     if received is not None:
         return _in_view(received)
     raise NotFound("TRANSFER_NOT_FOUND", "no such transfer for this person")
@@ -312,11 +291,7 @@ async def get_transfer(view: ReadView, psn_no: str, transfer_id: str) -> dict[st
 
 async def list_transfers(view: ReadView, psn_no: str, role: str) -> list[dict[str, Any]]:
     if role == "sent":
-        rows = await view.execute(sa.select(OUT).where(OUT.c.giver_psn_no == psn_no).order_by(OUT.c.accepted_at))
-        return [_out_view(row) for row in rows]
+        return [_out_view(row) for row in await transfer_repo.sent_of(view, psn_no)]
     if role == "received":
-        rows = await view.execute(sa.select(IN).where(IN.c.receiver_psn_no == psn_no,
-                                                      IN.c.state.in_(VISIBLE_TO_RECEIVER))
-                                  .order_by(IN.c.accepted_at))
-        return [_in_view(row) for row in rows]
+        return [_in_view(row) for row in await transfer_repo.received_of(view, psn_no, lifecycle.VISIBLE_TO_RECEIVER)]
     raise DomainError("VALIDATION_ERROR", "role must be sent or received")

@@ -1,0 +1,198 @@
+"""The node's transfer rows, both ends: `transfers_out` (what this node's persons sent) and `transfers_in` (what
+arrived for them). Every read returns a typed row; every change of state is here, and each one keeps the guard
+it needs under replicas: rows a decision reads are read `FOR UPDATE`, and a change that does not read first is
+an UPDATE guarded by the state it leaves (`WHERE state = ...`), whose rowcount says whether it happened."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from services.province_node.adapters.tables import TransferIn, TransferOut
+from services.province_node.domain.transfer_lifecycle import ReceivedState, SentState
+from shared.db import ReadView, UnitOfWork, for_update
+from shared.tables import table
+
+OUT = table(TransferOut)
+IN = table(TransferIn)
+
+
+class SentTransfer(NamedTuple):
+    transfer_id: str
+    binding_id: str
+    giver_psn_no: str
+    receiver_psn_no: str
+    receiver_admdvs: str
+    amount_fen: int
+    state: SentState
+    reason: str | None
+    accepted_day: str
+    accepted_at: datetime
+    credited_at: datetime | None
+    settled_at: datetime | None  # when the hub's decision closed it (the column keeps its stored name)
+
+
+class ReceivedTransfer(NamedTuple):
+    transfer_id: str
+    binding_id: str
+    giver_psn_no: str
+    giver_admdvs: str
+    receiver_psn_no: str
+    amount_fen: int
+    state: ReceivedState
+    reason: str | None
+    accepted_at: datetime
+    credited_at: datetime | None
+    accept_by: datetime | None
+
+
+_SENT_COLUMNS = [OUT.c[name] for name in SentTransfer._fields]
+_RECEIVED_COLUMNS = [IN.c[name] for name in ReceivedTransfer._fields]
+_SENT_STATE = SentTransfer._fields.index("state")
+_RECEIVED_STATE = ReceivedTransfer._fields.index("state")
+
+
+def _sent(row: Any) -> SentTransfer:
+    values = list(row)
+    values[_SENT_STATE] = SentState(values[_SENT_STATE])
+    return SentTransfer._make(values)
+
+
+def _received(row: Any) -> ReceivedTransfer:
+    values = list(row)
+    values[_RECEIVED_STATE] = ReceivedState(values[_RECEIVED_STATE])
+    return ReceivedTransfer._make(values)
+
+
+# Built once: the transfer path's statements (their compiled forms are reused on every transfer).
+_SENT_ON_DAY = sa.select(sa.func.count()).select_from(OUT).where(
+    OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day"))
+_NEW_SENT = sa.insert(OUT)
+_SENT_LOCKED = for_update(sa.select(*_SENT_COLUMNS).where(OUT.c.transfer_id == sa.bindparam("transfer_id")))
+_GIVER_OF = sa.select(OUT.c.giver_psn_no).where(OUT.c.transfer_id == sa.bindparam("transfer_id"))
+_RECEIVED_STATE_OF = sa.select(IN.c.state).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
+_NEW_RECEIVED = sa.insert(IN)
+_RECEIVED_LOCKED = for_update(sa.select(*_RECEIVED_COLUMNS).where(IN.c.transfer_id == sa.bindparam("transfer_id")))
+_RECEIVED_BY = sa.select(*_RECEIVED_COLUMNS).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
+
+
+# ----------------------------------------------------------------------------------------------- sent
+
+
+async def count_sent_on(uow: UnitOfWork, giver_psn_no: str, day: str) -> int:
+    """The giver's transfers accepted on `day` (Asia/Shanghai), for the daily limit."""
+    return int((await uow.execute(_SENT_ON_DAY, {"giver": giver_psn_no, "day": day})).scalar_one())
+
+
+async def add_sent(uow: UnitOfWork, transfer: SentTransfer) -> None:
+    await uow.execute(_NEW_SENT, transfer._asdict())
+
+
+async def sent_for_update(uow: UnitOfWork, transfer_id: str) -> SentTransfer | None:
+    """Locked: the hub's decision and anything else deciding this transfer take turns (replicas too)."""
+    row = (await uow.execute(_SENT_LOCKED, {"transfer_id": transfer_id})).first()
+    return None if row is None else _sent(row)
+
+
+async def close_sent(uow: UnitOfWork, transfer_id: str, state: SentState, *, reason: str | None,
+                     credited_at: datetime | None, closed_at: datetime) -> None:
+    """The hub's decision, on a row read with `sent_for_update`."""
+    values: dict[str, Any] = {"state": state, "settled_at": closed_at}
+    if state is SentState.CREDITED:
+        values["credited_at"] = credited_at
+    else:
+        values["reason"] = reason
+    await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == transfer_id).values(**values))
+
+
+async def move_sent(uow: UnitOfWork, transfer_id: str, from_state: SentState, to_state: SentState,
+                    reason: str | None) -> bool:
+    """Guarded by the state it leaves: True when the row was in `from_state` and now is in `to_state`."""
+    changed = await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == transfer_id, OUT.c.state == from_state)
+                                .values(state=to_state, reason=reason))
+    return bool(changed.rowcount == 1)
+
+
+async def giver_of(uow: UnitOfWork, transfer_id: str) -> str | None:
+    row = (await uow.execute(_GIVER_OF, {"transfer_id": transfer_id})).first()
+    return None if row is None else str(row.giver_psn_no)
+
+
+async def sent_by(view: ReadView, giver_psn_no: str, transfer_id: str) -> SentTransfer | None:
+    row = (await view.execute(sa.select(*_SENT_COLUMNS).where(OUT.c.transfer_id == transfer_id,
+                                                              OUT.c.giver_psn_no == giver_psn_no))).first()
+    return None if row is None else _sent(row)
+
+
+async def sent_of(view: ReadView, giver_psn_no: str) -> list[SentTransfer]:
+    rows = await view.execute(sa.select(*_SENT_COLUMNS).where(OUT.c.giver_psn_no == giver_psn_no)
+                              .order_by(OUT.c.accepted_at))
+    return [_sent(row) for row in rows]
+
+
+# ------------------------------------------------------------------------------------------- received
+
+
+async def received_state(uow: UnitOfWork, transfer_id: str) -> ReceivedState | None:
+    """Not locked: a transfer once decided here stays decided (the hub's messages for it come in order)."""
+    row = (await uow.execute(_RECEIVED_STATE_OF, {"transfer_id": transfer_id})).first()
+    return None if row is None else ReceivedState(row.state)
+
+
+async def add_received(uow: UnitOfWork, transfer: ReceivedTransfer) -> None:
+    await uow.execute(_NEW_RECEIVED, transfer._asdict())
+
+
+async def received_for_update(uow: UnitOfWork, transfer_id: str) -> ReceivedTransfer | None:
+    """Locked: the receiver's acceptance, the expiry scan and the hub's cancel take turns on the row (one of them
+    ends a held transfer; replicas too)."""
+    row = (await uow.execute(_RECEIVED_LOCKED, {"transfer_id": transfer_id})).first()
+    return None if row is None else _received(row)
+
+
+async def set_received(uow: UnitOfWork, transfer_id: str, state: ReceivedState, *, reason: str | None = None,
+                       credited_at: datetime | None = None) -> None:
+    """A held transfer's end, on a row locked by `received_for_update` or `awaiting_past`."""
+    values: dict[str, Any] = {"state": state}
+    if state is ReceivedState.CREDITED:
+        values["credited_at"] = credited_at
+    else:
+        values["reason"] = reason
+    await uow.execute(sa.update(IN).where(IN.c.transfer_id == transfer_id).values(**values))
+
+
+async def received(uow: UnitOfWork, transfer_id: str) -> ReceivedTransfer:
+    return _received((await uow.execute(_RECEIVED_BY, {"transfer_id": transfer_id})).one())
+
+
+async def awaiting_past(uow: UnitOfWork, now: datetime, limit: int) -> list[str]:
+    """Held transfers whose accept_by has passed, locked; rows another transaction holds are skipped (an
+    acceptance deciding them now), and looked at again next round."""
+    rows = (await uow.execute(sa.select(IN.c.transfer_id).where(
+        IN.c.state == ReceivedState.AWAITING_ACCEPTANCE, IN.c.accept_by <= now)
+        .limit(limit).with_for_update(skip_locked=True))).all()
+    return [str(row.transfer_id) for row in rows]
+
+
+async def received_by(view: ReadView, receiver_psn_no: str, transfer_id: str,
+                      states: Iterable[ReceivedState]) -> ReceivedTransfer | None:
+    row = (await view.execute(sa.select(*_RECEIVED_COLUMNS).where(
+        IN.c.transfer_id == transfer_id, IN.c.state.in_(list(states)), IN.c.receiver_psn_no == receiver_psn_no))
+    ).first()
+    return None if row is None else _received(row)
+
+
+async def received_for_person(uow: UnitOfWork, receiver_psn_no: str, transfer_id: str) -> ReceivedTransfer | None:
+    """Locked, like `received_for_update`, and only the receiver's own."""
+    row = (await uow.execute(for_update(sa.select(*_RECEIVED_COLUMNS).where(
+        IN.c.transfer_id == transfer_id, IN.c.receiver_psn_no == receiver_psn_no)))).first()
+    return None if row is None else _received(row)
+
+
+async def received_of(view: ReadView, receiver_psn_no: str, states: Iterable[ReceivedState]) -> list[ReceivedTransfer]:
+    rows = await view.execute(sa.select(*_RECEIVED_COLUMNS).where(
+        IN.c.receiver_psn_no == receiver_psn_no, IN.c.state.in_(list(states))).order_by(IN.c.accepted_at))
+    return [_received(row) for row in rows]
