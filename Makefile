@@ -69,7 +69,7 @@ test: lint
 	$(VENV)/bin/pytest -q tests
 
 test-fast: install
-	$(VENV)/bin/pytest -q tests/unit tests/integration
+	$(VENV)/bin/pytest -q tests/unit tests/contract tests/integration
 
 bench: install
 	$(YIBAO) bench transfers --rate 200 --duration 60

@@ -1,6 +1,6 @@
 """Binding life cycle, transfer rules and the receiver's acceptance (issue 4 points 1 and 4), in process: the
 real use cases, HTTP routes and Kafka handlers of two nodes and the hub on their own migrated databases, the
-outboxes standing in for Kafka (tests/integration/conftest.py), and a FixedClock, so that races are played out in
+outboxes standing in for Kafka (tests/support/inprocess.py), and a FixedClock, so that races are played out in
 every order and the time of day is set rather than waited for.
 
 Each flow ends with the money check: every ledger balances, nothing is left in flight, and the citizens hold

@@ -45,10 +45,10 @@ async def test_a_failing_notice_never_loses_or_delays_money(fed: InProcessFedera
 async def set_quota(fed: InProcessFederation, giver: object, binding_id: str, annual_quota_fen: int) -> None:
     ctx = fed.node(giver.admdvs)  # type: ignore[attr-defined]
     async with UnitOfWork(ctx.db) as uow:
-        status, _ = await quotas.set_quota(ctx, uow, giver.claims(fed.clock.now()),  # type: ignore[attr-defined]
-                                           binding_id, annual_quota_fen)
+        body = await quotas.set_quota(ctx, uow, giver.claims(fed.clock.now()),  # type: ignore[attr-defined]
+                                      binding_id, annual_quota_fen)
         await uow.commit()
-    assert status == 200
+    assert body["annual_quota_fen"] == annual_quota_fen
 
 
 async def test_year_end_releases_the_unused_quota(fed: InProcessFederation) -> None:

@@ -768,13 +768,11 @@ async def test_one_idempotency_key_on_two_replicas_gets_one_answer(pg_fed: InPro
 
     def request_on(ctx: NodeContext) -> Coroutine[Any, Any, Any]:
         # What citizen_api.send_transfer does, on this replica.
-        async def use_case(uow: UnitOfWork) -> tuple[int, Any]:
-            answer: tuple[int, Any] = await node_transfers.send_transfer(ctx, uow, claims, body["binding_id"],
-                                                                         body["amount_fen"])
-            return answer
+        async def use_case(uow: UnitOfWork) -> dict[str, Any]:
+            return await node_transfers.send_transfer(ctx, uow, claims, body["binding_id"], body["amount_fen"])
 
         return run_idempotent(http_request("/v1/transfers", "retry-key-1", body), ctx.db, claims.psn_no,
-                              gate.wrap(use_case))
+                              gate.wrap(use_case), status=202)
 
     first, second = await race(gate, request_on(node_a), request_on(node_b))
     assert not isinstance(first, BaseException), first

@@ -1,5 +1,5 @@
 """Supervision in process (issue 12 points 1–5): the hub's real operator routes and Kafka handlers and the nodes'
-real use cases on their own migrated databases, the outboxes standing in for Kafka (tests/integration/conftest.py),
+real use cases on their own migrated databases, the outboxes standing in for Kafka (tests/support/inprocess.py),
 a FixedClock. Risk rules are configured over the API; a held transfer is released (credited once) or rejected
 (refunded once, both told), also when every message is delivered twice and when a decision is repeated; the
 audit chain detects an edited journal entry, posting or balance."""
