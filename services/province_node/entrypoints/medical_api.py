@@ -12,6 +12,7 @@ from starlette.datastructures import Headers
 
 from services.province_node.domain.medical_policy import MedicalPolicy, PolicyInvalid
 from services.province_node.entrypoints.auth import citizen
+from services.province_node.entrypoints.pos_api import internal_only
 from services.province_node.service_layer import filings, medical
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.filings import FilingCreate
@@ -19,7 +20,7 @@ from shared.contracts.medical_api import MedicalCall
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
 from shared.tokens import Claims
-from shared.web import ApiError, FastRoute, require_operator, require_static_token
+from shared.web import ApiError, FastRoute, parse_body, require_operator
 
 router = APIRouter(tags=["medical"])
 
@@ -82,19 +83,19 @@ PREFIX = "/internal/v1/medical"
 
 async def _apply(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
     ctx: NodeContext = state.ctx
-    require_static_token(headers, ctx.settings.internal_token, "internal")
-    call = MedicalCall.model_validate_json(raw)
+    call = parse_body(MedicalCall, raw)
     result = await in_unit_of_work(ctx.db, lambda uow: medical.apply(ctx, uow, call))
     return 200, result.model_dump_json().encode()
 
 
 async def _preview(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
     ctx: NodeContext = state.ctx
-    require_static_token(headers, ctx.settings.internal_token, "internal")
-    call = MedicalCall.model_validate_json(raw)
+    call = parse_body(MedicalCall, raw)
     async with ReadView(ctx.db) as view:
         result = await medical.preview(ctx, view, call)
     return 200, result.model_dump_json().encode()
 
 
-ROUTES = [FastRoute(PREFIX + "/messages:apply", _apply), FastRoute(PREFIX + "/messages:preview", _preview)]
+# The internal token is checked before the body is read (pos_api.internal_only).
+ROUTES = [FastRoute(PREFIX + "/messages:apply", _apply, auth=internal_only),
+          FastRoute(PREFIX + "/messages:preview", _preview, auth=internal_only)]

@@ -1,7 +1,7 @@
 """The node's internal POS API, called by the pharmacy gateway while the till waits (internal token).
 Bodies are in shared/contracts/internal_api.py; refusals are the usual 4xx error body with a stable code,
-which the gateway turns into infcode -1 with the message. Served on the fast lane (shared/web.py FastLane):
-a till waits on every one of these calls."""
+which the gateway turns into infcode -1 with the message. Served as fast routes (shared/web.py FastRoute):
+a till waits on every one of these calls. The internal token is checked before the body is read."""
 
 from __future__ import annotations
 
@@ -20,21 +20,26 @@ from shared.contracts.internal_api import (
     PosReverseRequest,
 )
 from shared.db import ReadView, UnitOfWork, in_unit_of_work
-from shared.web import FastRoute, require_static_token
+from shared.web import FastRoute, parse_body, require_static_token
 
 PREFIX = "/internal/v1/pos"
 In = TypeVar("In", bound=BaseModel)
+
+
+def internal_only(state: Any, headers: Headers) -> None:
+    """The fast routes' token check, before their body is read."""
+    ctx: NodeContext = state.ctx
+    require_static_token(headers, ctx.settings.internal_token, "internal")
 
 
 def _route(path: str, body_model: type[In],
            answer: Callable[[NodeContext, In], Awaitable[BaseModel]]) -> FastRoute:
     async def handler(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
         ctx: NodeContext = state.ctx
-        require_static_token(headers, ctx.settings.internal_token, "internal")
-        body = body_model.model_validate_json(raw)
+        body = parse_body(body_model, raw)
         return 200, (await answer(ctx, body)).model_dump_json().encode()
 
-    return FastRoute(PREFIX + path, handler)
+    return FastRoute(PREFIX + path, handler, auth=internal_only)
 
 
 async def _lookup_person(ctx: NodeContext, body: PosPersonQuery) -> BaseModel:
