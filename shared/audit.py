@@ -7,14 +7,28 @@ Editing any entry breaks its own hash; rewriting the chain from there on breaks 
 (checkpoints, sent over Kafka at least every 10 s). Ledger postings carry their legs, so verification also
 replays them against the stored postings and balances (`verify`): an edited line or balance shows up too.
 
-Replicas of an instance share one schema and one chain: an append takes the instance's `audit-journal` lock
-(PostgreSQL advisory lock, to the end of the transaction), reads the head and writes the next entry, so entries
-are numbered and chained in commit order. On SQLite the write lock already serialises writers."""
+SQLite (one writer at a time, shared/db.py): the transaction's entries are numbered and chained with its last
+statements, under the write lock it holds anyway, so the journal is complete and chained at every commit.
+
+PostgreSQL (replicas of an instance share one schema and one chain; concurrent transactions of one replica too):
+numbering at commit would need one lock for the whole instance, held from the head's read to the commit, which
+queued every commit behind the one before. Instead a transaction only inserts its entries, unnumbered, into
+`audit_pending` (key from a sequence, no lock), and one sealer per instance (`Sealer`, advisory lock
+`audit-seal` as in `UnitOfWork.lead`) moves them into the chain shortly after, in one transaction per round:
+read the pending rows it can see in key order, number and chain them after the head, insert them, delete
+exactly those rows. Like the outbox relay (shared/outbox.py) it keeps no high-water mark, so a row whose key was
+handed out early but committed late is sealed by a later round, never skipped: the chain has no gaps, and two
+changes of one thing (whose transactions take turns on its row) are sealed in the order they committed.
+Checkpoints seal first; verification seals first and also replays the postings of rows still pending (written
+with their postings, in one snapshot), so an entry waiting for its round never looks like a missing one."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,12 +42,13 @@ from sqlmodel import Field, SQLModel
 
 from shared.contracts import topics
 from shared.contracts.events import AuditCheckpointed
-from shared.db import Database, Prepared, ReadView, UnitOfWork, in_unit_of_work
+from shared.db import Database, Prepared, ReadView, UnitOfWork, in_unit_of_work, run_retrying
 from shared.messaging_tables import BIGINT
 from shared.outbox import emit
 from shared.tables import table
 from shared.web import require_internal
 
+log = logging.getLogger("yibao.audit")
 ZERO_HASH = "0" * 64
 POSTING = "ledger.posting"
 GENESIS = "genesis"
@@ -49,10 +64,31 @@ class AuditEntry(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class AuditPending(SQLModel, table=True):
+    """PostgreSQL: an entry written by its change's transaction and not yet in the chain (see the module's
+    docstring). `at` is the ISO time and `data` the canonical JSON that go into the entry's body."""
+
+    __tablename__ = "audit_pending"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
+    kind: str = Field(max_length=40)
+    ref: str = Field(max_length=80)
+    at: str = Field(max_length=40)
+    data: str
+
+
+AUDIT_TABLES = (AuditEntry, AuditPending)
 JOURNAL = table(AuditEntry)
+PENDING = table(AuditPending)
 _HEAD = Prepared(sa.select(JOURNAL.c.seq, JOURNAL.c.hash).order_by(JOURNAL.c.seq.desc()).limit(1))
 _NEW_ENTRY = Prepared(sa.insert(JOURNAL))
-_PENDING = "audit.pending"  # UnitOfWork.state: this transaction's entries, written just before it commits
+_NEW_PENDING = Prepared(sa.insert(PENDING))
+_OLDEST_PENDING = (sa.select(PENDING.c.id, PENDING.c.kind, PENDING.c.ref, PENDING.c.at, PENDING.c.data)
+                   .order_by(PENDING.c.id).limit(sa.bindparam("batch", type_=sa.Integer)))
+_SEALED = sa.delete(PENDING).where(PENDING.c.id.in_(sa.bindparam("ids", expanding=True)))
+_STATE = "audit.pending"  # UnitOfWork.state: this transaction's entries, written just before it commits
+SEAL_JOB = "audit-seal"
+SEAL_BATCH = 2000
 
 
 def canonical(value: Any) -> bytes:
@@ -68,32 +104,133 @@ def entry_body(seq: int, at: datetime, kind: str, ref: str, data: Mapping[str, A
                       "data": dict(data)})
 
 
+def sealed_body(seq: int, at_iso: str, kind: str, ref: str, data_json: str) -> bytes:
+    """entry_body of a pending row, whose data is already canonical JSON: the same bytes, spliced (the keys of
+    {at, data, kind, ref, seq} in sorted order) rather than parsed and dumped again."""
+    return (b'{"at":' + canonical(at_iso) + b',"data":' + data_json.encode() + b',"kind":' + canonical(kind)
+            + b',"ref":' + canonical(ref) + b',"seq":' + str(seq).encode() + b"}")
+
+
+Pending = list[tuple[str, str, dict[str, Any], datetime]]
+
+
 async def append(uow: UnitOfWork, kind: str, ref: str, data: Mapping[str, Any],
                  at: datetime | None = None) -> None:
-    """Journal one change of the transaction making it. The entry is written with the transaction's last
-    statements (UnitOfWork.before_commit): numbered and chained then, under the instance's lock, so that lock
-    is held only for those statements and the commit, not for the whole use case."""
-    pending: list[tuple[str, str, dict[str, Any], datetime]] | None = uow.state.get(_PENDING)
+    """Journal one change of the transaction making it. The entries are written with the transaction's last
+    statements (UnitOfWork.before_commit): chained then on SQLite, handed to the sealer on PostgreSQL."""
+    pending: Pending | None = uow.state.get(_STATE)
     if pending is None:
-        pending = uow.state[_PENDING] = []
+        pending = uow.state[_STATE] = []
         uow.before_commit(lambda: _write_pending(uow, pending))
     pending.append((kind, ref[:80], dict(data), at or datetime.now(UTC)))
 
 
-async def _write_pending(uow: UnitOfWork, pending: list[tuple[str, str, dict[str, Any], datetime]]) -> None:
+async def _write_pending(uow: UnitOfWork, pending: Pending) -> None:
     if not pending:
         return
-    await uow.lock_name("audit-journal")
+    entries, pending[:] = list(pending), []
+    if not uow.shares_rows:
+        await _chain(uow, entries)  # SQLite: the write lock is held; number and chain now
+        return
+    await uow.execute(_NEW_PENDING, [
+        {"kind": kind, "ref": ref, "at": at.astimezone(UTC).isoformat(), "data": canonical(data).decode()}
+        for kind, ref, data, at in entries])
+    for wakeup in _SEALERS:
+        wakeup.set()
+
+
+async def _chain(uow: UnitOfWork, entries: Pending) -> None:
+    """Number and chain entries after the head (SQLite; or the genesis, under the sealer's lock)."""
     head = (await uow.execute(_HEAD, {})).first()
     seq, prev_hash = (0, ZERO_HASH) if head is None else (int(head.seq), head.hash)
     rows = []
-    for kind, ref, data, at in pending:
+    for kind, ref, data, at in entries:
         seq += 1
         body = entry_body(seq, at, kind, ref, data)
         prev_hash = chain_hash(prev_hash, body)
         rows.append({"seq": seq, "kind": kind, "ref": ref, "body": body.decode(), "hash": prev_hash})
-    pending.clear()
     await uow.execute(_NEW_ENTRY, rows)
+
+
+# ------------------------------------------------------------------------------------- sealing (PostgreSQL)
+
+# The running sealers' wake-ups: an append wakes this process's sealer (one per process in a service; tests
+# may run several, which a spurious wake-up costs one empty round).
+_SEALERS: set[asyncio.Event] = set()
+
+
+async def seal(db: Database, batch: int = SEAL_BATCH) -> int:
+    """Move the pending entries visible now into the chain, as the instance's sealer; returns how many (0 on
+    SQLite, and when another replica is sealing: that one takes them)."""
+    if db.inline:
+        return 0
+    total = 0
+    while True:
+        sealed = await run_retrying(lambda: _seal_round(db, batch))
+        if sealed is None:
+            return total
+        total += sealed
+        if sealed < batch:
+            return total
+
+
+async def _seal_round(db: Database, batch: int) -> int | None:
+    async with UnitOfWork(db) as uow:
+        if not await uow.lead(SEAL_JOB):
+            return None
+        rows = (await uow.execute(_OLDEST_PENDING, {"batch": batch})).all()
+        if not rows:
+            return 0
+        head = (await uow.execute(_HEAD, {})).first()
+        seq, prev_hash = (0, ZERO_HASH) if head is None else (int(head.seq), head.hash)
+        entries = []
+        for row in rows:
+            seq += 1
+            body = sealed_body(seq, row.at, row.kind, row.ref, row.data)
+            prev_hash = chain_hash(prev_hash, body)
+            entries.append({"seq": seq, "kind": row.kind, "ref": row.ref, "body": body.decode(), "hash": prev_hash})
+        await uow.execute(_NEW_ENTRY, entries)
+        await uow.execute(_SEALED, {"ids": [row.id for row in rows]})
+        await uow.commit()
+    return len(rows)
+
+
+class Sealer:
+    """The background job that seals this instance's pending entries (PostgreSQL; on SQLite it returns at once):
+    woken by this process's appends (it lingers a moment, so the commit that woke it is visible and the entries
+    of commits close behind join the round), and polling for other replicas' entries, whose sealer may have
+    died (the advisory lock passes at once)."""
+
+    def __init__(self, db: Database, *, poll_interval_s: float = 0.2, linger_s: float = 0.005) -> None:
+        self._db = db
+        self._poll_interval_s = poll_interval_s
+        self._linger_s = linger_s
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self.sealed_total = 0
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        if self._db.inline:
+            return
+        _SEALERS.add(self._wakeup)
+        try:
+            while not self._stopping:
+                try:
+                    self.sealed_total += await seal(self._db)
+                except Exception:
+                    log.exception("sealing the audit journal failed; retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
+                self._wakeup.clear()
+                await asyncio.sleep(self._linger_s)
+        finally:
+            _SEALERS.discard(self._wakeup)
 
 
 @dataclass(frozen=True)
@@ -139,6 +276,23 @@ class ReplayedPostings:
     balances: dict[str, int]
     last_seq_of_account: dict[str, int]
     genesis_max_entry_id: int
+
+
+def replay_pending(rows: Iterable[Any], replay: ReplayedPostings, next_seq: int) -> None:
+    """Postings whose entries are still pending (PostgreSQL; read in the ledger's snapshot): journaled but not
+    yet chained, so replayed as if sealed next (`next_seq` names them in a failure)."""
+    for row in rows:
+        if row.kind != POSTING:
+            continue
+        try:
+            data = json.loads(row.data)
+        except ValueError:
+            continue
+        legs = [(str(a), int(f)) for a, f in data.get("legs", [])]
+        replay.legs_by_entry[int(data.get("entry_id", 0))] = (next_seq, legs)
+        for account, amount in legs:
+            replay.balances[account] = replay.balances.get(account, 0) + amount
+            replay.last_seq_of_account[account] = next_seq
 
 
 def verify_chain(rows: Iterable[Any], checkpoints: Mapping[int, str], verdict: Verdict) -> ReplayedPostings:
@@ -235,12 +389,18 @@ class LedgerTables:
 
 async def verify(db: Database, checkpoints: Mapping[int, str], ledger: LedgerTables | None) -> Verdict:
     """Recompute the chain, check the checkpointed heads, replay the journaled postings against the ledger.
-    One snapshot: on PostgreSQL a REPEATABLE READ transaction, on SQLite the read transaction (WAL)."""
+    One snapshot: on PostgreSQL a REPEATABLE READ transaction, on SQLite the read transaction (WAL). On
+    PostgreSQL what is pending is sealed first, and what is still pending in the snapshot is replayed too."""
+    await seal(db)
     verdict = Verdict(True, 0)
     async with ReadView(db) as view:
         if not db.inline:
             await view.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-        replay = verify_chain(await journal_rows(view), checkpoints, verdict)
+        rows = await journal_rows(view)
+        replay = verify_chain(rows, checkpoints, verdict)
+        if not db.inline:
+            pending = (await view.execute(sa.select(PENDING.c.kind, PENDING.c.data).order_by(PENDING.c.id))).all()
+            replay_pending(pending, replay, (int(rows[-1].seq) if rows else 0) + 1)
         if ledger is not None:
             lines = stored_lines_from((await view.execute(sa.select(
                 ledger.lines.c.entry_id, ledger.lines.c.account_id, ledger.lines.c.amount_fen).where(
@@ -253,11 +413,14 @@ async def verify(db: Database, checkpoints: Mapping[int, str], ledger: LedgerTab
 
 async def ensure_genesis(db: Database, ledger: LedgerTables | None, entries: sa.Table | None = None) -> None:
     """The first entry of a journal started on an existing database: the balances and the last ledger entry it
-    starts from (postings before it are outside the chain). Idempotent; replicas take turns (lock)."""
+    starts from (postings before it are outside the chain). Idempotent; replicas take turns (the sealer's
+    lock). None when entries are pending already: the journal started with them."""
 
     async def work(uow: UnitOfWork) -> None:
-        await uow.lock_name("audit-journal")
+        await uow.lock_name(SEAL_JOB)
         if (await uow.execute(_HEAD, {})).first() is not None:
+            return
+        if (await uow.execute(sa.select(PENDING.c.id).limit(1))).first() is not None:
             return
         data: dict[str, Any] = {}
         if ledger is not None:
@@ -265,14 +428,15 @@ async def ensure_genesis(db: Database, ledger: LedgerTables | None, entries: sa.
                 ledger.accounts.c.account_id, ledger.accounts.c.balance_fen))).all() if row.balance_fen}
             data["max_entry_id"] = int((await uow.execute(sa.select(sa.func.coalesce(
                 sa.func.max(ledger.lines.c.entry_id), 0)))).scalar_one())
-        await append(uow, GENESIS, "genesis", data)
+        await _chain(uow, [(GENESIS, "genesis", data, datetime.now(UTC))])
 
     await in_unit_of_work(db, work)
 
 
 class Checkpointer:
     """Sends this instance's journal head to the hub through the outbox (`audit.checkpoint.v1`), every round
-    (API.md: at least every 10 s); on PostgreSQL one replica per round (they share the journal)."""
+    (API.md: at least every 10 s), sealing what is pending first; on PostgreSQL one replica per round (they
+    share the journal)."""
 
     def __init__(self, db: Database, service: str, send: Callable[[UnitOfWork, AuditCheckpointed], Awaitable[None]]
                  ) -> None:
@@ -281,6 +445,8 @@ class Checkpointer:
         self._send = send
 
     async def round(self) -> None:
+        await seal(self._db)
+
         async def work(uow: UnitOfWork) -> None:
             if not await uow.lead("audit-checkpoint"):
                 return

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared import audit
 from shared.db import Database, open_database
 from shared.kafka import BatchHandler, ConsumerLoop, make_consumer, make_producer
 from shared.outbox import OutboxRelay
@@ -95,6 +96,8 @@ async def start_runtime(settings: ServiceSettings, *, instance: str, client_id: 
                         poll_interval_s=settings.outbox_poll_interval_s, linger_s=settings.outbox_linger_s)
     runtime = Runtime(db=db, producer=producer, relay=relay)
     runtime.spawn("outbox-relay", relay.run)
+    if not db.inline:  # PostgreSQL: the audit journal's sealer (shared/audit.py); SQLite chains at commit
+        runtime.spawn("audit-seal", audit.Sealer(db).run)
     if inbound_topic and handler:
         consumer = make_consumer(settings, inbound_topic, group_id=client_id)
         await _start_with_retry(consumer.start, "consumer")

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from services.national_hub.adapters.ops_tables import OPS_TABLES
 from services.national_hub.adapters.throttle_tables import THROTTLE_TABLES
-from shared.audit import AuditEntry
+from shared.audit import AUDIT_TABLES
 from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
@@ -110,4 +110,4 @@ class ClearingObligation(SQLModel, table=True):
 
 
 HUB_TABLES = (*OPS_TABLES, DirectoryPerson, KinshipFact, Binding, HubTransfer, TransferHop, ClearingObligation,
-              OutboxMessage, InboxMessage, IdempotencyRecord, DeadLetter, AuditEntry, *THROTTLE_TABLES)
+              OutboxMessage, InboxMessage, IdempotencyRecord, DeadLetter, *AUDIT_TABLES, *THROTTLE_TABLES)

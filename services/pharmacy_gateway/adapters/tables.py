@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from services.pharmacy_gateway.adapters.medical_tables import MEDICAL_TABLES
-from shared.audit import AuditEntry
+from shared.audit import AUDIT_TABLES
 from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
@@ -108,5 +108,5 @@ class Settlement(SQLModel, table=True):
 
 
 GATEWAY_TABLES = (Institution, SignIn, SeenNonce, CatalogueItem, PosMessage, Settlement, OutboxMessage,
-                  InboxMessage, IdempotencyRecord, DeadLetter, AuditEntry,
+                  InboxMessage, IdempotencyRecord, DeadLetter, *AUDIT_TABLES,
                   *MEDICAL_TABLES)

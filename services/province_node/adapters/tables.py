@@ -12,7 +12,7 @@ from services.province_node.adapters.confirmation_tables import CONFIRMATION_TAB
 from services.province_node.adapters.medical_tables import MEDICAL_TABLES
 from services.province_node.adapters.mutual_aid_tables import MUTUAL_AID_TABLES
 from services.province_node.adapters.pos_tables import POS_TABLES
-from shared.audit import AuditEntry
+from shared.audit import AUDIT_TABLES
 from shared.dead_letters import DeadLetter
 from shared.messaging_tables import BIGINT, IdempotencyRecord, InboxMessage, OutboxMessage
 
@@ -132,4 +132,4 @@ class Notification(SQLModel, table=True):
 
 NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
                OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES, DeadLetter,
-               *MEDICAL_TABLES, AuditEntry, *CONFIRMATION_TABLES)
+               *MEDICAL_TABLES, *AUDIT_TABLES, *CONFIRMATION_TABLES)
