@@ -25,11 +25,13 @@ _STORED = sa.select(_RECORDS).where(_RECORDS.c.scope == sa.bindparam("scope"), _
 _NEW_RECORD = sa.insert(_RECORDS)
 
 # use_case(uow) -> result; with `prepare`, use_case(uow, prepared). The entrypoint names the success status
-# (`status=201`, or a function of the result). Without `status`, the older form: the use case returns
-# (status, body) (kept while the use cases move over).
+# (`status=201`, or a function of the result) and, with `view`, how the result is written (default: as it is,
+# a dict or a dataclass). Without `status`, the older form: the use case returns (status, body) (kept while the
+# use cases move over).
 UseCase = Callable[..., Awaitable[Any]]
 Prepare = Callable[[], Awaitable[Any]]
 SuccessStatus = int | Callable[[Any], int]
+View = Callable[[Any], Any]
 
 
 def _json(status: int, body: bytes) -> Response:
@@ -42,7 +44,8 @@ async def _stored(db: Database, scope: str, key: str) -> Any:
 
 
 async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase,
-                         prepare: Prepare | None = None, *, status: SuccessStatus | None = None) -> Response:
+                         prepare: Prepare | None = None, *, status: SuccessStatus | None = None,
+                         view: View | None = None) -> Response:
     """Run `use_case` in one unit of work; it returns (status, body) and commits nothing itself.
 
     `prepare` runs first, outside the unit of work and so outside the write lock: calls to other services
@@ -78,10 +81,11 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
                 if refused_early is not None:
                     raise refused_early
                 result = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
-                if success is None:
+                if success is None or _is_legacy_answer(result):
                     answer_status, payload = result
                 else:
-                    answer_status, payload = (success(result) if callable(success) else success), result
+                    answer_status = success(result) if callable(success) else success
+                    payload = view(result) if view is not None else result
             except ApiError as refused:
                 answer_status, payload = refused.status, refused.body()  # leaving without commit undoes everything
             else:
@@ -102,6 +106,11 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
         return _json(answer_status, body)
 
     return await run_retrying(attempt)
+
+
+def _is_legacy_answer(result: Any) -> bool:
+    """(status, body) from a use case not moved yet: while the use cases move over, either form is taken."""
+    return isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int)
 
 
 def _replay(previous: Any, request_hash: str) -> Response:

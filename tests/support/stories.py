@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -36,7 +36,10 @@ class Person:
         return Claims(self.psn_no, self.admdvs, ("face",) if face else ("pwd",), now_s, now_s + 1800)
 
 
-async def in_uow(db: Database, use_case: Callable[[UnitOfWork], Awaitable[tuple[int, Any]]]) -> tuple[int, Any]:
+T = TypeVar("T")
+
+
+async def in_uow(db: Database, use_case: Callable[[UnitOfWork], Awaitable[T]]) -> T:
     """A use case in one committed unit of work, as run_idempotent runs it after its `prepare` (which the
     helpers here await first, outside the unit of work, as run_idempotent does)."""
     async with UnitOfWork(db) as uow:
@@ -49,8 +52,8 @@ async def end_binding(fed: InProcessFederation, party: Person, binding_id: str) 
     """`DELETE /v1/bindings/{id}` by either party, at that party's node."""
     ctx = fed.node(party.admdvs)
     snapshot = await node_bindings.end_at_hub(ctx, party.claims(fed.clock.now()), binding_id)
-    status, view = await in_uow(ctx.db, lambda uow: node_bindings.record_change(ctx, uow, snapshot))
-    assert status == 200 and view["state"] == "ENDED", view
+    view = await in_uow(ctx.db, lambda uow: node_bindings.record_change(ctx, uow, snapshot))
+    assert view["state"] == "ENDED", view
     ended: dict[str, Any] = view
     return ended
 
@@ -65,8 +68,8 @@ async def import_person(fed: InProcessFederation, admdvs: str, first17: str, nam
                            "pooling_admdvs": admdvs[:2] + "0100", "personal_account_fen": personal_account_fen,
                            "password": password, "face_image_b64": face_image_b64}
     plan = await node_persons.prepare_import(ctx, node_persons.ImportRequest(persons=[raw]))
-    status, body = await in_uow(ctx.db, lambda uow: node_persons.import_persons(ctx, uow, plan))
-    assert status == 200 and body == {"imported": 1, "rejected": []}, body
+    body = await in_uow(ctx.db, lambda uow: node_persons.import_persons(ctx, uow, plan))
+    assert body == {"imported": 1, "rejected": []}, body
     psn_no = node_persons.psn_no_for(admdvs, id_hash(ctx.settings.id_hash_key_bytes, id_no))
     return Person(id_no=id_no, name=name, admdvs=admdvs, psn_no=psn_no)
 
@@ -100,8 +103,8 @@ async def create_binding(fed: InProcessFederation, giver: Person, relative: Pers
                                        relation=relation)
     snapshot = await node_bindings.request_binding(ctx, giver.claims(fed.clock.now()), body,
                                                    f"{giver.psn_no}:{relative.psn_no}")
-    status, created = await in_uow(ctx.db, lambda uow: node_bindings.record_created(ctx, uow, snapshot))
-    assert status == 201 and created["state"] == "PENDING_CONSENT", created
+    created = await in_uow(ctx.db, lambda uow: node_bindings.record_created(ctx, uow, snapshot))
+    assert created["state"] == "PENDING_CONSENT", created
     binding_id: str = created["binding_id"]
     return binding_id
 
@@ -109,8 +112,8 @@ async def create_binding(fed: InProcessFederation, giver: Person, relative: Pers
 async def confirm_binding(fed: InProcessFederation, relative: Person, binding_id: str) -> None:
     ctx = fed.node(relative.admdvs)
     snapshot = await node_bindings.confirm_at_hub(ctx, relative.claims(fed.clock.now()), binding_id)
-    status, view = await in_uow(ctx.db, lambda uow: node_bindings.record_change(ctx, uow, snapshot))
-    assert status == 200 and view["state"] == "ACTIVE", view
+    view = await in_uow(ctx.db, lambda uow: node_bindings.record_change(ctx, uow, snapshot))
+    assert view["state"] == "ACTIVE", view
 
 
 async def active_binding(fed: InProcessFederation, giver: Person, relative: Person, relation: str = "parent") -> str:
@@ -125,18 +128,17 @@ async def active_binding(fed: InProcessFederation, giver: Person, relative: Pers
 async def open_wallet(fed: InProcessFederation, person: Person) -> None:
     ctx = fed.node(person.admdvs)
     async with UnitOfWork(ctx.db) as uow:
-        status, _ = await node_persons.open_wallet(ctx, uow, person.psn_no)
+        opened = await node_persons.open_wallet(ctx, uow, person.psn_no)
         await uow.commit()
-    assert status == 201
+    assert opened.created
 
 
 async def send_transfer(fed: InProcessFederation, giver: Person, binding_id: str, amount_fen: int) -> str:
     ctx = fed.node(giver.admdvs)
     async with UnitOfWork(ctx.db) as uow:
-        status, body = await node_transfers.send_transfer(ctx, uow, giver.claims(fed.clock.now()), binding_id,
-                                                          amount_fen)
+        body = await node_transfers.send_transfer(ctx, uow, giver.claims(fed.clock.now()), binding_id, amount_fen)
         await uow.commit()
-    assert status == 202 and body["state"] == "ACCEPTED", body
+    assert body["state"] == "ACCEPTED", body
     transfer_id: str = body["transfer_id"]
     return transfer_id
 

@@ -7,8 +7,8 @@ from fastapi.responses import Response
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.entrypoints.citizen_api import bounded_amount
+from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import person_status, persons
-from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.person_status import PoolingChange
 from services.province_node.service_layer.persons import ImportRequest, MonthlyCreditRequest
 from shared.contracts.internal_api import LedgerSummary
@@ -20,44 +20,40 @@ router = APIRouter(tags=["admin"])
 
 
 @router.post("/v1/admin/persons:import", dependencies=[Depends(require_operator)])
-async def import_persons(request: Request, body: ImportRequest) -> Response:
-    ctx: NodeContext = request.app.state.ctx
+async def import_persons(request: Request, ctx: CtxDep, body: ImportRequest) -> Response:
     for index, person in enumerate(body.persons):
         bounded_amount(person.get("personal_account_fen"), f"persons[{index}].personal_account_fen")
     return await run_idempotent(request, ctx.db, "operator",
                                 lambda uow, plan: persons.import_persons(ctx, uow, plan),
-                                prepare=lambda: persons.prepare_import(ctx, body))
+                                prepare=lambda: persons.prepare_import(ctx, body), status=200)
 
 
 @router.post("/v1/admin/persons/{id_no}:end-insurance", dependencies=[Depends(require_operator)])
-async def end_insurance(request: Request, id_no: str) -> Response:
+async def end_insurance(request: Request, ctx: CtxDep, id_no: str) -> Response:
     """The person's insurance ends (停保): their bindings end and transfers in flight on them are refunded."""
-    ctx: NodeContext = request.app.state.ctx
     return await run_idempotent(request, ctx.db, "operator",
-                                lambda uow: person_status.end_insurance(ctx, uow, id_no))
+                                lambda uow: person_status.end_insurance(ctx, uow, id_no), status=200)
 
 
 @router.post("/v1/admin/persons/{id_no}:change-pooling", dependencies=[Depends(require_operator)])
-async def change_pooling(request: Request, id_no: str, body: PoolingChange) -> Response:
+async def change_pooling(request: Request, ctx: CtxDep, id_no: str, body: PoolingChange) -> Response:
     """A move within the province; into another pooling region it ends the person's bindings."""
-    ctx: NodeContext = request.app.state.ctx
     return await run_idempotent(request, ctx.db, "operator",
-                                lambda uow: person_status.change_pooling(ctx, uow, id_no, body))
+                                lambda uow: person_status.change_pooling(ctx, uow, id_no, body), status=200)
 
 
 @router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(require_operator)])
-async def credit_monthly(request: Request, body: MonthlyCreditRequest) -> Response:
-    ctx: NodeContext = request.app.state.ctx
+async def credit_monthly(request: Request, ctx: CtxDep, body: MonthlyCreditRequest) -> Response:
     for index, credit in enumerate(body.credits):
         bounded_amount(credit.amount_fen, f"credits[{index}].amount_fen")
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body))
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body),
+                                status=200)
 
 
 @router.get("/internal/v1/ledger/summary", dependencies=[Depends(require_internal)], tags=["internal"],
             response_model=LedgerSummary)
-async def ledger_summary(request: Request) -> LedgerSummary:
+async def ledger_summary(ctx: CtxDep) -> LedgerSummary:
     """Balances by account kind and whether the journal balances: what conservation checks read."""
-    ctx: NodeContext = request.app.state.ctx
     async with ReadView(ctx.db) as view:
         totals = await ledger_repo.totals_by_kind(view)
         balanced = await ledger_repo.journal_is_balanced(view)

@@ -4,15 +4,16 @@ shared/web.py, as in every service). The check is `async def` although it never 
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
-from services.province_node.service_layer.context import NodeContext
+from fastapi import Depends, Request
+
+from services.province_node.entrypoints.deps import CtxDep
 from shared.tokens import Claims, InvalidToken, verify
 from shared.web import ApiError, bearer_token
 
 
-async def citizen(request: Request) -> Claims:
-    ctx: NodeContext = request.app.state.ctx
+async def citizen(request: Request, ctx: CtxDep) -> Claims:
     token = bearer_token(request)
     if token is None:
         raise ApiError(401, "UNAUTHENTICATED", "a bearer token from POST /v1/identity/sessions is required")
@@ -24,3 +25,5 @@ async def citizen(request: Request) -> Claims:
         raise ApiError(403, "WRONG_PROVINCE", f"this is the node of {ctx.admdvs}; use your home province's node")
     return claims
 
+
+CitizenDep = Annotated[Claims, Depends(citizen)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
+from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer.bindings import apply_snapshot
-from services.province_node.service_layer.context import NodeContext
 from shared.contracts.internal_api import BindingResponse
 from shared.db import UnitOfWork, in_unit_of_work
 from shared.web import require_internal
@@ -17,10 +17,9 @@ internal_router = APIRouter(prefix="/internal/v1", tags=["internal"], dependenci
 
 
 @internal_router.post("/bindings:apply")
-async def apply_binding(request: Request, body: BindingResponse) -> dict[str, Any]:
+async def apply_binding(ctx: CtxDep, body: BindingResponse) -> dict[str, Any]:
     """The replica takes the snapshot if newer (the same code and notices as the event, which then finds nothing
     newer); idempotent."""
-    ctx: NodeContext = request.app.state.ctx
 
     async def apply(uow: UnitOfWork) -> bool:
         return await apply_snapshot(ctx, uow, body.binding)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
 
-from services.province_node.entrypoints.auth import citizen
+from services.province_node.entrypoints.auth import CitizenDep
+from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import binding_freshness, bindings, me, persons, sms_confirmation, transfers
 from services.province_node.service_layer.bindings import BindingCreate
-from services.province_node.service_layer.context import NodeContext
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
 from shared.money import MAX_AMOUNT_FEN, above_max_amount
-from shared.tokens import Claims
 from shared.web import ApiError
 
 router = APIRouter(prefix="/v1", tags=["citizen"])
@@ -22,11 +21,7 @@ router = APIRouter(prefix="/v1", tags=["citizen"])
 BINDING_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 BINDING_ID_SCHEMA = {"type": "string", "pattern": BINDING_ID_PATTERN}
 BINDING_ID_PATH = Path(pattern=BINDING_ID_PATTERN)
-
-
-def _ctx(request: Request) -> NodeContext:
-    ctx: NodeContext = request.app.state.ctx
-    return ctx
+BindingId = Annotated[str, BINDING_ID_PATH]
 
 
 def bounded_amount(amount_fen: object, field: str) -> None:
@@ -38,51 +33,46 @@ def bounded_amount(amount_fen: object, field: str) -> None:
 
 
 @router.get("/me")
-async def get_me(request: Request, claims: Claims = Depends(citizen)) -> dict[str, Any]:
-    ctx = _ctx(request)
+async def get_me(ctx: CtxDep, claims: CitizenDep) -> dict[str, Any]:
     async with ReadView(ctx.db) as view:
         return await me.me(ctx, view, claims.psn_no)
 
 
 @router.post("/wallet:open", status_code=201, responses={200: {"description": "already open: the same wallet"}})
-async def open_wallet(request: Request, claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def open_wallet(request: Request, ctx: CtxDep, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: persons.open_wallet(ctx, uow, claims.psn_no))
+                                lambda uow: persons.open_wallet(ctx, uow, claims.psn_no),
+                                status=lambda opened: 201 if opened.created else 200,
+                                view=lambda opened: {"status": "OPEN", "balance_fen": opened.balance_fen})
 
 
 @router.post("/bindings", status_code=201)
-async def create_binding(request: Request, body: BindingCreate, claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def create_binding(request: Request, ctx: CtxDep, body: BindingCreate, claims: CitizenDep) -> Response:
     key = request.headers.get("idempotency-key")
     request_key = f"{claims.psn_no}:{key}" if key else None
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: bindings.record_created(ctx, uow, snapshot),
-                                prepare=lambda: bindings.request_binding(ctx, claims, body, request_key))
+                                prepare=lambda: bindings.request_binding(ctx, claims, body, request_key), status=201)
 
 
 @router.get("/bindings")
-async def list_bindings(request: Request, claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def list_bindings(ctx: CtxDep, claims: CitizenDep) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await bindings.list_bindings(view, claims.psn_no)
 
 
 @router.post("/bindings/{binding_id}:confirm")
-async def confirm_binding(request: Request, binding_id: str = BINDING_ID_PATH,
-                          claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def confirm_binding(request: Request, ctx: CtxDep, binding_id: BindingId, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: sms_confirmation.record_face_confirmation(ctx, uow, snapshot),
-                                prepare=lambda: bindings.confirm_at_hub(ctx, claims, binding_id))
+                                prepare=lambda: bindings.confirm_at_hub(ctx, claims, binding_id), status=200)
 
 
 @router.delete("/bindings/{binding_id}")
-async def end_binding(request: Request, binding_id: str = BINDING_ID_PATH,
-                      claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def end_binding(request: Request, ctx: CtxDep, binding_id: BindingId, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: bindings.record_change(ctx, uow, snapshot),
-                                prepare=lambda: bindings.end_at_hub(ctx, claims, binding_id))
+                                prepare=lambda: bindings.end_at_hub(ctx, claims, binding_id), status=200)
 
 
 def json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
@@ -97,40 +87,38 @@ def json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]
 @router.post("/transfers", status_code=202, openapi_extra=json_body(["binding_id", "amount_fen"], {
     "binding_id": BINDING_ID_SCHEMA,
     "amount_fen": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN}}))
-async def send_transfer(request: Request, body: dict[str, Any] = Body(...),
-                        claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def send_transfer(request: Request, ctx: CtxDep, body: Annotated[dict[str, Any], Body()],
+                        claims: CitizenDep) -> Response:
     bounded_amount(body.get("amount_fen"), "amount_fen")
     binding_id = body.get("binding_id")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
         binding_freshness.fresh(ctx, lambda uow: transfers.send_transfer(ctx, uow, claims, binding_id,
                                                                          body.get("amount_fen"))),
-        prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id))
+        prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id), status=202)
 
 
 @router.post("/transfers/{transfer_id}:accept")
-async def accept_transfer(request: Request, transfer_id: str, claims: Claims = Depends(citizen)) -> Response:
+async def accept_transfer(request: Request, ctx: CtxDep, transfer_id: str, claims: CitizenDep) -> Response:
     """The receiver accepts a transfer held for acceptance (provinces where receivers must accept)."""
-    ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: transfers.accept_transfer(ctx, uow, claims, transfer_id))
+                                lambda uow: transfers.accept_transfer(ctx, uow, claims, transfer_id), status=200)
 
 
 @router.get("/transfers/{transfer_id}")
-async def get_transfer(request: Request, transfer_id: str, claims: Claims = Depends(citizen)) -> dict[str, Any]:
-    async with ReadView(_ctx(request).db) as view:
+async def get_transfer(ctx: CtxDep, transfer_id: str, claims: CitizenDep) -> dict[str, Any]:
+    async with ReadView(ctx.db) as view:
         return await transfers.get_transfer(view, claims.psn_no, transfer_id)
 
 
 @router.get("/transfers")
-async def list_transfers(request: Request, role: str = Query("sent"),
-                         claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def list_transfers(ctx: CtxDep, claims: CitizenDep, role: Annotated[str, Query()] = "sent"
+                         ) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await transfers.list_transfers(view, claims.psn_no, role)
 
 
 @router.get("/notifications")
-async def list_notifications(request: Request, claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def list_notifications(ctx: CtxDep, claims: CitizenDep) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await bindings.list_notifications(view, claims.psn_no)

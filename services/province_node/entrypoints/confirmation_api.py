@@ -3,14 +3,14 @@ inbound replies, the operators' clerk accounts, and the clerks' counter confirma
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import counter, sms_confirmation
-from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.counter import ClerkCreate, CounterConfirm
 from services.province_node.service_layer.sms_confirmation import SmsInbound
 from shared.idempotency import run_idempotent
@@ -37,42 +37,38 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": "refused; nothing changed"} for status in statuses}
 
 
-def _ctx(request: Request) -> NodeContext:
-    ctx: NodeContext = request.app.state.ctx
-    return ctx
-
-
-async def clerk(request: Request) -> str:
+async def clerk(request: Request, ctx: CtxDep) -> str:
     """The counter routes' dependency: the clerk behind the bearer token, at their own province's node."""
-    return await counter.clerk_of_token(_ctx(request), bearer_token(request))
+    return await counter.clerk_of_token(ctx, bearer_token(request))
 
 
-async def require_sms_gateway(request: Request) -> None:
-    require_static_token(request, _ctx(request).settings.sms_inbound_token, "SMS inbound")
+ClerkDep = Annotated[str, Depends(clerk)]
+
+
+async def require_sms_gateway(request: Request, ctx: CtxDep) -> None:
+    require_static_token(request, ctx.settings.sms_inbound_token, "SMS inbound")
 
 
 @router.post("/v1/sms/inbound", dependencies=[Depends(require_sms_gateway)],
              responses={200: {"model": SmsAnswer}, **refusals(401, 409, 422, 503)})
-async def sms_inbound(request: Request, body: SmsInbound) -> Response:
+async def sms_inbound(request: Request, ctx: CtxDep, body: SmsInbound) -> Response:
     """One SMS reply: `确认 <code>` from the relative's registered phone confirms; anything else is
     `{handled: false, reason}` (only a wrong code is counted: 5 void the codes)."""
-    ctx = _ctx(request)
     return await run_idempotent(request, ctx.db, "sms-gateway",
                                 lambda uow, plan: sms_confirmation.handle(ctx, uow, plan),
-                                prepare=lambda: sms_confirmation.plan(ctx, body))
+                                prepare=lambda: sms_confirmation.plan(ctx, body), status=200)
 
 
 @router.post("/v1/admin/clerks", status_code=201, dependencies=[Depends(require_operator)],
              responses={201: {"model": ClerkCreated}, **refusals(401, 409, 422)})
-async def create_clerk(request: Request, body: ClerkCreate) -> Response:
-    ctx = _ctx(request)
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: counter.create_clerk(ctx, uow, body))
+async def create_clerk(request: Request, ctx: CtxDep, body: ClerkCreate) -> Response:
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: counter.create_clerk(ctx, uow, body),
+                                status=201)
 
 
 @router.post("/v1/counter/bindings/{binding_id}:confirm", responses=refusals(401, 403, 404, 409, 422, 503))
-async def counter_confirm(request: Request, body: CounterConfirm, binding_id: str = BINDING_ID,
-                          clerk_id: str = Depends(clerk)) -> Response:
-    ctx = _ctx(request)
+async def counter_confirm(request: Request, ctx: CtxDep, body: CounterConfirm,
+                          binding_id: Annotated[str, BINDING_ID], clerk_id: ClerkDep) -> Response:
     return await run_idempotent(request, ctx.db, f"clerk|{clerk_id}",
                                 lambda uow, plan: counter.record(ctx, uow, plan),
-                                prepare=lambda: counter.confirm_at_hub(ctx, clerk_id, binding_id, body))
+                                prepare=lambda: counter.confirm_at_hub(ctx, clerk_id, binding_id, body), status=200)

@@ -6,21 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 
 from services.province_node.domain.errors import DomainError
-from services.province_node.entrypoints.auth import citizen
-from services.province_node.service_layer.context import NodeContext
+from services.province_node.entrypoints.auth import CitizenDep
+from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer.persons import person_by_psn_no
 from shared.db import ReadView
-from shared.tokens import Claims, issue_ec_token
+from shared.tokens import issue_ec_token
 
 router = APIRouter(prefix="/v1", tags=["citizen"])
 
 
 @router.post("/me/ec-token")
-async def ec_token(request: Request, claims: Claims = Depends(citizen)) -> dict[str, Any]:
-    ctx: NodeContext = request.app.state.ctx
+async def ec_token(ctx: CtxDep, claims: CitizenDep) -> dict[str, Any]:
     async with ReadView(ctx.db) as view:
         person = await person_by_psn_no(view, claims.psn_no)
     if not person.insured:

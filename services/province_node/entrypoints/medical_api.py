@@ -4,14 +4,15 @@ filings (citizen, API.md "Filings"), and the internal medical API the gateway ca
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import Headers
 
 from services.province_node.domain.medical_policy import MedicalPolicy, PolicyInvalid
-from services.province_node.entrypoints.auth import citizen
+from services.province_node.entrypoints.auth import CitizenDep
+from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.entrypoints.pos_api import internal_only
 from services.province_node.service_layer import filings, medical
 from services.province_node.service_layer.context import NodeContext
@@ -19,7 +20,6 @@ from services.province_node.service_layer.filings import FilingCreate
 from shared.contracts.medical_api import MedicalCall
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
-from shared.tokens import Claims
 from shared.web import ApiError, FastRoute, parse_body, require_operator
 
 router = APIRouter(tags=["medical"])
@@ -28,15 +28,9 @@ _POLICY_EXAMPLE = {"rules": [{"insutype": "310", "setting": "inpatient", "hosp_l
                               "ratio": "0.85", "annual_cap_fen": 50000000}], "unfiled_ratio_cut": "0.10"}
 
 
-def _ctx(request: Request) -> NodeContext:
-    ctx: NodeContext = request.app.state.ctx
-    return ctx
-
-
 @router.get("/v1/admin/medical-policy", dependencies=[Depends(require_operator)])
-async def get_policy(request: Request) -> dict[str, Any]:
+async def get_policy(ctx: CtxDep) -> dict[str, Any]:
     """The policy settlements use now: the province's documented default until an operator replaces it."""
-    ctx = _ctx(request)
     async with ReadView(ctx.db) as view:
         policy = await medical.current_policy(ctx, view)
     return {"admdvs": ctx.admdvs, **policy.to_json()}
@@ -45,35 +39,34 @@ async def get_policy(request: Request) -> dict[str, Any]:
 @router.put("/v1/admin/medical-policy", dependencies=[Depends(require_operator)],
             responses={422: {"description": "INVALID_POLICY: a ratio outside [0, 1], a negative amount, a rule "
                                             "twice"}})
-async def put_policy(request: Request, body: dict[str, Any] = Body(..., examples=[_POLICY_EXAMPLE])) -> Response:
+async def put_policy(request: Request, ctx: CtxDep,
+                     body: Annotated[dict[str, Any], Body(examples=[_POLICY_EXAMPLE])]) -> Response:
     """Replace the policy; it applies to settlements after this answer (each rule: insutype 310|390, setting
     outpatient|inpatient, hosp_lv 1|2|3, deductible_fen ≥ 0, ratio "0".."1", annual_cap_fen ≥ 0)."""
-    ctx = _ctx(request)
     try:
         policy = MedicalPolicy.from_json(body)
     except PolicyInvalid as exc:
         raise ApiError(422, "INVALID_POLICY", str(exc)) from exc
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: medical.put_policy(ctx, uow, policy))
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: medical.put_policy(ctx, uow, policy),
+                                status=200)
 
 
 @router.post("/v1/filings", status_code=201)
-async def create_filing(request: Request, body: FilingCreate, claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def create_filing(request: Request, ctx: CtxDep, body: FilingCreate, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: filings.create_filing(ctx, uow, claims.psn_no, body))
+                                lambda uow: filings.create_filing(ctx, uow, claims.psn_no, body), status=201)
 
 
 @router.get("/v1/filings")
-async def list_filings(request: Request, claims: Claims = Depends(citizen)) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def list_filings(ctx: CtxDep, claims: CitizenDep) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await filings.list_filings(view, claims.psn_no)
 
 
 @router.delete("/v1/filings/{filing_id}")
-async def end_filing(request: Request, filing_id: str, claims: Claims = Depends(citizen)) -> Response:
-    ctx = _ctx(request)
+async def end_filing(request: Request, ctx: CtxDep, filing_id: str, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: filings.end_filing(ctx, uow, claims.psn_no, filing_id))
+                                lambda uow: filings.end_filing(ctx, uow, claims.psn_no, filing_id), status=200)
 
 
 # ------------------------------------------------------------------------------------------------ internal

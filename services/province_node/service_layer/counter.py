@@ -56,7 +56,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_clerk(ctx: NodeContext, uow: UnitOfWork, body: ClerkCreate) -> tuple[int, Any]:
+async def create_clerk(ctx: NodeContext, uow: UnitOfWork, body: ClerkCreate) -> dict[str, Any]:
     # Two creations of one clerk id (two replicas) race on the primary key; the loser is re-run and answers 409.
     existing = (await uow.execute(sa.select(CLERKS.c.clerk_id).where(CLERKS.c.clerk_id == body.clerk_id))).first()
     if existing is not None:
@@ -64,7 +64,7 @@ async def create_clerk(ctx: NodeContext, uow: UnitOfWork, body: ClerkCreate) -> 
     token = f"{TOKEN_PREFIX}.{ctx.admdvs}.{secrets.token_urlsafe(32)}"
     await uow.execute(sa.insert(CLERKS).values(clerk_id=body.clerk_id, name=body.name.strip(),
                                                token_hash=_token_hash(token), created_at=ctx.clock.now()))
-    return 201, {"clerk_id": body.clerk_id, "clerk_token": token}
+    return {"clerk_id": body.clerk_id, "clerk_token": token}
 
 
 async def clerk_of_token(ctx: NodeContext, token: str | None) -> str:
@@ -118,7 +118,7 @@ async def confirm_at_hub(ctx: NodeContext, clerk_id: str, binding_id: str, body:
     return CounterPlan(snapshot, clerk_id)
 
 
-async def record(ctx: NodeContext, uow: UnitOfWork, plan: CounterPlan) -> tuple[int, Any]:
+async def record(ctx: NodeContext, uow: UnitOfWork, plan: CounterPlan) -> dict[str, Any]:
     await apply_snapshot(ctx, uow, plan.snapshot)
     await record_confirmation(ctx, uow, plan.snapshot, "counter", plan.clerk_id)
-    return 200, {**view_of(plan.snapshot), "confirmed_by_clerk_id": plan.clerk_id}
+    return {**view_of(plan.snapshot), "confirmed_by_clerk_id": plan.clerk_id}

@@ -38,7 +38,7 @@ def _view(row: Any) -> dict[str, Any]:
             "created_at": row.created_at.isoformat(), "ended_at": row.ended_at.isoformat() if row.ended_at else None}
 
 
-async def create_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, body: FilingCreate) -> tuple[int, Any]:
+async def create_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, body: FilingCreate) -> dict[str, Any]:
     person = await person_by_psn_no(uow, psn_no)
     if not person.insured:
         raise DomainError("INSURANCE_ENDED", "this person's insurance has ended")
@@ -54,7 +54,7 @@ async def create_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, body: Fi
     row = (await uow.execute(sa.select(FILINGS).where(FILINGS.c.filing_id == filing_id))).one()
     await audit.append(uow, "filing.state", filing_id, {"state": "ACTIVE", "psn_no": psn_no,
                                                         "mdtrtarea_admdvs": body.mdtrtarea_admdvs}, now)
-    return 201, _view(row)
+    return _view(row)
 
 
 async def list_filings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
@@ -63,7 +63,7 @@ async def list_filings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
     return [_view(row) for row in rows]
 
 
-async def end_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, filing_id: str) -> tuple[int, Any]:
+async def end_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, filing_id: str) -> dict[str, Any]:
     row = (await uow.execute(for_update(sa.select(FILINGS).where(FILINGS.c.filing_id == filing_id)))).first()
     if row is None or row.psn_no != psn_no:
         raise NotFound("FILING_NOT_FOUND", "no such filing of yours")
@@ -72,4 +72,4 @@ async def end_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, filing_id: 
                           .values(state="ENDED", ended_at=ctx.clock.now()))
         row = (await uow.execute(sa.select(FILINGS).where(FILINGS.c.filing_id == filing_id))).one()
         await audit.append(uow, "filing.state", filing_id, {"state": "ENDED", "psn_no": psn_no}, ctx.clock.now())
-    return 200, _view(row)
+    return _view(row)

@@ -735,7 +735,7 @@ async def apply(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall) -> Medical
 # ------------------------------------------------------------------------------------------------ policy admin
 
 
-async def put_policy(ctx: NodeContext, uow: UnitOfWork, policy: MedicalPolicy) -> tuple[int, Any]:
+async def put_policy(ctx: NodeContext, uow: UnitOfWork, policy: MedicalPolicy) -> dict[str, Any]:
     body = policy.to_json()
     now = ctx.clock.now()
     # Two operators at once: the row lock makes one wait; the last one wins, as with any PUT.
@@ -747,5 +747,5 @@ async def put_policy(ctx: NodeContext, uow: UnitOfWork, policy: MedicalPolicy) -
     else:
         await uow.execute(sa.update(POLICY).where(POLICY.c.policy_id == "current").values(
             body=orjson.dumps(body).decode(), updated_at=now))
-    return 200, {"admdvs": ctx.admdvs, **body}
+    return {"admdvs": ctx.admdvs, **body}
 

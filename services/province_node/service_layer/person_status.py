@@ -33,13 +33,13 @@ class PoolingChange(BaseModel):
     pooling_admdvs: str
 
 
-async def end_insurance(ctx: NodeContext, uow: UnitOfWork, id_no: str) -> tuple[int, Any]:
+async def end_insurance(ctx: NodeContext, uow: UnitOfWork, id_no: str) -> dict[str, Any]:
     """`POST /v1/admin/persons/{id_no}:end-insurance`. Ending an insurance that already ended changes nothing."""
     person = await person_by_id_no(ctx, uow, id_no)
     return await _change(ctx, uow, person, insured=False, pooling_admdvs=person.pooling_admdvs)
 
 
-async def change_pooling(ctx: NodeContext, uow: UnitOfWork, id_no: str, body: PoolingChange) -> tuple[int, Any]:
+async def change_pooling(ctx: NodeContext, uow: UnitOfWork, id_no: str, body: PoolingChange) -> dict[str, Any]:
     """`POST /v1/admin/persons/{id_no}:change-pooling`: a move within the province (another province imports
     the person itself). Into another pooling region it ends the person's bindings; within one, nothing else."""
     person = await person_by_id_no(ctx, uow, id_no)
@@ -50,7 +50,7 @@ async def change_pooling(ctx: NodeContext, uow: UnitOfWork, id_no: str, body: Po
 
 
 async def _change(ctx: NodeContext, uow: UnitOfWork, person: Any, *, insured: bool,
-                  pooling_admdvs: str) -> tuple[int, Any]:
+                  pooling_admdvs: str) -> dict[str, Any]:
     reason = binding_end_reason(insured_before=person.insured, insured_after=insured,
                                 pooling_before=person.pooling_admdvs, pooling_after=pooling_admdvs)
     if (insured, pooling_admdvs) != (person.insured, person.pooling_admdvs):
@@ -62,5 +62,5 @@ async def _change(ctx: NodeContext, uow: UnitOfWork, person: Any, *, insured: bo
             psn_no=person.psn_no, insuplc_admdvs=ctx.admdvs, insured=insured, pooling_admdvs=pooling_admdvs,
             previous_pooling_admdvs=person.pooling_admdvs, binding_end_reason=reason, changed_at=now),
             source=ctx.source, trace_id=person.psn_no)
-    return 200, {"psn_no": person.psn_no, "id_no_masked": person.id_no_masked, "insutype": person.insutype,
-                 "insured": insured, "pooling_admdvs": pooling_admdvs, "binding_end_reason": reason}
+    return {"psn_no": person.psn_no, "id_no_masked": person.id_no_masked, "insutype": person.insutype,
+            "insured": insured, "pooling_admdvs": pooling_admdvs, "binding_end_reason": reason}

@@ -124,12 +124,12 @@ async def prepare_import(ctx: NodeContext, request: ImportRequest) -> ImportPlan
     return ImportPlan(accepted, rejected)
 
 
-async def import_persons(ctx: NodeContext, uow: UnitOfWork, plan: ImportPlan) -> tuple[int, Any]:
+async def import_persons(ctx: NodeContext, uow: UnitOfWork, plan: ImportPlan) -> dict[str, Any]:
     if plan.accepted:
         await ledger_repo.ensure_system_accounts(uow, ctx.clock.now())
         for person, id_no, reg in plan.accepted:
             await _upsert_person(ctx, uow, person, id_no, reg)
-    return 200, {"imported": len(plan.accepted), "rejected": plan.rejected}
+    return {"imported": len(plan.accepted), "rejected": plan.rejected}
 
 
 def _first_field_code(raw: Any) -> str:
@@ -177,7 +177,7 @@ async def _upsert_person(ctx: NodeContext, uow: UnitOfWork, person: PersonIn, id
                                                     person.personal_account_fen), now)
 
 
-async def credit_monthly(ctx: NodeContext, uow: UnitOfWork, request: MonthlyCreditRequest) -> tuple[int, Any]:
+async def credit_monthly(ctx: NodeContext, uow: UnitOfWork, request: MonthlyCreditRequest) -> dict[str, Any]:
     """Payroll contributions into employees' personal accounts; all or nothing."""
     now = ctx.clock.now()
     total_fen = 0
@@ -188,7 +188,7 @@ async def credit_monthly(ctx: NodeContext, uow: UnitOfWork, request: MonthlyCred
         await ledger_repo.post(uow, ledger.move("MONTHLY_CREDIT", person.psn_no, ledger.FUNDING,
                                                 ledger.personal_account(person.psn_no), credit.amount_fen), now)
         total_fen += credit.amount_fen
-    return 200, {"credited": len(request.credits), "total_fen": total_fen}
+    return {"credited": len(request.credits), "total_fen": total_fen}
 
 
 async def person_by_id_no(ctx: NodeContext, view: UnitOfWork | ReadView, id_no: str) -> Any:
@@ -212,11 +212,17 @@ async def person_by_psn_no(view: UnitOfWork | ReadView, psn_no: str) -> Any:
     return row
 
 
-async def open_wallet(ctx: NodeContext, uow: UnitOfWork, psn_no: str) -> tuple[int, Any]:
+@dataclass(frozen=True)
+class WalletOpened:
+    balance_fen: int | None  # as ledger_repo.balance reads it
+    created: bool  # False: it was open already (the same wallet)
+
+
+async def open_wallet(ctx: NodeContext, uow: UnitOfWork, psn_no: str) -> WalletOpened:
     person = await person_by_psn_no(uow, psn_no)
     if not person.insured:
         raise DomainError("INSURANCE_ENDED", "insurance has ended; no wallet can be opened")
     wallet = ledger.wallet_account(psn_no)
     created = await ledger_repo.open_account(uow, wallet, "WALLET", psn_no, ctx.clock.now())
     balance_fen = await ledger_repo.balance(uow, wallet)
-    return (201 if created else 200), {"status": "OPEN", "balance_fen": balance_fen}
+    return WalletOpened(balance_fen=balance_fen, created=created)

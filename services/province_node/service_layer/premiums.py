@@ -97,7 +97,7 @@ async def prepare(ctx: NodeContext, claims: Claims, body: PremiumRequest,
 
 
 async def pay(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: PremiumRequest,
-              reservation: PremiumReservation) -> tuple[int, Any]:
+              reservation: PremiumReservation) -> dict[str, Any]:
     now = ctx.clock.now()
     if body.payer == "quota":
         # Already paid at the relative's node (it holds the quota's mirror); this node only answers.
@@ -114,10 +114,10 @@ async def pay(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: PremiumRe
             beneficiary_admdvs=reservation.beneficiary_admdvs, payer_psn_no=claims.psn_no,
             payer_admdvs=ctx.admdvs, year=reservation.year, amount_fen=reservation.amount_fen, paid_at=now),
             source=ctx.source, trace_id=reservation.payment_id)
-    return 201, {"payment_id": reservation.payment_id, "state": "PAID", "year": reservation.year,
-                 "amount_fen": reservation.amount_fen, "payer": body.payer,
-                 "beneficiary_psn_no": reservation.beneficiary_psn_no,
-                 "beneficiary_admdvs": reservation.beneficiary_admdvs}
+    return {"payment_id": reservation.payment_id, "state": "PAID", "year": reservation.year,
+            "amount_fen": reservation.amount_fen, "payer": body.payer,
+            "beneficiary_psn_no": reservation.beneficiary_psn_no,
+            "beneficiary_admdvs": reservation.beneficiary_admdvs}
 
 
 # ---------------------------------------------------------------------------------------- beneficiary's side

@@ -141,24 +141,24 @@ async def record_confirmation(ctx: NodeContext, uow: UnitOfWork, snapshot: Bindi
 
 
 async def record_face_confirmation(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot
-                                   ) -> tuple[int, Any]:
+                                   ) -> dict[str, Any]:
     """The unit of work of the app's `:confirm` (face step-up): the replica, then how it was confirmed."""
     await apply_snapshot(ctx, uow, snapshot)
     await record_confirmation(ctx, uow, snapshot, "face")
-    return 200, view_of(snapshot)
+    return view_of(snapshot)
 
 
 async def confirmation_of(view: UnitOfWork | ReadView, binding_id: str) -> Any:
     return (await view.execute(sa.select(CONFIRMATIONS).where(CONFIRMATIONS.c.binding_id == binding_id))).first()
 
 
-async def handle(ctx: NodeContext, uow: UnitOfWork, decided: SmsPlan) -> tuple[int, Any]:
+async def handle(ctx: NodeContext, uow: UnitOfWork, decided: SmsPlan) -> dict[str, Any]:
     """The unit of work of `POST /v1/sms/inbound`."""
     if decided.outcome == "CONFIRMED":
         assert decided.snapshot is not None
         await apply_snapshot(ctx, uow, decided.snapshot)
         await record_confirmation(ctx, uow, decided.snapshot, "sms")
-        return 200, {"handled": True, "binding_id": decided.snapshot.binding_id, "state": decided.snapshot.state}
+        return {"handled": True, "binding_id": decided.snapshot.binding_id, "state": decided.snapshot.state}
     if decided.outcome == "WRONG_CODE":
         now = ctx.clock.now()
         # One wrong reply counts once on every open code of the phone's persons; the fifth voids them. Guarded
@@ -173,4 +173,4 @@ async def handle(ctx: NodeContext, uow: UnitOfWork, decided: SmsPlan) -> tuple[i
         if voided:
             for psn_no in decided.psn_nos:
                 await notify(uow, ctx, psn_no, notices.sms_codes_voided())
-    return 200, {"handled": False, "reason": decided.reason}
+    return {"handled": False, "reason": decided.reason}
