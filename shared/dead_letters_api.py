@@ -96,8 +96,8 @@ async def replay_dead_letter(request: Request, dead_letter_id: int) -> Response:
     async def replay() -> dict[str, Any]:
         return await host.replay(dead_letter_id)
 
-    async def answer(_: UnitOfWork, outcome: dict[str, Any]) -> tuple[int, Any]:
-        return 200, outcome
+    async def answer(_: UnitOfWork, outcome: dict[str, Any]) -> dict[str, Any]:
+        return outcome
 
     # The replay runs its own units of work (one per message); only its answer is stored under the key.
-    return await run_idempotent(request, host.runtime().db, "internal", answer, prepare=replay)
+    return await run_idempotent(request, host.runtime().db, "internal", answer, prepare=replay, status=200)

@@ -161,9 +161,9 @@ async def test_a_decision_repeated_in_another_transaction_moves_nothing(
     """A reviewer's retry after a lost answer (another key) or a second reviewer: 409, and the money moved once."""
     giver, _, transfer_id, alert_id = await held_transfer(fed, ops)
     async with UnitOfWork(fed.hub.db) as uow:
-        status, _ = await holds.resolve(fed.hub, uow, alert_id, {"decision": "reject", "reviewer": "a"})
+        resolved = await holds.resolve(fed.hub, uow, alert_id, {"decision": "reject", "reviewer": "a"})
         await uow.commit()
-    assert status == 200
+    assert resolved["decision"] == "reject", resolved
     with pytest.raises(Exception) as second:
         async with UnitOfWork(fed.hub.db) as uow:
             await holds.resolve(fed.hub, uow, alert_id, {"decision": "release", "reviewer": "b"})

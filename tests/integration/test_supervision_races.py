@@ -49,9 +49,9 @@ async def test_two_hub_replicas_deciding_one_hold_decide_it_once(pg_fed: InProce
         answers = await asyncio.gather(decide(pg_fed.hub, alert_id, "release"), decide(other, alert_id, "reject"))
     finally:
         await other_db.dispose()
-    winners = [a for a in answers if isinstance(a, tuple)]
+    winners = [a for a in answers if isinstance(a, dict)]
     assert len(winners) == 1 and "ALERT_ALREADY_RESOLVED" in answers, answers
-    decision = winners[0][1]["decision"]
+    decision = winners[0]["decision"]
     await pg_fed.pump(twice=True)
     wallet = await balance_fen(pg_fed, DESTINATION, ledger.wallet_account(mother.psn_no))
     if decision == "release":

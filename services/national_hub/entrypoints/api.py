@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from services.national_hub.entrypoints.deps import CtxDep
 from services.national_hub.service_layer import (
     binding_push,
     bindings,
@@ -40,19 +41,13 @@ admin = APIRouter(tags=["admin"])
 internal = APIRouter(prefix="/internal/v1", tags=["internal"])
 
 
-def _ctx(request: Request) -> HubContext:
-    ctx: HubContext = request.app.state.ctx
-    return ctx
-
-
 @public.post("/v1/identity/sessions", status_code=201, responses={
     status: {"description": f"{code}: {{\"error\": {{\"code\", \"message\"}}}}; nothing changed"}
     for status, code in ((401, "AUTHENTICATION_FAILED"), (422, "INVALID_ID_NO or VALIDATION_ERROR"),
                          (429, "TOO_MANY_ATTEMPTS"))})
-async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]:
+async def open_session(request: Request, ctx: CtxDep, body: SessionRequest) -> dict[str, Any]:
     """Issue 13: throttled per person and per client address (sign_in_throttle.py). Behind HAProxy the client
     address is the X-Forwarded-For HAProxy sets, trusted from 127.0.0.1 only (shared/runtime.py serve)."""
-    ctx = _ctx(request)
     subjects = sign_in_throttle.subjects_of(ctx, body.id_no, request.client.host if request.client else None)
     had_failures = await sign_in_throttle.refuse_if_blocked(ctx, subjects)
     try:
@@ -68,43 +63,42 @@ async def open_session(request: Request, body: SessionRequest) -> dict[str, Any]
 
 
 @admin.post("/v1/admin/kinship:import", dependencies=[Depends(require_operator)])
-async def import_kinship(request: Request, body: KinshipImport) -> Response:
-    ctx = _ctx(request)
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: directory.import_kinship(ctx, uow, body))
+async def import_kinship(request: Request, ctx: CtxDep, body: KinshipImport) -> Response:
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: directory.import_kinship(ctx, uow, body),
+                                status=200)
 
 
 @admin.get("/v1/ops/transfers/{transfer_id}/trace", dependencies=[Depends(require_operator)])
-async def transfer_trace(request: Request, transfer_id: str) -> dict[str, Any]:
-    async with ReadView(_ctx(request).db) as view:
+async def transfer_trace(ctx: CtxDep, transfer_id: str) -> dict[str, Any]:
+    async with ReadView(ctx.db) as view:
         return await transfers.trace(view, transfer_id)
 
 
 @internal.post("/directory/persons", dependencies=[Depends(require_internal)])
-async def register_persons(request: Request, body: DirectoryRegistrationBatch) -> Response:
-    ctx = _ctx(request)
-    return await run_idempotent(request, ctx.db, "internal", lambda uow: directory.register(ctx, uow, body))
+async def register_persons(request: Request, ctx: CtxDep, body: DirectoryRegistrationBatch) -> Response:
+    return await run_idempotent(request, ctx.db, "internal", lambda uow: directory.register(ctx, uow, body),
+                                status=200)
 
 
 @internal.post("/directory/lookup", dependencies=[Depends(require_internal)])
-async def lookup_person(request: Request, body: DirectoryLookup) -> DirectoryLookupResult:
+async def lookup_person(ctx: CtxDep, body: DirectoryLookup) -> DirectoryLookupResult:
     """The gateway: which province insures the holder of this ID or card (keyed hashes only)."""
-    async with ReadView(_ctx(request).db) as view:
+    async with ReadView(ctx.db) as view:
         return await directory.lookup(view, body)
 
 
 
 @internal.post("/bindings", dependencies=[Depends(require_internal)])
-async def create_binding(request: Request, body: BindingCreateRequest) -> dict[str, Any]:
-    ctx = _ctx(request)
+async def create_binding(ctx: CtxDep, body: BindingCreateRequest) -> dict[str, Any]:
     return await in_unit_of_work(ctx.db, lambda uow: bindings.create(ctx, uow, body))
 
 
 @internal.post("/bindings:snapshot", dependencies=[Depends(require_internal)], response_model=BindingResponse)
-async def binding_snapshot(request: Request, body: BindingLookup) -> dict[str, Any]:
+async def binding_snapshot(ctx: CtxDep, body: BindingLookup) -> dict[str, Any]:
     """Issue 13 (confirm-then-send): the registry's current view of one binding, which the giver's node reads
     before deciding a transfer or a quota, so that a confirm or an end the hub answered is never out-raced by
     the BindingChanged event that reports it."""
-    async with ReadView(_ctx(request).db) as view:
+    async with ReadView(ctx.db) as view:
         row = (await view.execute(sa.select(bindings.BINDINGS).where(
             bindings.BINDINGS.c.binding_id == body.binding_id))).first()
     if row is None:
@@ -113,38 +107,35 @@ async def binding_snapshot(request: Request, body: BindingLookup) -> dict[str, A
 
 
 @internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(require_internal)])
-async def confirm_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
-    ctx = _ctx(request)
+async def confirm_binding(ctx: CtxDep, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     answer = await in_unit_of_work(ctx.db, lambda uow: bindings.confirm(ctx, uow, binding_id, body))
     await binding_push.tell_the_giver(ctx, body.psn_no, answer)  # issue 13: confirm-then-send
     return answer
 
 
 @internal.post("/bindings/{binding_id}:end", dependencies=[Depends(require_internal)])
-async def end_binding(request: Request, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
-    ctx = _ctx(request)
+async def end_binding(ctx: CtxDep, binding_id: str, body: BindingActionRequest) -> dict[str, Any]:
     answer = await in_unit_of_work(ctx.db, lambda uow: bindings.end(ctx, uow, binding_id, body))
     await binding_push.tell_the_giver(ctx, body.psn_no, answer)  # issue 13: no transfer after the end
     return answer
 
 
-async def _forward_premium(request: Request, action: str, body: PremiumReservationRequest) -> dict[str, Any]:
-    ctx = _ctx(request)
+async def _forward_premium(ctx: HubContext, action: str, body: PremiumReservationRequest) -> dict[str, Any]:
     assert ctx.nodes is not None, "the hub's bootstrap wires the node client"
     return await mutual_aid.forward_premium(ctx, ctx.nodes, action, body)
 
 
 @internal.post("/premiums:reserve", dependencies=[Depends(require_internal)], response_model=PremiumReservation)
-async def reserve_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
-    return await _forward_premium(request, "reserve", body)
+async def reserve_premium(ctx: CtxDep, body: PremiumReservationRequest) -> dict[str, Any]:
+    return await _forward_premium(ctx, "reserve", body)
 
 
 @internal.post("/premiums:release", dependencies=[Depends(require_internal)])
-async def release_premium(request: Request, body: PremiumReservationRequest) -> dict[str, Any]:
-    return await _forward_premium(request, "release", body)
+async def release_premium(ctx: CtxDep, body: PremiumReservationRequest) -> dict[str, Any]:
+    return await _forward_premium(ctx, "release", body)
 
 
 @internal.post("/premiums:pay-from-quota", dependencies=[Depends(require_internal)],
                response_model=PremiumReservation)
-async def premium_from_quota(request: Request, body: PremiumQuotaRequest) -> dict[str, Any]:
-    return await _forward_premium(request, "pay-from-quota", body)
+async def premium_from_quota(ctx: CtxDep, body: PremiumQuotaRequest) -> dict[str, Any]:
+    return await _forward_premium(ctx, "pay-from-quota", body)

@@ -74,7 +74,7 @@ async def log_access(ctx: HubContext, uow: UnitOfWork, reviewer: str | None, act
                                                    subject_masked=subject_masked[:64]))
 
 
-async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, raw_body: Any) -> tuple[int, Any]:
+async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, raw_body: Any) -> dict[str, Any]:
     row = (await uow.execute(for_update(sa.select(ALERTS).where(ALERTS.c.alert_id == alert_id)))).first()
     if row is None:
         raise ApiError(404, "ALERT_NOT_FOUND", "no such alert")
@@ -101,7 +101,7 @@ async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, raw_body: Any
     await audit.append(uow, "alert.resolved", alert_id, {"decision": body.decision, "reviewer": body.reviewer,
                                                          "held_transfer_id": row.held_transfer_id})
     resolved = (await uow.execute(sa.select(ALERTS).where(ALERTS.c.alert_id == alert_id))).one()
-    return 200, alert_view(resolved)
+    return alert_view(resolved)
 
 
 async def _decide(ctx: HubContext, uow: UnitOfWork, transfer_id: str, decision: str) -> None:

@@ -89,7 +89,7 @@ async def list_windows(view: ReadView) -> list[dict[str, Any]]:
     return [_window_view(row) for row in rows]
 
 
-async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> tuple[int, Any]:
+async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> dict[str, Any]:
     """Net every obligation not yet in a window, freeze the result, and open the next window. Two closes at
     once (two operators, two replicas) take turns, so no obligation is netted in two windows."""
     await uow.lock_name("settlement-window-close")
@@ -117,7 +117,7 @@ async def close_current_window(ctx: HubContext, uow: UnitOfWork) -> tuple[int, A
             # obligation in two windows (settled twice between provinces).
             raise RuntimeError("obligations already claimed by another window: close refused")
     row = (await uow.execute(sa.select(WINDOWS).where(WINDOWS.c.window_id == window_id))).one()
-    return 200, _window_view(row)
+    return _window_view(row)
 
 
 async def on_transfer_credited(ctx: HubContext, uow: UnitOfWork, transfer: Any, credited_at: datetime) -> None:

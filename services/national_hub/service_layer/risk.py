@@ -110,7 +110,7 @@ async def list_rules(view: ReadView) -> list[dict[str, Any]]:
     return [rule_view(rule) for rule in (await settings(view)).values()]
 
 
-async def put_rule(ctx: HubContext, uow: UnitOfWork, rule_id: str, body: Any) -> tuple[int, Any]:
+async def put_rule(ctx: HubContext, uow: UnitOfWork, rule_id: str, body: Any) -> dict[str, Any]:
     if rule_id not in risk_rules.RULES:
         raise ApiError(404, "RULE_NOT_FOUND", f"no built-in rule {rule_id!r}")
     if not isinstance(body, dict):
@@ -133,7 +133,7 @@ async def put_rule(ctx: HubContext, uow: UnitOfWork, rule_id: str, body: Any) ->
         cache.clear()
 
     uow.before_commit(clear_again)
-    return 200, rule_view(changed)
+    return rule_view(changed)
 
 
 # ------------------------------------------------------------------------------------------------- alerts

@@ -246,8 +246,8 @@ async def overview(request: Request) -> Response:
     ctx = _ctx(request)
     health = await queries.health(request.app, ctx)
     today = await queries.today(ctx)
-    open_alerts = await ops_api.alerts(request, state="open", rule_id=None)
-    windows = await ops_api.settlement_windows(request)
+    open_alerts = await ops_api.alerts(_ctx(request), state="open", rule_id=None)
+    windows = await ops_api.settlement_windows(_ctx(request))
     return render(request, "overview.html", 200, session, active="overview", health=health, today=today,
                   open_alerts=open_alerts, last_window=windows[-1] if windows else None, windows=len(windows))
 
@@ -298,7 +298,7 @@ async def stats_page(request: Request, from_month: str | None = Query(None, alia
     period = {"from": from_month or _month_shift(this_month, -11), "to": to_month or this_month}
     filters = {"kind": kind, "use": use, "scope": scope, "province": province}
     try:
-        result = await ops_api.stats(request, period["from"], period["to"], "json")
+        result = await ops_api.stats(_ctx(request), period["from"], period["to"], "json")
     except ApiError as refused:
         return render(request, "stats.html", refused.status, session, active="stats", period=period,
                       filters=filters, error=refused.message, rows=[], charts=None, choices={}, totals=None)
@@ -318,7 +318,7 @@ async def stats_csv(request: Request, from_month: str = Query(alias="from"),
     """The API's own CSV (GET /v1/ops/stats?format=csv), for the browser's session instead of a bearer token."""
     _session(request)
     try:
-        answer: Response = await ops_api.stats(request, from_month, to_month, "csv")
+        answer: Response = await ops_api.stats(_ctx(request), from_month, to_month, "csv")
     except ApiError as refused:
         return Response(refused.message, status_code=refused.status, media_type="text/plain; charset=utf-8")
     return answer
@@ -343,7 +343,7 @@ def pair_matrix(window: dict[str, Any]) -> dict[str, Any]:
 @router.get("/clearing")
 async def clearing_page(request: Request, window: int | None = None, closed: int | None = None) -> Response:
     session = _session(request)
-    windows = await ops_api.settlement_windows(request)
+    windows = await ops_api.settlement_windows(_ctx(request))
     chosen = windows[-1] if windows else None
     if window is not None:
         chosen = next((w for w in windows if w["window_id"] == window), None)
@@ -357,7 +357,7 @@ async def clearing_page(request: Request, window: int | None = None, closed: int
 @router.get("/clearing/close")
 async def clearing_confirm(request: Request) -> Response:
     session = _session(request)
-    windows = await ops_api.settlement_windows(request)
+    windows = await ops_api.settlement_windows(_ctx(request))
     # One key per confirmation page: submitting it twice (a double click, a reload) closes one window.
     return render(request, "clearing_confirm.html", 200, session, active="clearing",
                   last_window=windows[-1] if windows else None, idempotency_key=secrets.token_hex(16))
@@ -369,7 +369,8 @@ async def clearing_close(request: Request) -> Response:
     form = await _require_csrf(request, session)
     if isinstance(form, Response):
         return form
-    answer = await ops_api.close_window(_with_idempotency_key(request, form.get("idempotency_key", "")))
+    keyed = _with_idempotency_key(request, form.get("idempotency_key", ""))
+    answer = await ops_api.close_window(keyed, _ctx(request))
     body = _json(answer)
     if answer.status_code != 200:
         return render(request, "clearing_confirm.html", answer.status_code, session, active="clearing",
@@ -385,15 +386,15 @@ async def clearing_close(request: Request) -> Response:
 async def alerts_page(request: Request, state: str = "open", rule_id: str = "") -> Response:
     session = _session(request)
     state = state if state in ("open", "resolved", "all") else "open"
-    alerts = await ops_api.alerts(request, state=None if state == "all" else state, rule_id=rule_id or None)
-    rules = await ops_api.risk_rules(request)
+    alerts = await ops_api.alerts(_ctx(request), state=None if state == "all" else state, rule_id=rule_id or None)
+    rules = await ops_api.risk_rules(_ctx(request))
     return render(request, "alerts.html", 200, session, active="alerts", alerts=list(reversed(alerts)),
                   state=state, rule_id=rule_id, rules=rules)
 
 
 async def _alert(request: Request, alert_id: str) -> dict[str, Any] | None:
-    return next((a for a in await ops_api.alerts(request, state=None, rule_id=None) if a["alert_id"] == alert_id),
-                None)
+    alerts = await ops_api.alerts(_ctx(request), state=None, rule_id=None)
+    return next((a for a in alerts if a["alert_id"] == alert_id), None)
 
 
 @router.get("/alerts/{alert_id}")
@@ -417,7 +418,7 @@ async def alert_resolve(request: Request, alert_id: str) -> Response:
         return not_found(request, session, "风险预警", alert_id)
     body = {"decision": form.get("decision", ""), "reviewer": form.get("reviewer", "").strip(),
             "note": form.get("note", "").strip()}
-    answer = await ops_api.resolve_alert(request, alert_id, body)
+    answer = await ops_api.resolve_alert(request, _ctx(request), alert_id, body)
     result = _json(answer)
     if answer.status_code != 200:
         return render(request, "alert.html", answer.status_code, session, active="alerts", alert=alert,
@@ -454,7 +455,7 @@ async def lookup_page(request: Request, transfer_id: str | None = None) -> Respo
 async def trace_page(request: Request, transfer_id: str) -> Response:
     session = _session(request)
     try:
-        trace = await api.transfer_trace(request, transfer_id)
+        trace = await api.transfer_trace(_ctx(request), transfer_id)
     except ApiError as refused:
         if refused.status == 404:
             return not_found(request, session, "转账", transfer_id)
@@ -489,7 +490,7 @@ async def person_page(request: Request) -> Response:
             activity = await activity_service.person_activity_by_psn(
                 request.app.state.ctx, psn_no, form.get("from") or None, form.get("to") or None, reviewer)
         else:
-            activity = await ops_api.person_activity(request, id_no, form.get("from") or None,
+            activity = await ops_api.person_activity(_ctx(request), id_no, form.get("from") or None,
                                                      form.get("to") or None, reviewer, None)
     except ApiError as refused:
         if refused.status == 404:
@@ -504,7 +505,7 @@ async def person_page(request: Request) -> Response:
 @router.get("/audit")
 async def audit_page(request: Request) -> Response:
     session = _session(request)
-    heads = await ops_api.audit_heads(request)
+    heads = await ops_api.audit_heads(_ctx(request))
     return render(request, "audit.html", 200, session, active="audit", heads=heads, verdicts=None)
 
 
@@ -515,10 +516,10 @@ async def audit_verify(request: Request) -> Response:
     if isinstance(form, Response):
         return form
     started = time.perf_counter()
-    verdicts = await ops_api.audit_verify(request)
+    verdicts = await ops_api.audit_verify(_ctx(request))
     took_ms = (time.perf_counter() - started) * 1000
     if request.headers.get("hx-request") == "true":
         return render(request, "audit_verdicts.html", 200, session, verdicts=verdicts, took_ms=took_ms)
-    heads = await ops_api.audit_heads(request)
+    heads = await ops_api.audit_heads(_ctx(request))
     return render(request, "audit.html", 200, session, active="audit", heads=heads, verdicts=verdicts,
                   took_ms=took_ms)
