@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from services.national_hub.entrypoints.deps import CtxDep
 from services.national_hub.service_layer import dead_letters
-from services.national_hub.service_layer.context import HubContext
 from shared.db import UnitOfWork
 from shared.dead_letters_api import host_of
 from shared.idempotency import run_idempotent
@@ -24,27 +24,21 @@ from shared.web import require_operator
 router = APIRouter(prefix="/v1/ops/dead-letters", tags=["operator"], dependencies=[Depends(require_operator)])
 
 
-def _ctx(request: Request) -> HubContext:
-    ctx: HubContext = request.app.state.ctx
-    return ctx
-
-
 @router.get("")
-async def list_dead_letters(request: Request, state: str | None = Query(None)) -> dict[str, Any]:
-    return await dead_letters.list_all(host_of(request), _ctx(request).settings, state)
+async def list_dead_letters(request: Request, ctx: CtxDep, state: str | None = Query(None)) -> dict[str, Any]:
+    return await dead_letters.list_all(host_of(request), ctx.settings, state)
 
 
 @router.post("/{dead_letter_id}:replay")
-async def replay_dead_letter(request: Request, dead_letter_id: str) -> Response:
-    ctx = _ctx(request)
+async def replay_dead_letter(request: Request, ctx: CtxDep, dead_letter_id: str) -> Response:
     host = host_of(request)
 
     async def replay() -> dict[str, Any]:
         return await dead_letters.replay(host, ctx.settings, dead_letter_id)
 
-    async def answer(_: UnitOfWork, outcome: dict[str, Any]) -> tuple[int, Any]:
-        return 200, outcome
+    async def answer(_: UnitOfWork, outcome: dict[str, Any]) -> dict[str, Any]:
+        return outcome
 
     # The replay happens at the owning service (its own units of work); the hub stores the answer under the key,
     # so a retry with the same key gets the same answer instead of replaying again.
-    return await run_idempotent(request, ctx.db, "operator", answer, prepare=replay)
+    return await run_idempotent(request, ctx.db, "operator", answer, prepare=replay, status=200)

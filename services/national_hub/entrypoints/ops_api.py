@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from services.national_hub.domain import statistics
+from services.national_hub.entrypoints.deps import CtxDep
 from services.national_hub.service_layer import activity, audit_chain, holds, ops, risk
-from services.national_hub.service_layer.context import HubContext
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
 from shared.web import require_operator
@@ -24,16 +24,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter(prefix="/v1/ops", tags=["operator"], dependencies=[Depends(require_operator)])
 
 
-def _ctx(request: Request) -> HubContext:
-    ctx: HubContext = request.app.state.ctx
-    return ctx
-
-
 @router.get("/stats", responses=error_responses(422))
-async def stats(request: Request, from_month: str = Query(alias="from", pattern=r"^\d{4}-\d{2}$"),
+async def stats(ctx: CtxDep, from_month: str = Query(alias="from", pattern=r"^\d{4}-\d{2}$"),
                 to_month: str = Query(alias="to", pattern=r"^\d{4}-\d{2}$"),
                 output: Literal["json", "csv"] = Query("json", alias="format")) -> Any:
-    async with ReadView(_ctx(request).db) as view:
+    async with ReadView(ctx.db) as view:
         result = await ops.stats(view, from_month, to_month)
     if output == "csv":
         return Response(statistics.to_csv(result["rows"]), media_type="text/csv; charset=utf-8",
@@ -43,70 +38,70 @@ async def stats(request: Request, from_month: str = Query(alias="from", pattern=
 
 
 @router.get("/settlement-windows")
-async def settlement_windows(request: Request) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def settlement_windows(ctx: CtxDep) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await ops.list_windows(view)
 
 
 @router.post("/settlement-windows/current:close")
-async def close_window(request: Request) -> Response:
-    ctx = _ctx(request)
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: ops.close_current_window(ctx, uow))
+async def close_window(request: Request, ctx: CtxDep) -> Response:
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: ops.close_current_window(ctx, uow),
+                                status=200)
 
 
 # ------------------------------------------------------------------------------------------ supervision
 
 
 @router.get("/risk-rules")
-async def risk_rules(request: Request) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def risk_rules(ctx: CtxDep) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await risk.list_rules(view)
 
 
 @router.put("/risk-rules/{rule_id}", responses=error_responses(404, 409, 422))
-async def put_risk_rule(request: Request, rule_id: str, body: Any = Body(...)) -> Response:
+async def put_risk_rule(request: Request, ctx: CtxDep, rule_id: str, body: Any = Body(...)) -> Response:
     """`{enabled?, action?, params?}`: a param the rule does not have, or a value out of its bounds → 422."""
-    ctx = _ctx(request)
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: risk.put_rule(ctx, uow, rule_id, body))
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: risk.put_rule(ctx, uow, rule_id, body),
+                                status=200)
 
 
 @router.get("/alerts", responses=error_responses(422))
-async def alerts(request: Request, state: str | None = Query(None, pattern="^(open|resolved|OPEN|RESOLVED)$"),
+async def alerts(ctx: CtxDep, state: str | None = Query(None, pattern="^(open|resolved|OPEN|RESOLVED)$"),
                  rule_id: str | None = Query(None, max_length=40)) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+    async with ReadView(ctx.db) as view:
         return await holds.list_alerts(view, state, rule_id)
 
 
 @router.post("/alerts/{alert_id}:resolve", responses=error_responses(404, 409, 422))
-async def resolve_alert(request: Request, alert_id: str, body: Any = Body(None)) -> Response:
+async def resolve_alert(request: Request, ctx: CtxDep, alert_id: str, body: Any = Body(None)) -> Response:
     """`{decision: dismiss|release|reject, reviewer, note}`. release/reject on an alert holding nothing → 422
     ALERT_HOLDS_NOTHING; an alert already resolved → 409 ALERT_ALREADY_RESOLVED (the same Idempotency-Key gets
     the first answer back)."""
-    ctx = _ctx(request)
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: holds.resolve(ctx, uow, alert_id, body))
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: holds.resolve(ctx, uow, alert_id, body),
+                                status=200)
 
 
 @router.get("/persons/{id_no}/activity", responses=error_responses(404, 422))
-async def person_activity(request: Request, id_no: str, from_day: str | None = Query(None, alias="from"),
+async def person_activity(ctx: CtxDep, id_no: str, from_day: str | None = Query(None, alias="from"),
                           to_day: str | None = Query(None, alias="to"),
                           reviewer: str | None = Query(None, max_length=64),
                           x_reviewer: str | None = Header(None, max_length=64)) -> dict[str, Any]:
     """Recorded in the access log with the reviewer's name (`reviewer` query parameter or `X-Reviewer` header)."""
-    return await activity.person_activity(_ctx(request), id_no, from_day, to_day, reviewer or x_reviewer)
+    return await activity.person_activity(ctx, id_no, from_day, to_day, reviewer or x_reviewer)
 
 
 @router.get("/access-log")
-async def access_log(request: Request, limit: int = Query(1000, ge=1, le=10_000)) -> list[dict[str, Any]]:
-    async with ReadView(_ctx(request).db) as view:
+async def access_log(ctx: CtxDep, limit: int = Query(1000, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    async with ReadView(ctx.db) as view:
         return await activity.access_log(view, limit)
 
 
 @router.get("/audit")
-async def audit_heads(request: Request) -> list[dict[str, Any]]:
-    return await audit_chain.heads(_ctx(request))
+async def audit_heads(ctx: CtxDep) -> list[dict[str, Any]]:
+    return await audit_chain.heads(ctx)
 
 
 @router.post("/audit:verify")
-async def audit_verify(request: Request) -> list[dict[str, Any]]:
-    return await audit_chain.verify_all(_ctx(request))
+async def audit_verify(ctx: CtxDep) -> list[dict[str, Any]]:
+    return await audit_chain.verify_all(ctx)
 

@@ -43,7 +43,7 @@ class KinshipImport(BaseModel):
     relations: list[KinshipRelation]
 
 
-async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistrationBatch) -> tuple[int, Any]:
+async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistrationBatch) -> dict[str, Any]:
     now = ctx.clock.now()
     for person in batch.persons:
         values = person.model_dump() | {"updated_at": now}
@@ -53,7 +53,7 @@ async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistratio
             await uow.execute(sa.insert(DIRECTORY).values(**values))
         else:
             await uow.execute(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == person.id_hash).values(**values))
-    return 200, {"registered": len(batch.persons)}
+    return {"registered": len(batch.persons)}
 
 
 async def lookup(view: ReadView, query: DirectoryLookup) -> DirectoryLookupResult:
@@ -104,7 +104,7 @@ async def open_session(ctx: HubContext, view: ReadView, body: SessionRequest) ->
             "insuplc_admdvs": person.insuplc_admdvs, "amr": list(amr), "expires_in": ttl_s}
 
 
-async def import_kinship(ctx: HubContext, uow: UnitOfWork, body: KinshipImport) -> tuple[int, Any]:
+async def import_kinship(ctx: HubContext, uow: UnitOfWork, body: KinshipImport) -> dict[str, Any]:
     key = ctx.settings.id_hash_key_bytes
     rows = []
     for index, fact in enumerate(body.relations):
@@ -125,4 +125,4 @@ async def import_kinship(ctx: HubContext, uow: UnitOfWork, body: KinshipImport) 
             await uow.execute(sa.insert(KINSHIP).values(id_hash_a=a, id_hash_b=b, relation=relation,
                                                         imported_at=ctx.clock.now()))
             imported += 1
-    return 200, {"imported": imported, "already_known": len(rows) - imported}
+    return {"imported": imported, "already_known": len(rows) - imported}
