@@ -2,7 +2,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.national_hub.domain import transfer_state
 from services.national_hub.domain.kinship import INVERSE, facts_proving
 from services.province_node.domain import ledger, notices
 from services.province_node.domain.errors import DomainError
@@ -57,16 +56,6 @@ def test_quiet_hours_can_be_disabled_and_day_is_shanghai_day() -> None:
 def test_notice_wording() -> None:
     assert notices.transfer_received(50_000) == "您的共济账户已收到500元"
     assert notices.transfer_received(12_345) == "您的共济账户已收到123.45元"
-
-
-def test_hub_state_machine_decides_once() -> None:
-    assert transfer_state.after_result("ROUTED", "CREDITED") == "CREDITED"
-    assert transfer_state.after_result("ROUTED", "REJECTED") == "REFUNDED"
-    assert transfer_state.after_timeout("ROUTED") == "CANCEL_REQUESTED"
-    assert transfer_state.after_result("CANCEL_REQUESTED", "CREDITED") == "CREDITED"
-    assert transfer_state.after_result("REFUNDED", "CREDITED") is None
-    assert transfer_state.after_result("CREDITED", "REJECTED") is None
-    assert transfer_state.after_timeout("CANCEL_REQUESTED") is None
 
 
 def test_kinship_reads_both_ways() -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.national_hub.adapters import transfer_repo
 from services.national_hub.adapters.ops_tables import AccessLogEntry, RiskAlert
-from services.national_hub.adapters.tables import HubTransfer
 from services.national_hub.domain import transfer_state
+from services.national_hub.domain.transfer_state import Review, ReviewDecision, TransferState
 from services.national_hub.service_layer import transfers
 from services.national_hub.service_layer.context import HubContext
 from shared import audit
@@ -30,7 +31,6 @@ from shared.outbox import emit
 from shared.tables import table
 
 ALERTS = table(RiskAlert)
-TRANSFERS = table(HubTransfer)
 ACCESS_LOG = table(AccessLogEntry)
 DECISIONS = ("dismiss", "release", "reject")
 ALERT_STATES = {"open": "OPEN", "resolved": "RESOLVED"}
@@ -91,7 +91,8 @@ async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, raw_body: Any
     if row.held_transfer_id:
         # Dismissing an alert that holds a transfer lets the transfer go: "nothing wrong here" (else the money
         # would stay held with nobody left to decide).
-        await _decide(ctx, uow, row.held_transfer_id, "reject" if body.decision == "reject" else "release")
+        await _decide(ctx, uow, row.held_transfer_id,
+                      ReviewDecision.REJECT if body.decision == "reject" else ReviewDecision.RELEASE)
     changed = await uow.execute(sa.update(ALERTS).where(ALERTS.c.alert_id == alert_id, ALERTS.c.state == "OPEN")
                                 .values(state="RESOLVED", resolved_at=now, decision=body.decision,
                                         reviewer=body.reviewer, resolution=body.note or None))
@@ -104,41 +105,34 @@ async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, raw_body: Any
     return alert_view(resolved)
 
 
-async def _decide(ctx: HubContext, uow: UnitOfWork, transfer_id: str, decision: str) -> None:
-    row = (await uow.execute(for_update(sa.select(TRANSFERS).where(TRANSFERS.c.transfer_id == transfer_id)))).first()
+async def _decide(ctx: HubContext, uow: UnitOfWork, transfer_id: str, decision: ReviewDecision) -> None:
+    row = await transfer_repo.locked(uow, transfer_id)
     if row is None:
         return
-    next_state = transfer_state.after_review(row.state, decision)
-    if next_state is None:
+    review = transfer_state.after_review(row.state, decision)
+    if review is None:
         return  # no longer held (decided already): nothing moves twice
     now = ctx.clock.now()
-    if next_state == transfer_state.ROUTED:
+    if review.to_state == TransferState.ROUTED:
         deadline = now + timedelta(seconds=ctx.settings.transfer_timeout_s)
-        moved = await uow.execute(sa.update(TRANSFERS).where(
-            TRANSFERS.c.transfer_id == transfer_id, TRANSFERS.c.state == transfer_state.HELD).values(
-            state=transfer_state.ROUTED, reason=None, routed_at=now, deadline_at=deadline))
-        if moved.rowcount != 1:
+        if not await transfer_repo.move(uow, transfer_id, review, reason=None, routed_at=now, deadline_at=deadline):
             return
         await transfers.record_hop(uow, transfer_id, "REVIEW_RELEASED", ctx.source, now)
         await emit(uow, topics.province_inbound(row.giver_admdvs), transfer_id, TransferUnderReview(
-            transfer_id=transfer_id, state="RELEASED"), source=ctx.source, trace_id=transfer_id)
+            transfer_id=transfer_id, state=Review.RELEASED.value), source=ctx.source, trace_id=transfer_id)
         await transfers.route(ctx, uow, row, deadline, transfer_id)
-        await audit.append(uow, "transfer.state", transfer_id, {"state": transfer_state.ROUTED,
-                                                                "by": "review"})
+        await audit.append(uow, "transfer.state", transfer_id, {"state": review.to_state.value, "by": "review"})
         return
-    moved = await uow.execute(sa.update(TRANSFERS).where(
-        TRANSFERS.c.transfer_id == transfer_id, TRANSFERS.c.state == transfer_state.HELD).values(
-        state=transfer_state.REFUNDED, reason=transfer_state.RISK_REJECTED, decided_at=now))
-    if moved.rowcount != 1:
+    if not await transfer_repo.move(uow, transfer_id, review, reason=transfer_state.RISK_REJECTED, decided_at=now):
         return
     await transfers.record_hop(uow, transfer_id, "REVIEW_REJECTED", ctx.source, now)
     # The giver's node refunds and tells the giver (its refund notice names the reason); the receiver, who
     # never saw the money, is told here.
-    await transfers.settle(ctx, uow, transfer_id, transfer_id, row.giver_admdvs, "REFUNDED",
-                           transfer_state.RISK_REJECTED, None)
+    await transfers.close(ctx, uow, transfer_id, transfer_id, row.giver_admdvs, transfer_state.closing(review.to_state),
+                          transfer_state.RISK_REJECTED, None)
     await emit(uow, topics.province_inbound(row.receiver_admdvs), row.receiver_psn_no, PersonNotice(
         psn_no=row.receiver_psn_no,
         text=f"您的亲属向您转账{yuan_text(row.amount_fen)}元，经医保基金监管审核未通过，已退回给对方"),
         source=ctx.source, trace_id=transfer_id, message_id=f"notice-{transfer_id}-rejected")
-    await audit.append(uow, "transfer.state", transfer_id, {"state": transfer_state.REFUNDED,
+    await audit.append(uow, "transfer.state", transfer_id, {"state": review.to_state.value,
                                                             "reason": transfer_state.RISK_REJECTED})

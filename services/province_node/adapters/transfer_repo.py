@@ -101,7 +101,7 @@ async def close_sent(uow: UnitOfWork, transfer_id: str, state: SentState, *, rea
                      credited_at: datetime | None, closed_at: datetime) -> None:
     """The hub's decision, on a row read with `sent_for_update`."""
     values: dict[str, Any] = {"state": state, "settled_at": closed_at}
-    if state is SentState.CREDITED:
+    if state == SentState.CREDITED:
         values["credited_at"] = credited_at
     else:
         values["reason"] = reason
@@ -157,7 +157,7 @@ async def set_received(uow: UnitOfWork, transfer_id: str, state: ReceivedState, 
                        credited_at: datetime | None = None) -> None:
     """A held transfer's end, on a row locked by `received_for_update` or `awaiting_past`."""
     values: dict[str, Any] = {"state": state}
-    if state is ReceivedState.CREDITED:
+    if state == ReceivedState.CREDITED:
         values["credited_at"] = credited_at
     else:
         values["reason"] = reason

@@ -94,7 +94,7 @@ class Move:
 
 def review_move(review: Review) -> Move:
     """HELD takes an ACCEPTED transfer; RELEASED gives a HELD one back its course."""
-    if review is Review.HELD:
+    if review == Review.HELD:
         return Move(SentState.ACCEPTED, SentState.HELD)
     return Move(SentState.HELD, SentState.ACCEPTED)
 
@@ -119,7 +119,7 @@ def close(state: SentState, closing: Closing, *, transfer_id: str, giver_psn_no:
     the giver). None when the transfer is closed already: closing twice must not move money twice."""
     if state not in IN_FLIGHT:
         return None
-    if closing is Closing.CREDITED:
+    if closing == Closing.CREDITED:
         # The journal kind keeps its stored name (entries written before the glossary say TRANSFER_SETTLE).
         return Close(SentState.CREDITED, ledger.move("TRANSFER_SETTLE", transfer_id, ledger.IN_FLIGHT,
                                                      ledger.CLEARING, amount_fen), None)
@@ -168,9 +168,9 @@ def credit_refusal(*, now: datetime, credit_by: datetime, receiver_insured: bool
 def accept(state: ReceivedState, *, accept_by: datetime | None, now: datetime) -> ReceivedState | None:
     """The receiver accepts a held transfer (before the binding check, which needs a read): CREDITED, or None
     when it was credited already (accepting twice is harmless). Refused when it is not held, or too late."""
-    if state is ReceivedState.CREDITED:
+    if state == ReceivedState.CREDITED:
         return None
-    if state is not ReceivedState.AWAITING_ACCEPTANCE:
+    if state != ReceivedState.AWAITING_ACCEPTANCE:
         raise DomainError("TRANSFER_NOT_AWAITING_ACCEPTANCE", f"the transfer is {state}")
     assert accept_by is not None, "a held transfer has its accept_by"
     if now >= accept_by:
@@ -205,8 +205,8 @@ class CancelAnswer:
 def after_cancel(state: ReceivedState | None) -> CancelAnswer:
     """The hub's timeout fired or the binding ended: answer with what happened; if nothing did, make sure
     nothing ever will (`state` None: the transfer has not arrived yet; a tombstone refuses it when it does)."""
-    if state is None or state is ReceivedState.AWAITING_ACCEPTANCE:
+    if state is None or state == ReceivedState.AWAITING_ACCEPTANCE:
         return CancelAnswer(ReceivedState.CANCELLED, Answer.REJECTED)
-    if state is ReceivedState.CREDITED:
+    if state == ReceivedState.CREDITED:
         return CancelAnswer(None, Answer.CREDITED)
     return CancelAnswer(None, Answer.REJECTED)

@@ -105,13 +105,13 @@ async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
     now = ctx.clock.now()
     reason = await _credit_refusal(uow, msg, now)
     state = lifecycle.on_arrival(reason, receivers_must_accept=ctx.settings.receivers_must_accept)
-    held_until = accept_by(now, ctx.settings.accept_by_time) if state is ReceivedState.AWAITING_ACCEPTANCE else None
+    held_until = accept_by(now, ctx.settings.accept_by_time) if state == ReceivedState.AWAITING_ACCEPTANCE else None
     await transfer_repo.add_received(uow, ReceivedTransfer(
         transfer_id=msg.transfer_id, binding_id=msg.binding_id, giver_psn_no=msg.giver_psn_no,
         giver_admdvs=msg.giver_admdvs, receiver_psn_no=msg.receiver_psn_no, amount_fen=msg.amount_fen,
         state=state, reason=reason, accepted_at=msg.accepted_at,
-        credited_at=now if state is ReceivedState.CREDITED else None, accept_by=held_until))
-    if state is ReceivedState.REJECTED:
+        credited_at=now if state == ReceivedState.CREDITED else None, accept_by=held_until))
+    if state == ReceivedState.REJECTED:
         await _answer(ctx, uow, TransferCreditResult(transfer_id=msg.transfer_id, outcome=Answer.REJECTED.value,
                                                      reason=reason), env.trace_id)
     elif held_until is not None:
@@ -201,7 +201,7 @@ async def on_cancel(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: Trans
             accept_by=None))
     elif decision.write is not None:
         await transfer_repo.set_received(uow, msg.transfer_id, decision.write, reason=msg.reason)
-    if decision.answer is Answer.CREDITED:
+    if decision.answer == Answer.CREDITED:
         assert row is not None
         result = TransferCreditResult(transfer_id=msg.transfer_id, outcome=decision.answer.value,
                                       credited_at=row.credited_at)
@@ -241,9 +241,9 @@ async def on_under_review(ctx: NodeContext, uow: UnitOfWork, msg: TransferUnderR
     or released it (ACCEPTED again, on its way). Guarded by state: a late or repeated message changes nothing."""
     review = lifecycle.Review(msg.state)
     move = lifecycle.review_move(review)
-    reason = lifecycle.held_reason(msg.reason) if move.to_state is SentState.HELD else None
+    reason = lifecycle.held_reason(msg.reason) if move.to_state == SentState.HELD else None
     moved = await transfer_repo.move_sent(uow, msg.transfer_id, move.from_state, move.to_state, reason)
-    if move.to_state is SentState.HELD:
+    if move.to_state == SentState.HELD:
         giver_psn_no = await transfer_repo.giver_of(uow, msg.transfer_id)
         if moved and giver_psn_no is not None:
             await notify(uow, ctx, giver_psn_no, notices.transfer_held_for_review())
@@ -274,7 +274,7 @@ def _in_view(row: ReceivedTransfer) -> dict[str, Any]:
         view["reason"] = row.reason
     if row.credited_at:
         view["credited_at"] = iso(row.credited_at)
-    if row.state is ReceivedState.AWAITING_ACCEPTANCE and row.accept_by is not None:
+    if row.state == ReceivedState.AWAITING_ACCEPTANCE and row.accept_by is not None:
         view["accept_by"] = iso(row.accept_by)
     return view
 

@@ -1,0 +1,152 @@
+"""The hub's transfer rows (`hub_transfers`), their hops (`transfer_hops`, the trace) and the obligations a
+credited transfer leaves for clearing. Reads return typed rows. Every change of state keeps the guard it needs
+under replicas: a decision reads the row `FOR UPDATE` first (`locked`, then `decide`), and a change made
+without reading is an UPDATE guarded by the state it leaves (`move`), whose rowcount says whether it happened."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from services.national_hub.adapters.tables import ClearingObligation, HubTransfer, TransferHop
+from services.national_hub.domain.transfer_state import Move, TransferState
+from shared.db import ReadView, UnitOfWork, for_update
+from shared.tables import table
+
+TRANSFERS = table(HubTransfer)
+HOPS = table(TransferHop)
+OBLIGATIONS = table(ClearingObligation)
+
+
+class HubTransferRow(NamedTuple):
+    transfer_id: str
+    binding_id: str
+    giver_psn_no: str
+    giver_admdvs: str
+    receiver_psn_no: str
+    receiver_admdvs: str
+    amount_fen: int
+    state: TransferState
+    reason: str | None
+    accepted_at: datetime
+    routed_at: datetime
+    deadline_at: datetime
+    decided_at: datetime | None
+
+
+class CancelTarget(NamedTuple):
+    """A ROUTED transfer the hub may ask its destination to cancel."""
+
+    transfer_id: str
+    receiver_admdvs: str
+
+
+class Hop(NamedTuple):
+    hop: str
+    service: str
+    at: datetime
+
+
+_COLUMNS = [TRANSFERS.c[name] for name in HubTransferRow._fields]
+_STATE = HubTransferRow._fields.index("state")
+
+
+def _transfer(row: Any) -> HubTransferRow:
+    values = list(row)
+    values[_STATE] = TransferState(values[_STATE])
+    return HubTransferRow._make(values)
+
+
+# Hot-path statements, built once: their compiled forms are reused for every transfer.
+_NEW_HOP = sa.insert(HOPS)
+_NEW_TRANSFER = sa.insert(TRANSFERS)
+_STATE_BY_ID = sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
+# Locked: a result and the timeout scan (on another replica, perhaps) decide one transfer one after another.
+_LOCKED_BY_ID = for_update(sa.select(*_COLUMNS).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id")))
+_DECIDE = sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("b_transfer_id")).values(
+    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), decided_at=sa.bindparam("b_decided_at"))
+_NEW_OBLIGATION = sa.insert(OBLIGATIONS)
+
+
+async def state_of(uow: UnitOfWork, transfer_id: str) -> TransferState | None:
+    row = (await uow.execute(_STATE_BY_ID, {"transfer_id": transfer_id})).first()
+    return None if row is None else TransferState(row.state)
+
+
+async def add(uow: UnitOfWork, transfer: HubTransferRow) -> None:
+    await uow.execute(_NEW_TRANSFER, transfer._asdict())
+
+
+async def locked(uow: UnitOfWork, transfer_id: str) -> HubTransferRow | None:
+    row = (await uow.execute(_LOCKED_BY_ID, {"transfer_id": transfer_id})).first()
+    return None if row is None else _transfer(row)
+
+
+async def decide(uow: UnitOfWork, transfer_id: str, state: TransferState, reason: str | None,
+                 decided_at: datetime) -> None:
+    """A final state, on a row read with `locked`."""
+    await uow.execute(_DECIDE, {"b_transfer_id": transfer_id, "b_state": state, "b_reason": reason,
+                                "b_decided_at": decided_at})
+
+
+async def move(uow: UnitOfWork, transfer_id: str, change: Move, **values: Any) -> bool:
+    """Guarded by the state it leaves: True when the row was in `change.from_state` and now is in
+    `change.to_state` (with `values` set); False when a decision made meanwhile (another replica) keeps it."""
+    moved = await uow.execute(sa.update(TRANSFERS).where(
+        TRANSFERS.c.transfer_id == transfer_id, TRANSFERS.c.state == change.from_state).values(
+        state=change.to_state, **values))
+    return bool(moved.rowcount == 1)
+
+
+async def move_deadline(uow: UnitOfWork, transfer_id: str, *, while_in: TransferState, deadline_at: datetime) -> bool:
+    """Guarded by the state: True when the row was (and stays) in `while_in` and now has this deadline."""
+    moved = await uow.execute(sa.update(TRANSFERS).where(
+        TRANSFERS.c.transfer_id == transfer_id, TRANSFERS.c.state == while_in).values(deadline_at=deadline_at))
+    return bool(moved.rowcount == 1)
+
+
+async def state_and_deadline(uow: UnitOfWork, transfer_id: str) -> tuple[TransferState, datetime] | None:
+    row = (await uow.execute(sa.select(TRANSFERS.c.state, TRANSFERS.c.deadline_at).where(
+        TRANSFERS.c.transfer_id == transfer_id))).first()
+    return None if row is None else (TransferState(row.state), row.deadline_at)
+
+
+async def overdue(uow: UnitOfWork, now: datetime, limit: int) -> list[CancelTarget]:
+    """ROUTED transfers past their deadline, locked; rows a result is deciding right now are skipped (locked
+    elsewhere) and looked at again next round."""
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+        TRANSFERS.c.state == TransferState.ROUTED, TRANSFERS.c.deadline_at < now).limit(limit)
+        .with_for_update(skip_locked=True))).all()
+    return [CancelTarget(row.transfer_id, row.receiver_admdvs) for row in rows]
+
+
+async def routed_of_binding(uow: UnitOfWork, binding_id: str) -> list[CancelTarget]:
+    """The binding's transfers still on their way (the state index finds the few ROUTED ones; the binding is
+    matched among them)."""
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+        TRANSFERS.c.binding_id == binding_id, TRANSFERS.c.state == TransferState.ROUTED))).all()
+    return [CancelTarget(row.transfer_id, row.receiver_admdvs) for row in rows]
+
+
+async def add_hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: datetime) -> None:
+    await uow.execute(_NEW_HOP, {"transfer_id": transfer_id, "hop": hop, "service": service, "at": at})
+
+
+async def add_obligation(uow: UnitOfWork, transfer: HubTransferRow, created_at: datetime) -> None:
+    """What the giver's province owes the receiver's for a credited transfer, netted by clearing."""
+    await uow.execute(_NEW_OBLIGATION, {
+        "kind": "TRANSFER", "ref": transfer.transfer_id, "debtor_admdvs": transfer.giver_admdvs,
+        "creditor_admdvs": transfer.receiver_admdvs, "amount_fen": transfer.amount_fen, "created_at": created_at})
+
+
+async def by_id(view: ReadView, transfer_id: str) -> HubTransferRow | None:
+    row = (await view.execute(sa.select(*_COLUMNS).where(TRANSFERS.c.transfer_id == transfer_id))).first()
+    return None if row is None else _transfer(row)
+
+
+async def hops(view: ReadView, transfer_id: str) -> list[Hop]:
+    rows = await view.execute(sa.select(HOPS.c.hop, HOPS.c.service, HOPS.c.at).where(
+        HOPS.c.transfer_id == transfer_id).order_by(HOPS.c.at, HOPS.c.id))
+    return [Hop(row.hop, row.service, row.at) for row in rows]
