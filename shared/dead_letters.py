@@ -103,7 +103,7 @@ _INSERT = sa.insert(DEAD_LETTERS).returning(DEAD_LETTERS.c.id)
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """One consumed Kafka record: where it came from, its key, its bytes, and its envelope (None when no
-    schema reads it; `decode_error` says why)."""
+    schema reads it; `decode_error` says why, and also when the envelope reads but its payload does not)."""
 
     topic: str
     partition: int
@@ -203,7 +203,7 @@ async def apply_inbound(uow: UnitOfWork, items: Sequence[Inbound], handler: Hand
             await _park(uow, item, error=f"waiting behind dead letter {head} (same key)", blocked_by=head,
                         attempts=0)
             parked += 1
-        elif item.envelope is None:
+        elif item.envelope is None or item.decode_error is not None:
             new_head = await _park(uow, item, error=f"undecodable: {item.decode_error or 'no schema reads it'}",
                                    blocked_by=None, attempts=1)
             parked += 1

@@ -12,7 +12,11 @@ A batch that keeps failing no longer freezes the partition (scale_out.md §1 "po
 `max_attempts` tries; a message that still fails is parked in the `dead_letters` table (shared/dead_letters.py)
 with its error, in its own unit of work, and the loop goes on. Later messages of the same key are parked behind
 it without running (their order matters: a credit and its cancel); other keys go on. Parked = durably stored,
-so offsets are committed past it; an operator replays it later."""
+so offsets are committed past it; an operator replays it later.
+
+Each message is decoded and validated on its own before its batch runs (`decode`): one that no schema reads, or
+whose payload fails the class its type names in the service's handler registry (shared/dispatch.py), is parked
+at once, without retries (retrying cannot fix it), and blocks its key like any other dead letter."""
 
 from __future__ import annotations
 
@@ -32,6 +36,9 @@ from shared.settings import ServiceSettings
 log = logging.getLogger("yibao.kafka")
 
 BatchHandler = Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+# Why a decoded message cannot be applied (its payload fails the class its type names), or None: the service's
+# registry (shared/dispatch.py Inbox.problem). Such a message is parked at once, without retries.
+PayloadCheck = Callable[[Envelope], str | None]
 MAX_RETRY_DELAY_S = 5.0
 
 
@@ -78,9 +85,10 @@ async def filter_new(uow: UnitOfWork, envelopes: list[Envelope]) -> list[Envelop
     return fresh
 
 
-def decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[Inbound]:
-    """Each record with its place and key (the key orders dead letters); one no schema reads keeps
-    `envelope=None` and is parked by the loop rather than skipped."""
+def decode(records: list[ConsumerRecord[bytes, bytes]], check: PayloadCheck | None = None) -> list[Inbound]:
+    """Each record with its place and key (the key orders dead letters), decoded and validated on its own: one
+    no schema reads keeps `envelope=None`, one whose payload fails its type's class (`check`) keeps its envelope;
+    both carry `decode_error` and are parked by the loop rather than skipped or retried."""
     inbound: list[Inbound] = []
     for record in records:
         value = record.value or b""
@@ -90,6 +98,8 @@ def decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[Inbound]:
             problem = None
         except Exception as exc:
             envelope, problem = None, error_text(exc)
+        if envelope is not None and check is not None:
+            problem = check(envelope)
         inbound.append(Inbound(topic=record.topic, partition=record.partition, offset=record.offset, key=key,
                                value=value, envelope=envelope, decode_error=problem))
     return inbound
@@ -98,10 +108,11 @@ def decode(records: list[ConsumerRecord[bytes, bytes]]) -> list[Inbound]:
 class ConsumerLoop:
     def __init__(self, db: Database, consumer: AIOKafkaConsumer, handler: BatchHandler, *, poll_timeout_ms: int,
                  max_records: int, commit_interval_s: float = 1.0, max_attempts: int = 3,
-                 retry_delay_s: float = 0.2) -> None:
+                 retry_delay_s: float = 0.2, check: PayloadCheck | None = None) -> None:
         self._db = db
         self._consumer = consumer
         self.handler = handler  # also what a replay of a dead letter runs (shared/dead_letters_api.py)
+        self._check = check
         self._poll_timeout_ms = poll_timeout_ms
         self._max_records = max_records
         self._commit_interval_s = commit_interval_s
@@ -136,7 +147,7 @@ class ConsumerLoop:
                 batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
                 records = [record for part in batches.values() for record in part]
                 if records:
-                    await self._apply_until_done(decode(records))
+                    await self._apply_until_done(decode(records, self._check))
                     self._uncommitted = True
                     for partition, part in batches.items():
                         self._next_offset[partition] = part[-1].offset + 1

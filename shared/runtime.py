@@ -1,6 +1,14 @@
-"""The moving parts every service runs the same way: its database (migrated to head before anything is
-served), an idempotent producer feeding the outbox relay, and a consumer loop over its inbound topic.
-Services' bootstrap functions call `start_runtime` / `stop_runtime` from their FastAPI lifespan."""
+"""The moving parts every service runs the same way, and the one order they start and stop in
+(`service_lifespan`, used by every service's bootstrap):
+
+1. the database (migrated to head before anything is served), the idempotent producer and the outbox relay;
+2. the service's context, built over that database by the service (its clients of other services, start-up
+   rows), and closed by it;
+3. the consumer loop over the inbound topic, with the service's handler registry over that context
+   (shared/dispatch.py), and the periodic jobs.
+
+Torn down in reverse: consumer and jobs first (nothing runs on a context being closed), then the context, then
+relay, producer and database. The consumer starts only once its context exists."""
 
 from __future__ import annotations
 
@@ -8,21 +16,26 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import audit
 from shared.db import Database, open_database
-from shared.kafka import BatchHandler, ConsumerLoop, make_consumer, make_producer
+from shared.dispatch import EventHandlers, Inbox
+from shared.kafka import ConsumerLoop, make_consumer, make_producer
+from shared.logs import configure_logging
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 log = logging.getLogger("yibao.runtime")
 
 KAFKA_START_TIMEOUT_S = 60.0
+Ctx = TypeVar("Ctx")
 
 
 @dataclass
@@ -87,44 +100,114 @@ async def _start_with_retry(start: Callable[[], Awaitable[None]], what: str) -> 
             await asyncio.sleep(0.5)
 
 
-async def start_runtime(settings: ServiceSettings, *, instance: str, client_id: str, migrations: Path,
-                        inbound_topic: str | None, handler: BatchHandler | None) -> Runtime:
-    db = await open_database(settings, instance, migrations)
-    producer = make_producer(settings, client_id)
-    await _start_with_retry(producer.start, "producer")
+async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()
+
+
+@dataclass(frozen=True)
+class Wiring(Generic[Ctx]):
+    """What a service's bootstrap tells `service_lifespan`: its name (logs), its database instance and Kafka
+    client id, how to build (and close) its context over the open runtime, what it consumes and with which
+    handlers, and which periodic jobs it runs over the context."""
+
+    service_name: str
+    instance: str
+    client_id: str
+    migrations: Path
+    context: Callable[[Runtime], AbstractAsyncContextManager[Ctx]]
+    inbound_topic: str | None = None
+    handlers: EventHandlers[Ctx] | None = None
+    jobs: Callable[[Runtime, Ctx], None] | None = None
+
+
+async def _open_runtime(settings: ServiceSettings, wiring: Wiring[Any]) -> Runtime:
+    db = await open_database(settings, wiring.instance, wiring.migrations)
+    try:
+        producer = make_producer(settings, wiring.client_id)
+        await _start_with_retry(producer.start, "producer")
+    except BaseException:
+        await db.dispose()
+        raise
     relay = OutboxRelay(db, producer, batch_size=settings.outbox_batch_size,
                         poll_interval_s=settings.outbox_poll_interval_s, linger_s=settings.outbox_linger_s)
     runtime = Runtime(db=db, producer=producer, relay=relay)
     runtime.spawn("outbox-relay", relay.run)
     if not db.inline:  # PostgreSQL: the audit journal's sealer (shared/audit.py); SQLite chains at commit
         runtime.spawn("audit-seal", audit.Sealer(db).run)
-    if inbound_topic and handler:
-        consumer = make_consumer(settings, inbound_topic, group_id=client_id)
-        await _start_with_retry(consumer.start, "consumer")
-        loop = ConsumerLoop(db, consumer, handler, poll_timeout_ms=settings.consumer_poll_timeout_ms,
-                            max_records=settings.consumer_max_records if db.inline
-                            else min(settings.consumer_max_records, settings.consumer_max_records_postgres),
-                            max_attempts=settings.consumer_max_attempts)
-        runtime.consumer, runtime.consumer_loop = consumer, loop
-        runtime.spawn("consumer", loop.run)
     return runtime
 
 
-async def stop_runtime(runtime: Runtime) -> None:
+async def _close_runtime(runtime: Runtime) -> None:
     runtime.relay.stop()
-    if runtime.consumer_loop:
-        runtime.consumer_loop.stop()
-    for task in runtime.tasks:
-        task.cancel()
-    for task in runtime.tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    if runtime.consumer:
-        with contextlib.suppress(Exception):
-            await runtime.consumer.stop()
+    await _stop_tasks(runtime.tasks)
     with contextlib.suppress(Exception):
         await runtime.producer.stop()
     await runtime.db.dispose()
+
+
+async def _start_consumer(settings: ServiceSettings, runtime: Runtime, topic: str, inbox: Inbox[Any],
+                          group_id: str) -> None:
+    consumer = make_consumer(settings, topic, group_id=group_id)
+    await _start_with_retry(consumer.start, "consumer")
+    runtime.consumer = consumer
+    runtime.consumer_loop = ConsumerLoop(
+        runtime.db, consumer, inbox, check=inbox.problem, poll_timeout_ms=settings.consumer_poll_timeout_ms,
+        max_records=settings.consumer_max_records if runtime.db.inline
+        else min(settings.consumer_max_records, settings.consumer_max_records_postgres),
+        max_attempts=settings.consumer_max_attempts)
+    runtime.spawn("consumer", runtime.consumer_loop.run)
+
+
+async def _stop_consumer_and_jobs(runtime: Runtime, first_own_task: int) -> None:
+    if runtime.consumer_loop is not None:
+        runtime.consumer_loop.stop()
+    await _stop_tasks(runtime.tasks[first_own_task:])
+    del runtime.tasks[first_own_task:]
+    if runtime.consumer is not None:
+        with contextlib.suppress(Exception):
+            await runtime.consumer.stop()
+
+
+@contextlib.asynccontextmanager
+async def service_lifespan(settings: ServiceSettings, wiring: Wiring[Ctx]) -> AsyncIterator[tuple[Runtime, Ctx]]:
+    """Database → context → consumer and periodic jobs; yields (runtime, context); stops in reverse."""
+    runtime = await _open_runtime(settings, wiring)
+    try:
+        async with wiring.context(runtime) as ctx:
+            first_own_task = len(runtime.tasks)
+            try:
+                if wiring.inbound_topic and wiring.handlers is not None:
+                    await _start_consumer(settings, runtime, wiring.inbound_topic, Inbox(wiring.handlers, ctx),
+                                          wiring.client_id)
+                if wiring.jobs is not None:
+                    wiring.jobs(runtime, ctx)
+                yield runtime, ctx
+            finally:
+                await _stop_consumer_and_jobs(runtime, first_own_task)
+    finally:
+        await _close_runtime(runtime)
+
+
+def fastapi_lifespan(settings: ServiceSettings, wiring: Wiring[Ctx], state: dict[str, Runtime]) -> Callable[
+        [Any], AbstractAsyncContextManager[None]]:
+    """The FastAPI lifespan of a service: logging, then `service_lifespan`; the runtime goes into `state` (what
+    /readyz, the dead letters and the audit routes read) and the context into `app.state.ctx` (what the
+    entrypoints read)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        configure_logging(wiring.service_name, settings.log_level)
+        async with service_lifespan(settings, wiring) as (runtime, ctx):
+            state["runtime"] = runtime
+            app.state.ctx = ctx
+            yield
+
+    return lifespan
 
 
 def serve(app_factory: Callable[[], object], host: str, port: int) -> None:

@@ -15,54 +15,58 @@ from services.pharmacy_gateway.service_layer.context import GatewayContext, Regi
 from services.pharmacy_gateway.service_layer.exchange import forget_old_nonces
 from shared import audit
 from shared.clock import Clock, SystemClock
+from shared.db import Database
 from shared.dead_letters_api import install_dead_letters
-from shared.logs import configure_logging
-from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
+from shared.runtime import Runtime, Wiring, fastapi_lifespan, readiness_checks
 from shared.web import create_app
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 
+@asynccontextmanager
+async def gateway_context(settings: GatewaySettings, clock: Clock, db: Database) -> AsyncIterator[GatewayContext]:
+    """The gateway's context over its open database: its clients of the hub's directory and of the province
+    nodes (closed afterwards), the registry of institutions loaded, the audit journal's genesis (issue 12)."""
+    directory = DirectoryClient(InternalHttp(settings.hub_url, settings.internal_token,
+                                             settings.directory_call_timeout_s, settings.node_max_connections),
+                                settings.directory_cache_ttl_s)
+    nodes = ProvinceNodes(settings.province_url, settings.internal_token, settings.province_call_timeout_s,
+                          settings.node_max_connections)
+    try:
+        registry = Registry()
+        await registry.load(db)
+        await audit.ensure_genesis(db, None)
+        yield GatewayContext(settings=settings, db=db, clock=clock, directory=directory, nodes=nodes,
+                             registry=registry)
+    finally:
+        await nodes.close()
+        await directory.close()
+
+
+def _jobs(runtime: Runtime, ctx: GatewayContext) -> None:
+    settings = ctx.settings
+    # Issue 12: the audit journal's head, checkpointed at the hub.
+    runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
+                  audit.Checkpointer(ctx.db, settings.service_name, audit.outbox_sender(ctx.source)).round)
+    runtime.every("nonce-cleanup", settings.nonce_cleanup_interval_s, lambda: forget_old_nonces(ctx))
+    if not ctx.db.inline:
+        # Other replicas change institutions, sign-ins and the catalogue too (service_layer/context.py).
+        runtime.every("registry-refresh", settings.registry_refresh_s, lambda: ctx.registry.load(ctx.db))
+
+
 def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The gateway's app. Its lifespan (shared/runtime.py service_lifespan) opens the database, builds the
+    context (`gateway_context`) and starts the periodic jobs. No inbound topic: the gateway only publishes
+    (cross-province settlements, to the hub)."""
     settings = settings or GatewaySettings()
     clock = clock or SystemClock(settings.clock_offset_s)
     state: dict[str, Runtime] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.service_name, settings.log_level)
-        # No inbound topic: the gateway only publishes (cross-province settlements, to the hub).
-        runtime = await start_runtime(settings, instance="gateway", client_id="gateway", migrations=MIGRATIONS,
-                                      inbound_topic=None, handler=None)
-        directory = DirectoryClient(InternalHttp(settings.hub_url, settings.internal_token,
-                                                 settings.directory_call_timeout_s, settings.node_max_connections),
-                                    settings.directory_cache_ttl_s)
-        nodes = ProvinceNodes(settings.province_url, settings.internal_token, settings.province_call_timeout_s,
-                              settings.node_max_connections)
-        registry = Registry()
-        await registry.load(runtime.db)
-        ctx = GatewayContext(settings=settings, db=runtime.db, clock=clock, directory=directory, nodes=nodes,
-                             registry=registry)
-
-        # Issue 12: the audit journal and its head at the hub.
-        await audit.ensure_genesis(runtime.db, None)
-        runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
-                      audit.Checkpointer(runtime.db, settings.service_name, audit.outbox_sender(ctx.source)).round)
-        runtime.every("nonce-cleanup", settings.nonce_cleanup_interval_s, lambda: forget_old_nonces(ctx))
-        if not runtime.db.inline:
-            # Other replicas change institutions, sign-ins and the catalogue too (service_layer/context.py).
-            runtime.every("registry-refresh", settings.registry_refresh_s, lambda: registry.load(runtime.db))
-        state["runtime"] = runtime
-        app.state.ctx = ctx
-        try:
-            yield
-        finally:
-            await stop_runtime(runtime)
-            await nodes.close()
-            await directory.close()
-
-    app, metrics = create_app("Yibao pharmacy gateway (national 两定机构 interface)", lifespan,
-                              readiness_checks(state), fast_routes=pos_api.ROUTES)
+    wiring = Wiring(service_name=settings.service_name, instance="gateway", client_id="gateway",
+                    migrations=MIGRATIONS, context=lambda runtime: gateway_context(settings, clock, runtime.db),
+                    jobs=_jobs)
+    app, metrics = create_app("Yibao pharmacy gateway (national 两定机构 interface)",
+                              fastapi_lifespan(settings, wiring, state), readiness_checks(state),
+                              fast_routes=pos_api.ROUTES)
     app.include_router(admin_api.router)
     install_dead_letters(app, metrics, state)
     app.include_router(audit.internal_router(lambda: state["runtime"].db, settings.service_name, None))

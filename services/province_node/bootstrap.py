@@ -26,56 +26,59 @@ from services.province_node.service_layer.context import NodeContext
 from shared import audit
 from shared.clock import Clock, SystemClock
 from shared.contracts import topics
-from shared.db import UnitOfWork
+from shared.db import Database, UnitOfWork
 from shared.dead_letters_api import install_dead_letters
-from shared.logs import configure_logging
-from shared.runtime import Runtime, readiness_checks, start_runtime, stop_runtime
+from shared.runtime import Runtime, Wiring, fastapi_lifespan, readiness_checks
 from shared.web import create_app
 
 MIGRATIONS = Path(__file__).parent / "adapters" / "migrations"
 
 
+@asynccontextmanager
+async def node_context(settings: NodeSettings, clock: Clock, db: Database,
+                       hub: HubClient | None = None) -> AsyncIterator[NodeContext]:
+    """The node's context over its open database: the hub client (given, or built from the settings, and
+    closed afterwards either way), the transfer policy, and what must exist before anything is served (the
+    system accounts, the audit journal's genesis)."""
+    hub = hub or HubClient(settings.hub_url, settings.internal_token, settings.internal_http_timeout_s)
+    try:
+        async with UnitOfWork(db) as uow:
+            await ledger_repo.ensure_system_accounts(uow, clock.now())
+            await uow.commit()
+        # Issue 12: the audit journal (genesis on a database that had none).
+        await audit.ensure_genesis(db, ledger_repo.AUDITED_LEDGER)
+        yield NodeContext(settings=settings, db=db, clock=clock, hub=hub, policy=settings.transfer_policy())
+    finally:
+        await hub.close()
+
+
+def _jobs(runtime: Runtime, ctx: NodeContext) -> None:
+    settings = ctx.settings
+    # Issue 12: the audit journal's head, checkpointed at the hub.
+    runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
+                  audit.Checkpointer(ctx.db, settings.service_name, audit.outbox_sender(ctx.source)).round)
+    runtime.every("quota-year-end", settings.housekeeping_interval_s, lambda: housekeeping.close_past_years(ctx))
+    runtime.every("premium-reservations", settings.housekeeping_interval_s,
+                  lambda: housekeeping.expire_premium_reservations(ctx))
+    runtime.every("transfer-acceptance", settings.acceptance_scan_interval_s,
+                  lambda: transfers.expire_unaccepted(ctx))
+
+
 def bootstrap(settings: NodeSettings | None = None, clock: Clock | None = None) -> FastAPI:
+    """The node's app. Its lifespan (shared/runtime.py service_lifespan) opens the database, builds the context
+    (`node_context`), then starts the consumer (messages.EVENT_HANDLERS) and the periodic jobs. In-process tests
+    run no lifespan: they build the context with `node_context` and set `app.state.ctx`."""
     settings = settings or NodeSettings()
     clock = clock or SystemClock(settings.clock_offset_s)
     state: dict[str, Runtime] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.service_name, settings.log_level)
-        hub = HubClient(settings.hub_url, settings.internal_token, settings.internal_http_timeout_s)
-        ctx_holder: list[NodeContext] = []
-
-        async def handle(uow: UnitOfWork, envelopes: list) -> None:  # type: ignore[type-arg]
-            await messages.handle_batch(ctx_holder[0], uow, envelopes)
-
-        runtime = await start_runtime(
-            settings, instance=settings.db_instance, client_id=settings.service_name, migrations=MIGRATIONS,
-            inbound_topic=topics.province_inbound(settings.province_admdvs), handler=handle)
-        ctx = NodeContext(settings=settings, db=runtime.db, clock=clock, hub=hub, policy=settings.transfer_policy())
-        ctx_holder.append(ctx)
-        async with UnitOfWork(runtime.db) as uow:
-            await ledger_repo.ensure_system_accounts(uow, clock.now())
-            await uow.commit()
-        # Issue 12: the audit journal (genesis on a database that had none) and its head at the hub.
-        await audit.ensure_genesis(runtime.db, ledger_repo.AUDITED_LEDGER)
-        runtime.every("audit-checkpoint", settings.audit_checkpoint_interval_s,
-                      audit.Checkpointer(runtime.db, settings.service_name, audit.outbox_sender(ctx.source)).round)
-        runtime.every("quota-year-end", settings.housekeeping_interval_s, lambda: housekeeping.close_past_years(ctx))
-        runtime.every("premium-reservations", settings.housekeeping_interval_s,
-                      lambda: housekeeping.expire_premium_reservations(ctx))
-        runtime.every("transfer-acceptance", settings.acceptance_scan_interval_s,
-                      lambda: transfers.expire_unaccepted(ctx))
-        state["runtime"] = runtime
-        app.state.ctx = ctx
-        try:
-            yield
-        finally:
-            await stop_runtime(runtime)
-            await hub.close()
-
-    app, metrics = create_app(f"Yibao province node {settings.province_admdvs}", lifespan,
-                              readiness_checks(state), fast_routes=pos_api.ROUTES + medical_api.ROUTES)
+    wiring = Wiring(service_name=settings.service_name, instance=settings.db_instance,
+                    client_id=settings.service_name, migrations=MIGRATIONS,
+                    context=lambda runtime: node_context(settings, clock, runtime.db),
+                    inbound_topic=topics.province_inbound(settings.province_admdvs),
+                    handlers=messages.EVENT_HANDLERS, jobs=_jobs)
+    app, metrics = create_app(f"Yibao province node {settings.province_admdvs}",
+                              fastapi_lifespan(settings, wiring, state), readiness_checks(state),
+                              fast_routes=pos_api.ROUTES + medical_api.ROUTES)
     app.include_router(citizen_api.router)
     app.include_router(ec_token_api.router)
     app.include_router(admin_api.router)

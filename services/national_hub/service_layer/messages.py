@@ -1,8 +1,7 @@
-"""The hub's Kafka inbox: one batch, one transaction."""
+"""The hub's Kafka inbox: which use case applies each message type (EVENT_HANDLERS), run by the shared dispatch
+(shared/dispatch.py: each message validated against its payload class; one batch, one transaction)."""
 
 from __future__ import annotations
-
-import logging
 
 from services.national_hub.service_layer import (
     audit_chain,
@@ -25,33 +24,23 @@ from shared.contracts.events import (
 )
 from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import UnitOfWork
+from shared.dispatch import EventHandler, dispatch, event_handlers, on, on_envelope
 
-log = logging.getLogger("yibao.hub.messages")
+EVENT_HANDLERS: dict[str, EventHandler[HubContext]] = event_handlers(
+    on_envelope(TransferRequested, transfers.on_requested),
+    on_envelope(TransferCreditResult, transfers.on_result),
+    on_envelope(TransferAwaitingAcceptance, transfers.on_awaiting_acceptance),
+    on(PersonStatusChanged, person_status.on_person_status_changed),
+    on_envelope(QuotaSet, mutual_aid.on_quota_set),
+    on_envelope(QuotaSpent, mutual_aid.on_quota_spent),
+    on_envelope(QuotaMirrorState, mutual_aid.on_mirror_state),
+    on_envelope(PremiumPaid, mutual_aid.on_premium_paid),
+    on(PosSettlementRecorded, clearing.on_pos_settlement),
+    on(SettlementReported, supervised_settlements.on_settlement_reported),
+    on(AuditCheckpointed, audit_chain.on_checkpoint),
+)
 
 
 async def handle_batch(ctx: HubContext, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-    for env in envelopes:
-        if env.type == TransferRequested.TYPE:
-            await transfers.on_requested(ctx, uow, env, TransferRequested.model_validate(env.data))
-        elif env.type == TransferCreditResult.TYPE:
-            await transfers.on_result(ctx, uow, env, TransferCreditResult.model_validate(env.data))
-        elif env.type == TransferAwaitingAcceptance.TYPE:
-            await transfers.on_awaiting_acceptance(ctx, uow, env, TransferAwaitingAcceptance.model_validate(env.data))
-        elif env.type == PersonStatusChanged.TYPE:
-            await person_status.on_person_status_changed(ctx, uow, PersonStatusChanged.model_validate(env.data))
-        elif env.type == QuotaSet.TYPE:
-            await mutual_aid.on_quota_set(ctx, uow, env, QuotaSet.model_validate(env.data))
-        elif env.type == QuotaSpent.TYPE:
-            await mutual_aid.on_quota_spent(ctx, uow, env, QuotaSpent.model_validate(env.data))
-        elif env.type == QuotaMirrorState.TYPE:
-            await mutual_aid.on_mirror_state(ctx, uow, env, QuotaMirrorState.model_validate(env.data))
-        elif env.type == PremiumPaid.TYPE:
-            await mutual_aid.on_premium_paid(ctx, uow, env, PremiumPaid.model_validate(env.data))
-        elif env.type == PosSettlementRecorded.TYPE:
-            await clearing.on_pos_settlement(ctx, uow, PosSettlementRecorded.model_validate(env.data))
-        elif env.type == SettlementReported.TYPE:
-            await supervised_settlements.on_settlement_reported(ctx, uow, SettlementReported.model_validate(env.data))
-        elif env.type == AuditCheckpointed.TYPE:
-            await audit_chain.on_checkpoint(ctx, uow, AuditCheckpointed.model_validate(env.data))
-        else:
-            log.warning("ignoring message of unknown type %s", env.type)
+    """One consumed batch in this unit of work (what the consumer loop runs, through shared.dispatch.Inbox)."""
+    await dispatch(EVENT_HANDLERS, ctx, uow, envelopes)

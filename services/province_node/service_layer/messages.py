@@ -1,8 +1,8 @@
-"""The node's Kafka inbox: one batch, one transaction (DESIGN.md: batching is how throughput is won)."""
+"""The node's Kafka inbox: which use case applies each message type (EVENT_HANDLERS), run by the shared
+dispatch (shared/dispatch.py: each message validated against its payload class; one batch, one transaction,
+DESIGN.md: batching is how throughput is won)."""
 
 from __future__ import annotations
-
-import logging
 
 from services.province_node.service_layer import bindings, premiums, quotas, transfers
 from services.province_node.service_layer.context import NodeContext
@@ -18,38 +18,14 @@ from shared.contracts.events import (
 )
 from shared.contracts.mutual_aid_events import PremiumPaid, QuotaMirrorState, QuotaSet, QuotaSpent
 from shared.db import UnitOfWork
+from shared.dispatch import EventHandler, dispatch, event_handlers, on, on_envelope
 
-log = logging.getLogger("yibao.node.messages")
 
-
-async def handle_batch(ctx: NodeContext, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-    for env in envelopes:
-        if env.type == TransferCredit.TYPE:
-            await transfers.on_credit(ctx, uow, env, TransferCredit.model_validate(env.data))
-        elif env.type == TransferCancel.TYPE:
-            await transfers.on_cancel(ctx, uow, env, TransferCancel.model_validate(env.data))
-        elif env.type == TransferSettled.TYPE:
-            await transfers.on_settled(ctx, uow, TransferSettled.model_validate(env.data))
-        elif env.type == BindingChanged.TYPE:
-            snapshot = BindingChanged.model_validate(env.data).binding
-            await bindings.apply_snapshot(ctx, uow, snapshot)
-            if snapshot.state == "ENDED":
-                await _end_quotas(ctx, uow, snapshot)
-        elif env.type == QuotaSet.TYPE:
-            await quotas.on_quota_set(ctx, uow, QuotaSet.model_validate(env.data))
-        elif env.type == QuotaSpent.TYPE:
-            await quotas.on_quota_spent_at_giver(ctx, uow, QuotaSpent.model_validate(env.data))
-        elif env.type == QuotaMirrorState.TYPE:
-            await quotas.on_mirror_state(ctx, uow, QuotaMirrorState.model_validate(env.data))
-        elif env.type == PremiumPaid.TYPE:
-            await premiums.on_premium_paid(ctx, uow, PremiumPaid.model_validate(env.data))
-        elif env.type == TransferUnderReview.TYPE:
-            await transfers.on_under_review(ctx, uow, TransferUnderReview.model_validate(env.data))
-        elif env.type == PersonNotice.TYPE:
-            notice = PersonNotice.model_validate(env.data)
-            await bindings.notify(uow, ctx, notice.psn_no, notice.text)
-        else:
-            log.warning("ignoring message of unknown type %s", env.type)
+async def _binding_changed(ctx: NodeContext, uow: UnitOfWork, msg: BindingChanged) -> None:
+    snapshot = msg.binding
+    await bindings.apply_snapshot(ctx, uow, snapshot)
+    if snapshot.state == "ENDED":
+        await _end_quotas(ctx, uow, snapshot)
 
 
 async def _end_quotas(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapshot) -> None:
@@ -58,3 +34,26 @@ async def _end_quotas(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSnapsh
         await quotas.close_mirrors_of_binding(ctx, uow, snapshot)
     if snapshot.giver_admdvs == ctx.admdvs:
         await quotas.close_grants(ctx, uow, snapshot.binding_id, None)
+
+
+async def _person_notice(ctx: NodeContext, uow: UnitOfWork, msg: PersonNotice) -> None:
+    await bindings.notify(uow, ctx, msg.psn_no, msg.text)
+
+
+EVENT_HANDLERS: dict[str, EventHandler[NodeContext]] = event_handlers(
+    on_envelope(TransferCredit, transfers.on_credit),
+    on_envelope(TransferCancel, transfers.on_cancel),
+    on(TransferSettled, transfers.on_closed),
+    on(TransferUnderReview, transfers.on_under_review),
+    on(BindingChanged, _binding_changed),
+    on(PersonNotice, _person_notice),
+    on(QuotaSet, quotas.on_quota_set),
+    on(QuotaSpent, quotas.on_quota_spent_at_giver),
+    on(QuotaMirrorState, quotas.on_mirror_state),
+    on(PremiumPaid, premiums.on_premium_paid),
+)
+
+
+async def handle_batch(ctx: NodeContext, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+    """One consumed batch in this unit of work (what the consumer loop runs, through shared.dispatch.Inbox)."""
+    await dispatch(EVENT_HANDLERS, ctx, uow, envelopes)
