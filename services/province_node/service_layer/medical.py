@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -37,10 +37,17 @@ from services.province_node.adapters.medical_tables import (
     MedicalSettlementRow,
     MedicalVisitRow,
 )
-from services.province_node.domain import ledger, quota_rules
+from services.province_node.domain import ledger, medical_settlement, quota_rules
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
 from services.province_node.domain.filing_rules import covers
-from services.province_node.domain.medical_policy import MedicalPolicy, Setting, default_policy
+from services.province_node.domain.medical_policy import MedicalPolicy, default_policy
+from services.province_node.domain.medical_settlement import (
+    Effect,
+    SettlementState,
+    VisitState,
+    refused,
+    setting_of,
+)
 from services.province_node.domain.medical_split import (
     LineAmounts,
     MedicalSplit,
@@ -80,15 +87,8 @@ FILINGS = table(FilingRow)
 MEDICAL_FUND = "SYS:MEDICAL_FUND"
 ALL = "0000"  # chrg_bchno / feedetl_sn meaning "every (unsettled) one"
 
-Effect = Literal["CHARGE", "REFUND", "NONE"]
-
-
 class Conflict(DomainError):
     status = 409
-
-
-def refused(message: str, code: str = "MEDICAL_REFUSED") -> DomainError:
-    return DomainError(code, message)
 
 
 View = UnitOfWork | ReadView
@@ -155,10 +155,6 @@ def _line_view(row: Any) -> MedicalLine:
     return MedicalLine.model_validate({key: getattr(row, key) for key in MedicalLine.model_fields})
 
 
-def _setting_of(infno: str) -> Setting:
-    return "outpatient" if infno.startswith("22") else "inpatient"
-
-
 async def _visit(uow: View, call: MedicalCall) -> Any:
     """The message's visit, locked: of this person, this institution, and the infno's setting."""
     if not call.mdtrt_id:
@@ -170,9 +166,9 @@ async def _visit(uow: View, call: MedicalCall) -> Any:
         raise Forbidden("NOT_YOUR_VISIT", f"visit {call.mdtrt_id} is of another person")
     if row.fixmedins_code != call.fixmedins_code:
         raise Forbidden("NOT_YOUR_VISIT", f"visit {call.mdtrt_id} is at another institution")
-    if row.setting != _setting_of(call.infno):
+    if row.setting != setting_of(call.infno):
         raise refused(f"visit {call.mdtrt_id} is an {row.setting} visit; {call.infno} is for "
-                      f"{_setting_of(call.infno)} visits")
+                      f"{setting_of(call.infno)} visits")
     return row
 
 
@@ -192,14 +188,14 @@ def _amounts(row: Any) -> LineAmounts:
                        row.daily_goods)
 
 
-async def _result(ctx: NodeContext, uow: UnitOfWork, psn_no: str, *, effect: Effect = "NONE",
+async def _result(ctx: NodeContext, uow: UnitOfWork, psn_no: str, *, effect: Effect = Effect.NONE,
                   visit: Any = None, settlement: Any = None, lines: list[MedicalLine] | None = None,
                   undone: bool = False, balances: PosBalances | None = None,
                   with_balances: bool = True) -> MedicalResult:
     """The answer. Balances are read again unless given (or not wanted: a message that moves no money)."""
     if balances is None and with_balances:
         _, balances = await _funds(ctx, uow, psn_no)
-    return MedicalResult(effect=effect, visit=None if visit is None else _visit_view(visit),
+    return MedicalResult(effect=effect.value, visit=None if visit is None else _visit_view(visit),
                          settlement=None if settlement is None else _settlement_view(settlement),
                          lines=lines or [], undone=undone, balances_after=balances)
 
@@ -209,7 +205,7 @@ async def _result(ctx: NodeContext, uow: UnitOfWork, psn_no: str, *, effect: Eff
 
 async def register(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
     """2201 register an outpatient visit, 2401 admit: the visit and its mdtrt_id are made here."""
-    setting = _setting_of(call.infno)
+    setting = setting_of(call.infno)
     if not person.insured:
         raise refused("this person's insurance has ended", "INSURANCE_ENDED")
     if call.insutype != person.insutype:
@@ -220,7 +216,7 @@ async def register(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person:
     if setting == "inpatient":
         open_admission = (await uow.execute(sa.select(VISITS.c.mdtrt_id, VISITS.c.fixmedins_code).where(
             VISITS.c.psn_no == call.psn_no, VISITS.c.setting == "inpatient",
-            VISITS.c.state.in_(("ADMITTED", "DISCHARGED"))))).first()
+            VISITS.c.state.in_([state.value for state in medical_settlement.OPEN_ADMISSION])))).first()
         if open_admission is not None:
             raise refused(f"the person is admitted already (mdtrt_id {open_admission.mdtrt_id} at "
                           f"{open_admission.fixmedins_code}) and not discharged and settled there",
@@ -229,7 +225,7 @@ async def register(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person:
     mdtrt_id = _new_id(ctx)
     await uow.execute(sa.insert(VISITS).values(
         mdtrt_id=mdtrt_id, msgid=call.msgid, psn_no=call.psn_no, setting=setting,
-        state="REGISTERED" if setting == "outpatient" else "ADMITTED", fixmedins_code=call.fixmedins_code,
+        state=medical_settlement.registered(setting).value, fixmedins_code=call.fixmedins_code,
         institution_admdvs=call.institution_admdvs, hosp_lv=call.hosp_lv, insutype=call.insutype,
         med_type=call.med_type or ("11" if setting == "outpatient" else "21"), ipt_otp_no=call.ipt_otp_no or "",
         visit_day=call.begntime.astimezone(SHANGHAI).date(), deductible_used_fen=0, version=1, created_at=now,
@@ -240,46 +236,40 @@ async def register(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person:
 
 async def _settled_of_visit(uow: UnitOfWork, mdtrt_id: str) -> list[Any]:
     return list(await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.mdtrt_id == mdtrt_id,
-                                                               SETTLEMENTS.c.state == "SETTLED")))
+                                                               SETTLEMENTS.c.state == SettlementState.SETTLED.value)))
 
 
 async def cancel_registration(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
     """2202 (outpatient) and 2404 (inpatient): only while nothing is settled (and, inpatient, not discharged)."""
     visit = await _visit(uow, call)
-    expected = "REGISTERED" if visit.setting == "outpatient" else "ADMITTED"
-    if visit.state != expected:
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state}; only a {expected} visit can be cancelled"
-                      + ("" if visit.setting == "outpatient" else " (2305 a settlement, then 2405 the discharge)"))
-    if await _settled_of_visit(uow, visit.mdtrt_id):
-        raise refused(f"visit {visit.mdtrt_id} has a settlement in effect; cancel it first (2208)")
-    visit = await _set_visit(ctx, uow, visit, state="CANCELLED")
+    if visit.state == medical_settlement.registered(visit.setting):
+        settled = bool(await _settled_of_visit(uow, visit.mdtrt_id))
+    else:
+        settled = False  # refused for its state first
+    state = medical_settlement.after_cancel_registration(visit.setting, visit.state, visit.mdtrt_id, settled=settled)
+    visit = await _set_visit(ctx, uow, visit, state=state.value)
     return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def visit_info(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
     """2203: the visit's med_type (and diagnoses, which the HIS keeps) before the fee lines."""
     visit = await _visit(uow, call)
-    if visit.state != "REGISTERED":
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state}")
+    medical_settlement.check_visit_info(visit.state, visit.mdtrt_id)
     visit = await _set_visit(ctx, uow, visit, med_type=call.med_type or visit.med_type)
     return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
     visit = await _visit(uow, call)
-    if visit.state != "ADMITTED":
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state}; only an admitted person is discharged")
-    visit = await _set_visit(ctx, uow, visit, state="DISCHARGED")
+    state = medical_settlement.after_discharge(visit.state, visit.mdtrt_id)
+    visit = await _set_visit(ctx, uow, visit, state=state.value)
     return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
 async def cancel_discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
     visit = await _visit(uow, call)
-    if visit.state == "SETTLED":
-        raise refused(f"visit {visit.mdtrt_id} is settled; cancel the settlement first (2305)")
-    if visit.state != "DISCHARGED":
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state}, not discharged")
-    visit = await _set_visit(ctx, uow, visit, state="ADMITTED")
+    state = medical_settlement.after_cancel_discharge(visit.state, visit.mdtrt_id)
+    visit = await _set_visit(ctx, uow, visit, state=state.value)
     return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
@@ -289,9 +279,7 @@ async def cancel_discharge(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall,
 async def upload_lines(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
     """2204 (outpatient, by batch) and 2301 (inpatient, refund lines allowed)."""
     visit = await _visit(uow, call)
-    allowed = ("REGISTERED",) if visit.setting == "outpatient" else ("ADMITTED", "DISCHARGED")
-    if visit.state not in allowed:
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state}: no more fee lines")
+    medical_settlement.check_lines_open(visit.setting, visit.state, visit.mdtrt_id)
     if not call.lines:
         raise refused("no fee lines")
     existing = {row.feedetl_sn: row for row in await _lines(uow, visit.mdtrt_id)}
@@ -325,9 +313,8 @@ async def drop_lines(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, perso
     """2205 (outpatient: a batch, or "0000" every unsettled line) and 2302 (inpatient: listed lines or "0000")."""
     visit = await _visit(uow, call)
     lines = await _lines(uow, visit.mdtrt_id)
+    medical_settlement.check_lines_droppable(visit.setting, visit.state, visit.mdtrt_id)
     if visit.setting == "outpatient":
-        if visit.state != "REGISTERED":
-            raise refused(f"visit {visit.mdtrt_id} is {visit.state}")
         batch = call.chrg_bchno or ""
         if not batch:
             raise refused("chrg_bchno is required (\"0000\" drops every unsettled line)")
@@ -337,8 +324,6 @@ async def drop_lines(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, perso
         if not dropping and batch != ALL:
             raise refused(f"no unsettled lines in batch chrg_bchno {batch}")
     else:
-        if visit.state not in ("ADMITTED", "DISCHARGED"):
-            raise refused(f"visit {visit.mdtrt_id} is {visit.state}: its lines are settled")
         if not call.feedetl_sns:
             raise refused("name the lines to drop (feedetl_sn, \"0000\" for all)")
         if ALL in call.feedetl_sns:
@@ -450,13 +435,7 @@ def _settlement_values(split: MedicalSplit, **identity: Any) -> dict[str, Any]:
 
 async def _settleable_visit(uow: View, call: MedicalCall) -> Any:
     visit = await _visit(uow, call)
-    if visit.setting == "outpatient" and visit.state != "REGISTERED":
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state}; register first (2201)")
-    if visit.setting == "inpatient":
-        if visit.state == "ADMITTED":
-            raise refused(f"visit {visit.mdtrt_id} is not discharged: discharge (2402) before settling")
-        if visit.state != "DISCHARGED":
-            raise refused(f"visit {visit.mdtrt_id} is {visit.state}")
+    medical_settlement.check_settleable(visit.setting, visit.state, visit.mdtrt_id)
     return visit
 
 
@@ -470,7 +449,7 @@ async def preview(ctx: NodeContext, uow: ReadView, call: MedicalCall) -> Medical
     values = _settlement_values(split, setl_id="", msgid=call.msgid, mdtrt_id=visit.mdtrt_id,
                                 chrg_bchno=call.chrg_bchno or "", psn_no=visit.psn_no,
                                 fixmedins_code=visit.fixmedins_code, insutype=visit.insutype, setting=visit.setting,
-                                state="SETTLED", version=0, settled_at=now)
+                                state=SettlementState.SETTLED.value, version=0, settled_at=now)
     after = PosBalances(
         personal_account_fen=None if balances.personal_account_fen is None
         else balances.personal_account_fen - split.person.acct_pay_fen,
@@ -550,10 +529,11 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
     split, balances, year = await _split(ctx, uow, call, visit, lines)
     now = ctx.clock.now()
     setl_id = _new_id(ctx)
+    transition = medical_settlement.settled()
     values = _settlement_values(split, setl_id=setl_id, msgid=call.msgid, mdtrt_id=visit.mdtrt_id,
                                 chrg_bchno=call.chrg_bchno or "", psn_no=visit.psn_no,
                                 fixmedins_code=visit.fixmedins_code, insutype=visit.insutype, setting=visit.setting,
-                                state="SETTLED", version=1, year=year, settled_at=now, updated_at=now)
+                                state=transition.state.value, version=1, year=year, settled_at=now, updated_at=now)
     await uow.execute(sa.insert(SETTLEMENTS).values(**values))
     row = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == setl_id))).one()
     await _journal(uow, row, now)
@@ -562,15 +542,17 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
                       .values(setl_id=setl_id))
     await _move(ctx, uow, row, "MEDICAL_SETTLE", refund=False)
     await _apply_accumulators(ctx, uow, row, sign=1)
-    if visit.setting == "inpatient":
-        visit = await _set_visit(ctx, uow, visit, state="SETTLED")
+    visit_state = medical_settlement.visit_after_settle(visit.setting)
+    if visit_state is not None:
+        visit = await _set_visit(ctx, uow, visit, state=visit_state.value)
     # The balances read for the split, less what it took: the same rows, under the same locks.
     after = PosBalances(
         personal_account_fen=None if balances.personal_account_fen is None
         else balances.personal_account_fen - split.person.acct_pay_fen,
         wallet_fen=None if balances.wallet_fen is None else balances.wallet_fen - split.person.wallet_pay_fen,
         quota_fen=balances.quota_fen - split.person.quota_pay_fen)
-    return await _result(ctx, uow, call.psn_no, effect="CHARGE", visit=visit, settlement=row, balances=after)
+    return await _result(ctx, uow, call.psn_no, effect=transition.effect, visit=visit, settlement=row,
+                         balances=after)
 
 
 async def _own_settlement(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str,
@@ -585,25 +567,30 @@ async def _own_settlement(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_
     return row
 
 
-async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: str, expected: str) -> Any:
+async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: SettlementState) -> Any:
+    """The settlement's new state over the one read under lock (the UPDATE names it: rowcount 1 or a bug)."""
     changed = await uow.execute(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == row.setl_id,
-                                                             SETTLEMENTS.c.state == expected).values(
-        state=state, version=row.version + 1, updated_at=ctx.clock.now()))
+                                                             SETTLEMENTS.c.state == row.state).values(
+        state=state.value, version=row.version + 1, updated_at=ctx.clock.now()))
     assert changed.rowcount == 1, f"settlement {row.setl_id} changed under a lock"
     changed_row = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == row.setl_id))).one()
     await _journal(uow, changed_row, ctx.clock.now())
     return changed_row
 
 
-async def _give_back(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, state: str) -> Any:
+async def _give_back(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str,
+                     transition: medical_settlement.Transition) -> Any:
     """Everything back: money where it came from, deductible and cap, the lines unsettled, the visit unsettled."""
+    assert row.state == SettlementState.SETTLED and transition.effect == Effect.REFUND, row
     await _move(ctx, uow, row, kind, refund=True)
     await _apply_accumulators(ctx, uow, row, sign=-1)
     await uow.execute(sa.update(LINES).where(LINES.c.setl_id == row.setl_id).values(setl_id=None))
-    if row.setting == "inpatient":
-        await uow.execute(sa.update(VISITS).where(VISITS.c.mdtrt_id == row.mdtrt_id, VISITS.c.state == "SETTLED")
-                          .values(state="DISCHARGED", updated_at=ctx.clock.now(), version=VISITS.c.version + 1))
-    return await _change_state(ctx, uow, row, state, "SETTLED")
+    visit_change = medical_settlement.visit_after_give_back(row.setting)
+    if visit_change is not None:
+        settled, discharged = visit_change
+        await uow.execute(sa.update(VISITS).where(VISITS.c.mdtrt_id == row.mdtrt_id, VISITS.c.state == settled.value)
+                          .values(state=discharged.value, updated_at=ctx.clock.now(), version=VISITS.c.version + 1))
+    return await _change_state(ctx, uow, row, transition.state)
 
 
 async def cancel(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
@@ -612,12 +599,10 @@ async def cancel(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
         raise refused("setl_id is required")
     visit = await _visit(uow, call)
     row = await _own_settlement(uow, call.setl_id, call.psn_no, call.fixmedins_code, visit.mdtrt_id)
-    if row.state != "SETTLED":
-        raise refused(f"settlement {row.setl_id} is {row.state} already; there is nothing to cancel",
-                      "ALREADY_CANCELLED")
-    row = await _give_back(ctx, uow, row, "MEDICAL_CANCEL", "CANCELLED")
+    transition = medical_settlement.after_cancel(row.state, row.setl_id)
+    row = await _give_back(ctx, uow, row, "MEDICAL_CANCEL", transition)
     visit = (await uow.execute(sa.select(VISITS).where(VISITS.c.mdtrt_id == visit.mdtrt_id))).one()
-    return await _result(ctx, uow, call.psn_no, effect="REFUND", visit=visit, settlement=row)
+    return await _result(ctx, uow, call.psn_no, effect=transition.effect, visit=visit, settlement=row)
 
 
 # ------------------------------------------------------------------------------------------------ 2601
@@ -627,40 +612,39 @@ async def _undo(ctx: NodeContext, uow: UnitOfWork, original: Any, call: MedicalC
     infno = original.infno
     if infno == "2401":
         visit = (await uow.execute(for_update(sa.select(VISITS).where(VISITS.c.mdtrt_id == original.mdtrt_id)))).one()
-        if visit.state == "SETTLED" or await _settled_of_visit(uow, visit.mdtrt_id):
-            raise refused(f"admission {visit.mdtrt_id} has a settlement in effect; reverse or cancel it first")
-        if visit.state == "CANCELLED":
+        settled = visit.state != VisitState.SETTLED and bool(await _settled_of_visit(uow, visit.mdtrt_id))
+        state = medical_settlement.admission_after_reversal(visit.state, visit.mdtrt_id, settled=settled)
+        if state is None:
             return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
-        visit = await _set_visit(ctx, uow, visit, state="CANCELLED")
+        visit = await _set_visit(ctx, uow, visit, state=state.value)
         return await _result(ctx, uow, call.psn_no, visit=visit, undone=True)
     row = await _own_settlement(uow, original.setl_id, call.psn_no, call.fixmedins_code, None)
-    if infno in ("2207", "2304"):
-        if row.state == "SETTLED":
-            row = await _give_back(ctx, uow, row, "MEDICAL_REVERSAL", "REVERSED")
-            return await _result(ctx, uow, call.psn_no, effect="REFUND", settlement=row, undone=True)
-        if row.state == "CANCELLED":
+    transition = medical_settlement.after_reversal(infno, row.state)
+    if infno in medical_settlement.SETTLES:
+        if transition.effect == Effect.REFUND:
+            row = await _give_back(ctx, uow, row, "MEDICAL_REVERSAL", transition)
+            return await _result(ctx, uow, call.psn_no, effect=transition.effect, settlement=row, undone=True)
+        if transition.changes(row.state):
             # The cancel gave everything back already; the settlement is now void for good.
-            row = await _change_state(ctx, uow, row, "REVERSED", "CANCELLED")
+            row = await _change_state(ctx, uow, row, transition.state)
         return await _result(ctx, uow, call.psn_no, settlement=row)
     # 2208 / 2305: undoing a cancel charges the same parts again, if the lines and the visit still allow it
     # (and the accounts still hold the money: else the ledger's guard refuses and nothing changes).
-    if row.state != "CANCELLED":
+    if transition.effect != Effect.CHARGE:
         return await _result(ctx, uow, call.psn_no, settlement=row)
     visit = (await uow.execute(for_update(sa.select(VISITS).where(VISITS.c.mdtrt_id == row.mdtrt_id)))).one()
-    if row.setting == "inpatient" and visit.state != "DISCHARGED":
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state} now; the cancel cannot be reversed")
-    if row.setting == "outpatient" and visit.state != "REGISTERED":
-        raise refused(f"visit {visit.mdtrt_id} is {visit.state} now; the cancel cannot be reversed")
+    medical_settlement.check_cancel_reversible(row.setting, visit.state, visit.mdtrt_id)
     await _move(ctx, uow, row, "MEDICAL_REVERSAL", refund=False)
     await _apply_accumulators(ctx, uow, row, sign=1)
-    if row.setting == "inpatient":
-        await _set_visit(ctx, uow, visit, state="SETTLED")
-    row = await _change_state(ctx, uow, row, "SETTLED", "CANCELLED")
+    visit_state = medical_settlement.visit_after_settle(row.setting)
+    if visit_state is not None:
+        await _set_visit(ctx, uow, visit, state=visit_state.value)
+    row = await _change_state(ctx, uow, row, transition.state)
     # The lines it covered are its own again (those the HIS dropped since are simply not re-marked).
     await uow.execute(sa.update(LINES).where(LINES.c.mdtrt_id == row.mdtrt_id, LINES.c.setl_id.is_(None),
                                              *([LINES.c.chrg_bchno == row.chrg_bchno] if row.chrg_bchno else []))
                       .values(setl_id=row.setl_id))
-    return await _result(ctx, uow, call.psn_no, effect="CHARGE", settlement=row, undone=True)
+    return await _result(ctx, uow, call.psn_no, effect=transition.effect, settlement=row, undone=True)
 
 
 async def reverse(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
