@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -53,8 +54,13 @@ def token_hash(paas_token: str) -> str:
     return hashlib.sha256(paas_token.encode()).hexdigest()
 
 
-async def register_institution(ctx: GatewayContext, uow: UnitOfWork,
-                               body: InstitutionRegistration) -> tuple[int, Any]:
+@dataclass(frozen=True)
+class Registered:
+    institution: dict[str, Any]  # with its new credentials
+    created: bool  # False: registered again (new credentials, the old paas_id stops working)
+
+
+async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: InstitutionRegistration) -> Registered:
     """New credentials on every registration: registering an institution again rotates them (the old paas_id
     stops working at once). Replays of the same Idempotency-Key get the same answer (run_idempotent)."""
     paas_id = "PAAS" + uuid.uuid4().hex.upper()
@@ -69,19 +75,20 @@ async def register_institution(ctx: GatewayContext, uow: UnitOfWork,
         await uow.execute(sa.update(INSTITUTIONS).where(
             INSTITUTIONS.c.fixmedins_code == body.fixmedins_code).values(**values))
     await medical_admin.record_profile(ctx, uow, body.fixmedins_code, body.kind, body.hosp_lv)
-    return (201 if existing is None else 200), {
+    return Registered(institution={
         "fixmedins_code": body.fixmedins_code, "fixmedins_name": body.fixmedins_name, "admdvs": body.admdvs,
-        "kind": body.kind, "hosp_lv": body.hosp_lv, "paas_id": paas_id, "paas_token": paas_token}
+        "kind": body.kind, "hosp_lv": body.hosp_lv, "paas_id": paas_id, "paas_token": paas_token},
+        created=existing is None)
 
 
-async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: CatalogueImport) -> tuple[int, Any]:
+async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: CatalogueImport) -> dict[str, Any]:
     """Upsert by med_list_codg; the last entry wins when a code repeats in one import. With `admdvs` the entries
     are for treatment in that province only (the medical catalogue), else national (both catalogues)."""
     now = ctx.clock.now()
     entries = {entry.med_list_codg: entry for entry in body.items}
     await medical_admin.import_medical_entries(ctx, uow, body.admdvs, list(entries.values()))
     if body.admdvs is not None:
-        return 200, {"imported": len(entries), "admdvs": body.admdvs, "by_category": _by_category(entries)}
+        return {"imported": len(entries), "admdvs": body.admdvs, "by_category": _by_category(entries)}
     known = set((await uow.execute(sa.select(CATALOGUE.c.med_list_codg).where(
         CATALOGUE.c.med_list_codg.in_(list(entries))))).scalars())
     for code, entry in entries.items():
@@ -90,7 +97,7 @@ async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: Catalogue
             await uow.execute(sa.update(CATALOGUE).where(CATALOGUE.c.med_list_codg == code).values(**values))
         else:
             await uow.execute(sa.insert(CATALOGUE).values(med_list_codg=code, **values))
-    return 200, {"imported": len(entries), "by_category": _by_category(entries)}
+    return {"imported": len(entries), "by_category": _by_category(entries)}
 
 
 def _by_category(entries: dict[str, CatalogueEntry]) -> dict[str, int]:
