@@ -136,9 +136,9 @@ async def test_cross_province_transfer_step_by_step(fed: InProcessFederation) ->
     assert (owed.debtor_admdvs, owed.creditor_admdvs, owed.amount_fen, owed.ref) == (
         SOURCE, DESTINATION, AMOUNT_FEN, transfer_id)
 
-    # 5. Giver's node finalises: in flight -> clearing.
+    # 5. Giver's node closes the transfer: in flight -> clearing.
     async with UnitOfWork(source.db) as uow:
-        await node_transfers.on_settled(source, uow, settled)
+        await node_transfers.on_closed(source, uow, settled)
         await uow.commit()
     assert await fed.take_all() == []
     assert await transfer_out_state(fed, giver, transfer_id) == "CREDITED"

@@ -233,8 +233,6 @@ async def on_closed(ctx: NodeContext, uow: UnitOfWork, msg: TransferSettled) -> 
     await audit.append(uow, "transfer.state", msg.transfer_id, {"state": close.state.value, "reason": msg.reason})
 
 
-on_settled = on_closed  # the name the message dispatch knows it by (services/province_node/service_layer/messages.py)
-
 
 async def on_under_review(ctx: NodeContext, uow: UnitOfWork, msg: TransferUnderReview) -> None:
     """Issue 12: the hub holds the giver's transfer for a risk review (the giver sees HELD, reason RISK_REVIEW),
