@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from services.province_node.domain.binding_replica import BindingState
 from services.province_node.service_layer.bindings import BINDINGS, apply_snapshot
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.events import BindingSnapshot
@@ -42,7 +43,7 @@ async def hub_view(ctx: NodeContext, giver_psn_no: str, binding_id: Any) -> Bind
         return None
     async with ReadView(ctx.db) as view:
         replica = (await view.execute(_REPLICA_STATE, {"binding_id": binding_id})).first()
-    if replica is not None and (replica.state == "ACTIVE" or replica.giver_psn_no != giver_psn_no):
+    if replica is not None and (replica.state == BindingState.ACTIVE or replica.giver_psn_no != giver_psn_no):
         return None  # the hub tells this node of an end before it answers it (binding_push.py)
     snapshot = await ctx.hub.binding_if_reachable(binding_id)
     if snapshot is None or snapshot.giver_psn_no != giver_psn_no or snapshot.giver_admdvs != ctx.admdvs:

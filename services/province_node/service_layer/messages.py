@@ -4,6 +4,7 @@ DESIGN.md: batching is how throughput is won)."""
 
 from __future__ import annotations
 
+from services.province_node.domain import binding_replica
 from services.province_node.service_layer import bindings, premiums, quotas, transfers
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.envelope import Envelope
@@ -24,7 +25,7 @@ from shared.dispatch import EventHandler, dispatch, event_handlers, on, on_envel
 async def _binding_changed(ctx: NodeContext, uow: UnitOfWork, msg: BindingChanged) -> None:
     snapshot = msg.binding
     await bindings.apply_snapshot(ctx, uow, snapshot)
-    if snapshot.state == "ENDED":
+    if binding_replica.has_ended(snapshot.state):
         await _end_quotas(ctx, uow, snapshot)
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.mutual_aid_tables import QuotaGrant, QuotaMirror
-from services.province_node.domain import ledger, notices, quota_rules
+from services.province_node.domain import binding_replica, ledger, notices, quota_rules
 from services.province_node.domain.errors import DomainError, Forbidden
 from services.province_node.domain.quota import JOURNAL_KIND, Grant, Mirror, QuotaEvent
 from services.province_node.service_layer.bindings import binding_for_giver, notify
@@ -52,8 +52,7 @@ async def set_quota(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_i
     if not claims.has_face_step_up(now.timestamp()):
         raise Forbidden("STEP_UP_REQUIRED", "setting a quota needs a face verification in the last 5 minutes")
     binding = await binding_for_giver(uow, binding_id, claims.psn_no)
-    if binding.state != "ACTIVE":
-        raise DomainError("BINDING_NOT_ACTIVE", f"the binding is {binding.state}")
+    binding_replica.check_active(binding.state)
     year = quota_rules.quota_year(now)
     # Locked: two changes of one quota (two replicas), or a change beside the binding's end, take turns, so
     # the reserve is topped up once and each version is given once. A first grant's insert race ends in a

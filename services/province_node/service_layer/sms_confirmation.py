@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters.confirmation_tables import BindingConfirmation, SmsConfirmationCode
 from services.province_node.domain import notices
+from services.province_node.domain.binding_replica import BindingState
 from services.province_node.service_layer.bindings import BINDINGS, apply_snapshot, notify, view_of
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
@@ -108,7 +109,8 @@ async def plan(ctx: NodeContext, body: SmsInbound) -> SmsPlan:
         open_codes = (await view.execute(sa.select(CODES.c.binding_id, CODES.c.relative_psn_no, CODES.c.code_hash)
                                          .join(BINDINGS, BINDINGS.c.binding_id == CODES.c.binding_id)
                                          .where(CODES.c.relative_psn_no.in_(psn_nos), CODES.c.state == "OPEN",
-                                                CODES.c.expires_at > now, BINDINGS.c.state == "PENDING_CONSENT")
+                                                CODES.c.expires_at > now,
+                                                BINDINGS.c.state == BindingState.PENDING_CONSENT)
                                          )).all()
     if not open_codes:
         return SmsPlan("IGNORED", "NO_PENDING_BINDING")
@@ -126,7 +128,7 @@ async def record_confirmation(ctx: NodeContext, uow: UnitOfWork, snapshot: Bindi
                               clerk_id: str | None = None) -> None:
     """How the binding was confirmed, once (the first confirmation stands; confirming twice is harmless), and
     its SMS code closed. Run in the unit of work that applies the ACTIVE snapshot."""
-    if snapshot.state != "ACTIVE" or snapshot.relative_admdvs != ctx.admdvs:
+    if snapshot.state != BindingState.ACTIVE or snapshot.relative_admdvs != ctx.admdvs:
         return
     await uow.execute(sa.update(CODES).where(CODES.c.binding_id == snapshot.binding_id, CODES.c.state == "OPEN")
                       .values(state="USED"))
