@@ -12,6 +12,7 @@ from starlette.datastructures import Headers
 
 from services.pharmacy_gateway.domain.wire import CALL_SERVICE_PATH
 from services.pharmacy_gateway.service_layer.context import GatewayContext
+from services.pharmacy_gateway.service_layer.exchange import NonceReplayed, Unauthenticated
 from services.pharmacy_gateway.service_layer.pos_handlers import call_service
 from shared.web import FastRoute
 
@@ -23,8 +24,13 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 async def _call_service(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
     ctx: GatewayContext = state.ctx
-    status, body = await call_service(ctx, headers, raw)
-    return status, orjson.dumps(body)
+    try:
+        body = await call_service(ctx, headers, raw)
+    except Unauthenticated as exc:
+        return 401, orjson.dumps({"infcode": -1, "err_msg": str(exc)})
+    except NonceReplayed:
+        return 401, orjson.dumps({"infcode": -1, "err_msg": "x-tif-nonce was already used"})
+    return 200, orjson.dumps(body)
 
 
 def _national_refusal(status: int, _code: str, message: str) -> tuple[int, bytes]:

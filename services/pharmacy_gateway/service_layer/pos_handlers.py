@@ -37,7 +37,6 @@ from services.pharmacy_gateway.service_layer.exchange import (
     MESSAGES,
     Exchange,
     NonceReplayed,
-    Unauthenticated,
     authenticate,
     check_signed_in,
     logged_message,
@@ -65,12 +64,11 @@ log = logging.getLogger("yibao.gateway.pos")
 Handler = Callable[[Exchange], Awaitable[dict[str, Any]]]
 
 
-async def call_service(ctx: GatewayContext, headers: Mapping[str, str], raw: bytes) -> tuple[int, dict[str, Any]]:
+async def call_service(ctx: GatewayContext, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
+    """The national envelope answering one message, a refusal included. A caller that is not an institution
+    (Unauthenticated) or a nonce used already (NonceReplayed) is raised: the route answers those with 401."""
     received_at = ctx.clock.now()
-    try:
-        institution, nonce = await authenticate(ctx, headers)
-    except Unauthenticated as exc:
-        return 401, {"infcode": -1, "err_msg": str(exc)}
+    institution, nonce = await authenticate(ctx, headers)
     exchange = Exchange(ctx, institution, institution.paas_id, nonce, {}, "", received_at)
     try:
         try:
@@ -78,17 +76,17 @@ async def call_service(ctx: GatewayContext, headers: Mapping[str, str], raw: byt
             await check_signed_in(ctx, exchange.envelope, institution)
         except Refused as refused:
             await exchange.consume_nonce_only()
-            return 200, exchange.refuse(str(refused))
+            return exchange.refuse(str(refused))
         exchange.request_hash = request_hash(exchange.envelope)
         handler = medical_handlers.handler_for(exchange) or HANDLERS[exchange.infno]
-        return 200, await handler(exchange)
+        return await handler(exchange)
     except NonceReplayed:
-        return 401, {"infcode": -1, "err_msg": "x-tif-nonce was already used"}
+        raise
     except Exception:
         # A bug or the gateway's own database, never the till's fault; the till is told to reverse if in doubt.
         log.exception("POS message %s failed", exchange.envelope.get("infno"))
-        return 200, exchange.refuse("the gateway failed to process the message; if it was a 2102 or 2103, "
-                                    "reverse it with 2601 to be sure")
+        return exchange.refuse("the gateway failed to process the message; if it was a 2102 or 2103, "
+                               "reverse it with 2601 to be sure")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
