@@ -119,7 +119,11 @@ class LeanTill:
         await self.pool.close()
 
 
-async def _settle_once(lean: LeanTill, payer: Payer, result: LoadResult) -> None:
+async def settle_once(lean: LeanTill, payer: Payer, result: LoadResult, *, doubt_refusals: bool = False) -> None:
+    """One 2102 as a careful till sends it: answered 0 → charged as answered; no answer or "outcome unknown" →
+    in doubt (reversed afterwards with 2601, harmless for a settle that never took effect, money back for one
+    that did). `doubt_refusals`: every other refusal is in doubt too (the chaos test, where a refusal may come
+    from a replica that died halfway)."""
     envelope = lean.till.envelope("2102", lean.till.purchase(payer, BASKET))
     started = time.perf_counter()
     try:
@@ -133,7 +137,7 @@ async def _settle_once(lean: LeanTill, payer: Payer, result: LoadResult) -> None
     if status != 200 or answer.get("infcode") != 0:
         err_msg = str(answer.get("err_msg", status))
         result.refusals["outcome unknown (timeout)" if "outcome is unknown" in err_msg else err_msg[:80]] += 1
-        if "outcome is unknown" in err_msg:
+        if doubt_refusals or "outcome is unknown" in err_msg:
             result.in_doubt.append((envelope["msgid"], payer.psn_no))
         return
     info = answer["output"]["setlinfo"]
@@ -174,7 +178,7 @@ async def run_load(lean: LeanTill, payers: list[Payer], rate: float, duration_s:
                 continue
             in_flight[0] += 1
             result.sent += 1
-            task = asyncio.create_task(_settle_once(lean, payers[index % len(payers)], result))
+            task = asyncio.create_task(settle_once(lean, payers[index % len(payers)], result))
             task.add_done_callback(answered)
             tasks.append(task)
         await asyncio.gather(*tasks)
@@ -193,7 +197,7 @@ async def run_capacity(lean: LeanTill, payers: list[Payer], tills: int, duration
         index = offset
         while time.perf_counter() < deadline:
             result.sent += 1
-            await _settle_once(lean, payers[index % len(payers)], result)
+            await settle_once(lean, payers[index % len(payers)], result)
             index += tills
 
     t0 = time.perf_counter()

@@ -29,8 +29,8 @@ from rich.console import Console
 from launcher import bench, bench_pos, supervisor
 from launcher.client import FederationClient
 from launcher.kafka import running_brokers
+from launcher.pos_client import Payer
 from launcher.state import LaunchError, load_or_create_secrets, resolve_operator_token
-from shared.money import yuan_to_fen
 from tests.conftest import FEDERATION_ENV
 
 pytestmark = pytest.mark.chaos
@@ -142,32 +142,12 @@ async def _transfer_load(client: FederationClient, givers: list[bench.Giver], le
         await asyncio.sleep(LOAD_S / (3 * GIVERS))
 
 
-async def _settle_once(lean: bench_pos.LeanTill, payer: bench_pos.Payer, result: bench_pos.LoadResult) -> None:
-    """One 2102 as a careful till sends it: answered 0 → charged as answered; anything else (no answer, a
-    refusal, "outcome unknown") → reversed afterwards with 2601, which is harmless for a settle that never
-    took effect and gives the money back for one that did."""
-    envelope = lean.till.envelope("2102", lean.till.purchase(payer, bench_pos.BASKET))
-    result.latencies_ms.append(0.0)
-    try:
-        status, answer = await lean.send(envelope)
-    except Exception as exc:
-        result.refusals[type(exc).__name__] += 1
-        result.in_doubt.append((envelope["msgid"], payer.psn_no))
-        return
-    if status != 200 or answer.get("infcode") != 0:
-        result.refusals[str(answer.get("err_msg", status))[:60]] += 1
-        result.in_doubt.append((envelope["msgid"], payer.psn_no))
-        return
-    info = answer["output"]["setlinfo"]
-    paid_fen = yuan_to_fen(info["acct_pay"]) + yuan_to_fen(info["acct_mulaid_pay"])
-    result.acct_paid_fen[payer.psn_no] = result.acct_paid_fen.get(payer.psn_no, 0) + paid_fen
-
-
-async def _settle_load(lean: bench_pos.LeanTill, payers: list[bench_pos.Payer], ledger: Ledger,
+async def _settle_load(lean: bench_pos.LeanTill, payers: list[Payer], ledger: Ledger,
                        stop: asyncio.Event) -> None:
     index = 0
     while not stop.is_set():
-        await _settle_once(lean, payers[index % len(payers)], ledger.settles)
+        # Every answer that is not infcode 0 is reversed afterwards (a refusal may come from a dying replica).
+        await bench_pos.settle_once(lean, payers[index % len(payers)], ledger.settles, doubt_refusals=True)
         index += 1
         await asyncio.sleep(0.1)
 
