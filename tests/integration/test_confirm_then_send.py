@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from services.national_hub.adapters.node_client import NodeClient
 from services.province_node.service_layer import binding_freshness, quotas
 from services.province_node.service_layer import transfers as node_transfers
 from services.province_node.service_layer.bindings import BINDINGS
@@ -31,31 +32,27 @@ from tests.support.stories import (
 )
 
 
-class NodesInProcess:
-    """The hub's NodeClient, its calls answered by the nodes' real apps (internal token, routes, handlers)."""
+class NodeApps(httpx.AsyncBaseTransport):
+    """Answers each request with the real app (internal token, routes, handlers) of the node its host names."""
 
     def __init__(self, fed: InProcessFederation) -> None:
-        self.clients = {admdvs: httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=node_app(fed, admdvs)), base_url=f"http://node-{admdvs}",
-            headers={"authorization": f"Bearer {ctx.settings.internal_token}"}) for admdvs, ctx in fed.nodes.items()}
+        self.apps = {f"node-{admdvs}": httpx.ASGITransport(app=node_app(fed, admdvs)) for admdvs in fed.nodes}
 
-    async def post(self, admdvs: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self.clients[admdvs].post(path, json=body)
-        assert response.status_code == 200, response.text
-        answer: dict[str, Any] = response.json()
-        return answer
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.apps[request.url.host].handle_async_request(request)
 
 
 @pytest.fixture
-async def pushing(fed: InProcessFederation) -> AsyncIterator[NodesInProcess]:
-    nodes = NodesInProcess(fed)
-    fed.hub.nodes = nodes  # type: ignore[assignment]
+async def pushing(fed: InProcessFederation) -> AsyncIterator[NodeClient]:
+    """The hub's real NodeClient, over the nodes' apps in process."""
+    nodes = NodeClient(lambda admdvs: f"http://node-{admdvs}", fed.hub.settings.internal_token,
+                       fed.hub.settings.internal_http_timeout_s, transport=NodeApps(fed))
+    fed.hub.nodes = nodes
     try:
         yield nodes
     finally:
         fed.hub.nodes = None
-        for client in nodes.clients.values():
-            await client.aclose()
+        await nodes.close()
 
 
 async def replica_state(fed: InProcessFederation, person: Person, binding_id: str) -> Any:
@@ -89,7 +86,7 @@ def quota(fed: InProcessFederation, giver: Person, binding_id: str, amount_fen: 
 
 
 async def test_the_hub_tells_the_giver_of_a_confirm_and_an_end_before_it_answers(
-        fed: InProcessFederation, pushing: NodesInProcess) -> None:
+        fed: InProcessFederation, pushing: NodeClient) -> None:
     giver, mother = await family(fed)
     await open_wallet(fed, mother)
     binding_id = await create_binding(fed, giver, mother, "parent")
