@@ -702,7 +702,7 @@ async def test_the_node_holds_no_write_lock_while_the_hub_answers(
     caller = {"create": giver, "confirm": mother, "end": giver, "import": giver}[call]
     ctx = fed.node(caller.admdvs)
     stalling = StallingTransport(fed.transport)
-    fast_hub, ctx.hub = ctx.hub, wired_hub_client(ctx.settings, stalling)  # type: ignore[arg-type]
+    fast_hub, ctx.hub = ctx.hub, wired_hub_client(ctx.settings, stalling)
     await fast_hub.close()
     requests = {
         "create": ("POST", "/v1/bindings", {"relative_id_no": mother.id_no, "relative_name": "李秀英",

@@ -114,7 +114,7 @@ def _rebuilt(request: httpx.Request, body: Any) -> httpx.Request:
     return httpx.Request(request.method, request.url, headers=headers, content=orjson.dumps(body))
 
 
-def wired_hub_client(settings: NodeSettings, transport: RecordingTransport) -> HubClient:
+def wired_hub_client(settings: NodeSettings, transport: httpx.AsyncBaseTransport) -> HubClient:
     """The node's real HubClient, built by its own constructor (base URL, token header, timeout), over the
     in-process transport instead of a TCP one."""
     return HubClient(settings.hub_url, settings.internal_token, settings.internal_http_timeout_s,
