@@ -14,39 +14,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.pharmacy_gateway.domain import nhsa_inputs, nhsa_output
 from services.pharmacy_gateway.domain.medical_bill import CatalogueEntry, parse_fee_lines, split_line
-from services.pharmacy_gateway.domain.wire import (
-    Refused,
-    amount_fen,
-    check_msgid,
-    parse_date,
-    parse_wire_time,
-    text,
-    wire_time,
-    yuan,
-)
+from services.pharmacy_gateway.domain.nhsa_inputs import Reconciliation, Reversal, Reversible
+from services.pharmacy_gateway.domain.wire import Refused, amount_fen, parse_wire_time, text
 from services.pharmacy_gateway.service_layer import medical_records
-from services.pharmacy_gateway.service_layer.exchange import Exchange, logged_message, read_message
+from services.pharmacy_gateway.service_layer.exchange import Exchange
 from services.pharmacy_gateway.service_layer.medical_admin import kind_of
-from services.pharmacy_gateway.service_layer.pos_handlers import (
-    _NODE_ERRORS,
-    _answer_by,
-    _leave_tombstone,
-    _mark_reversed,
-    _node_refusal,
-    _reversal_without_node,
-    _reversed_note,
-)
+from services.pharmacy_gateway.service_layer.pos.common import NODE_ERRORS, answer_by, node_refusal, reversed_note
+from services.pharmacy_gateway.service_layer.pos.reconcile import reconcile_with
+from services.pharmacy_gateway.service_layer.pos.reversal import ReversalFlow, reverse_with
 from services.pharmacy_gateway.service_layer.routing import payer_of
-from shared.contracts.internal_api import PosBalances
-from shared.contracts.medical_api import REVERSIBLE_INFNOS, MedicalCall, MedicalLine, MedicalResult, MedicalSettlement
+from shared.contracts.medical_api import REVERSIBLE_INFNOS, MedicalCall, MedicalLine, MedicalResult
 from shared.db import ReadView, UnitOfWork
 from shared.regions import is_admdvs, province_of
 
 Handler = Callable[[Exchange], Awaitable[dict[str, Any]]]
 PHARMACY_INFNOS = ("2101", "2102", "2103")
-# fund_pay_type (reviews/hospital.md §4.2): the basic fund of employees / of residents.
-FUND_PAY_TYPES = {"310": "310100", "390": "390100"}
 
 
 async def refusal_by_kind(exchange: Exchange) -> str | None:
@@ -68,10 +52,7 @@ def is_medical_institution(kind: str) -> bool:
 
 
 def _part(exchange: Exchange, name: str) -> dict[str, Any]:
-    part = exchange.input.get(name)
-    if not isinstance(part, dict):
-        raise Refused(f"input.{name} must be an object")
-    return part
+    return nhsa_inputs.data_of(exchange.input, name)
 
 
 async def _call(exchange: Exchange, psn_no: str, **fields: Any) -> MedicalCall:
@@ -82,16 +63,13 @@ async def _call(exchange: Exchange, psn_no: str, **fields: Any) -> MedicalCall:
 
 
 def _check_claimed_province(exchange: Exchange, admdvs: str) -> None:
-    claimed = exchange.envelope.get("insuplc_admdvs")
-    if claimed and (not is_admdvs(claimed) or province_of(claimed) != province_of(admdvs)):
-        raise Refused(f"insuplc_admdvs {claimed} is not the payer's insured province {admdvs} (see 1101)")
+    nhsa_inputs.check_claimed_province(exchange.envelope.get("insuplc_admdvs"), admdvs)
 
 
 async def _payer_by_credential(exchange: Exchange, data: dict[str, Any], psn_no: str) -> str:
     """The payer's home province, from the credential the HIS read: it must be this psn_no's."""
-    cert_type = text(data.get("mdtrt_cert_type"), "mdtrt_cert_type", max_length=2)
-    cert_no = text(data.get("mdtrt_cert_no"), "mdtrt_cert_no", max_length=2048)
-    payer = await payer_of(exchange.ctx, cert_type, cert_no)
+    credential = nhsa_inputs.credential_of(data)
+    payer = await payer_of(exchange.ctx, credential.cert_type, credential.cert_no)
     if payer.psn_no != psn_no:
         raise Refused("psn_no is not the person of the presented credential (mdtrt_cert_no)")
     _check_claimed_province(exchange, payer.admdvs)
@@ -109,73 +87,25 @@ def _home_of(exchange: Exchange, mdtrt_id: str, psn_no: str) -> str:
 
 
 def _insutype(data: dict[str, Any], *, required: bool = True) -> str:
-    insutype = text(data.get("insutype"), "insutype", max_length=3, required=required)
-    if insutype and insutype not in ("310", "390"):
-        raise Refused("insutype must be 310 (employee) or 390 (resident)")
-    return insutype
+    return nhsa_inputs.insutype_of(data, required=required)
 
 
 def _visit_keys(data: dict[str, Any]) -> tuple[str, str]:
     return (text(data.get("mdtrt_id"), "mdtrt_id", max_length=40), text(data.get("psn_no"), "psn_no", max_length=32))
 
 
-# ------------------------------------------------------------------------------------------------ rendering
-
-
-def _balc(balances: PosBalances | None) -> dict[str, float]:
-    if balances is None:
-        return {}
-    return {"balc": yuan(balances.personal_account_fen or 0), "wallet_balc": yuan(balances.wallet_fen or 0),
-            "quota_balc": yuan(balances.quota_fen)}
-
-
-def _setlinfo(s: MedicalSettlement, balances: PosBalances | None, payer_admdvs: str, *,
-              cancel: bool = False) -> dict[str, Any]:
-    """setlinfo of 2206/2207/2303/2304 (cancel: 2208/2305, the same fields negated, cash also as pdn_cash_pay)."""
-    sign = -1 if cancel else 1
-    psn_part_fen = s.medfee_fen - s.hifp_pay_fen
-    info: dict[str, Any] = {
-        "mdtrt_id": s.mdtrt_id, "psn_no": s.psn_no, "insutype": s.insutype, "setl_time": wire_time(s.settled_at),
-        "medfee_sumamt": yuan(sign * s.medfee_fen), "fulamt_ownpay_amt": yuan(sign * s.fulamt_fen),
-        "overlmt_selfpay": yuan(sign * s.overlmt_fen), "preselfpay_amt": yuan(sign * s.preselfpay_fen),
-        "inscp_scp_amt": yuan(sign * s.inscp_fen), "act_pay_dedc": yuan(sign * s.act_pay_dedc_fen),
-        "hifp_pay": yuan(sign * s.hifp_pay_fen), "pool_prop_selfpay": float(s.ratio),
-        "fund_pay_sumamt": yuan(sign * s.hifp_pay_fen), "psn_part_amt": yuan(sign * psn_part_fen),
-        "acct_pay": yuan(sign * s.acct_pay_fen), "acct_mulaid_pay": yuan(sign * s.mulaid_pay_fen),
-        "psn_cash_pay": yuan(sign * s.cash_pay_fen), "hosp_part_amt": yuan(0),
-        "wallet_pay": yuan(sign * s.wallet_pay_fen), "quota_pay": yuan(sign * s.quota_pay_fen),
-        "clr_optins": payer_admdvs, **_balc(balances)}
-    if s.setl_id:
-        info = {"setl_id": s.setl_id, "medins_setl_id": s.msgid, **info}
-    if cancel:
-        info["pdn_cash_pay"] = info["psn_cash_pay"]
-        info["setl_state"] = s.state
-    return info
-
-
-def _setldetail(s: MedicalSettlement, *, cancel: bool = False) -> list[dict[str, Any]]:
-    sign = -1 if cancel else 1
-    detail = []
-    if s.hifp_pay_fen:
-        detail.append({"fund_pay_type": FUND_PAY_TYPES.get(s.insutype, "310100"),
-                       "inscp_scp_amt": yuan(sign * s.inscp_fen), "fund_payamt": yuan(sign * s.hifp_pay_fen)})
-    if s.acct_pay_fen:
-        detail.append({"fund_pay_type": "310200", "fund_payamt": yuan(sign * s.acct_pay_fen)})
-    return detail
-
-
-def _line_results(lines: list[MedicalLine]) -> list[dict[str, Any]]:
-    return [{"feedetl_sn": line.feedetl_sn, "det_item_fee_sumamt": yuan(line.amount_fen), "cnt": float(line.cnt),
-             "pric": yuan(line.price_fen), "fulamt_ownpay_amt": yuan(line.fulamt_fen),
-             "overlmt_amt": yuan(line.overlmt_fen), "preselfpay_amt": yuan(line.preselfpay_fen),
-             "inscp_scp_amt": yuan(line.inscp_fen), "chrgitm_lv": line.chrgitm_lv,
-             "selfpay_prop": float(line.selfpay_prop)} for line in lines]
-
-
 # ------------------------------------------------------------------------------------------------ the flow
 
 
 Render = Callable[[MedicalResult], dict[str, Any]]
+
+
+def _visit_output(key: str) -> Render:
+    def render(result: MedicalResult) -> dict[str, Any]:
+        assert result.visit is not None
+        return nhsa_output.visit_output(key, result.visit)
+
+    return render
 
 
 async def _apply(exchange: Exchange, admdvs: str, call: MedicalCall, render: Render) -> dict[str, Any]:
@@ -185,18 +115,18 @@ async def _apply(exchange: Exchange, admdvs: str, call: MedicalCall, render: Ren
     if instead is not None:
         return instead
     try:
-        result = await ctx.nodes.medical_apply(admdvs, call.model_copy(update={"answer_by": _answer_by(ctx)}))
-    except _NODE_ERRORS as exc:
+        result = await ctx.nodes.medical_apply(admdvs, call.model_copy(update={"answer_by": answer_by(ctx)}))
+    except NODE_ERRORS as exc:
         moves = call.infno in REVERSIBLE_INFNOS or call.infno == "2601"
-        return await exchange.finish_with(exchange.refuse(_node_refusal(admdvs, exc, moves_money=moves)))
+        return await exchange.finish_with(exchange.refuse(node_refusal(admdvs, exc, moves_money=moves)))
 
     async def build(uow: UnitOfWork, row: Any) -> dict[str, Any]:
         if result.settlement is not None and result.settlement.setl_id:
             await medical_records.record(ctx, uow, result.settlement, institution=exchange.institution,
                                          payer_admdvs=admdvs, msgid=exchange.msgid, infno=exchange.infno)
-        reversed_note = _reversed_note(row)
-        if reversed_note:
-            return exchange.refuse(reversed_note)
+        note = reversed_note(row)
+        if note:
+            return exchange.refuse(note)
         return exchange.answer(render(result))
 
     return await exchange.finish(build)
@@ -211,19 +141,6 @@ async def _refusing(exchange: Exchange, work: Callable[[], Awaitable[dict[str, A
         return await work()
     except Refused as refused:
         return await exchange.finish_with(exchange.refuse(str(refused)))
-
-
-def _visit_output(key: str) -> Render:
-    def render(result: MedicalResult) -> dict[str, Any]:
-        visit = result.visit
-        assert visit is not None
-        if key == "data":
-            return {"data": {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_otp_no": visit.ipt_otp_no}}
-        if key == "result":
-            return {"result": {"mdtrt_id": visit.mdtrt_id, "psn_no": visit.psn_no, "ipt_no": visit.ipt_otp_no}}
-        return {"mdtrt_id": visit.mdtrt_id, "state": visit.state}
-
-    return render
 
 
 # ------------------------------------------------------------------------------------------------ 2201 / 2401
@@ -320,7 +237,7 @@ async def upload_lines(exchange: Exchange) -> dict[str, Any]:
             price_fen=s.line.price_fen, fulamt_fen=s.fulamt_fen, overlmt_fen=s.overlmt_fen,
             preselfpay_fen=s.preselfpay_fen, inscp_fen=s.inscp_fen, daily_goods=s.daily_goods,
             chrgitm_lv=s.chrgitm_lv, selfpay_prop=str(s.selfpay_prop)) for s in split])
-        return await _apply(exchange, admdvs, call, lambda result: {"result": _line_results(result.lines)})
+        return await _apply(exchange, admdvs, call, lambda result: {"result": nhsa_output.line_results(result.lines)})
 
     return await _refusing(exchange, work)
 
@@ -385,12 +302,12 @@ async def presettle(exchange: Exchange) -> dict[str, Any]:
         admdvs, call = await _settlement_call(exchange)
         try:
             result = await exchange.ctx.nodes.medical_preview(admdvs, call)
-        except _NODE_ERRORS as exc:
-            raise Refused(_node_refusal(admdvs, exc, moves_money=False)) from exc
+        except NODE_ERRORS as exc:
+            raise Refused(node_refusal(admdvs, exc, moves_money=False)) from exc
         assert result.settlement is not None
         return await exchange.finish_with(exchange.answer({
-            "setlinfo": _setlinfo(result.settlement, result.balances_after, admdvs),
-            "setldetail": _setldetail(result.settlement)}))
+            "setlinfo": nhsa_output.medical_setlinfo(result.settlement, result.balances_after, admdvs),
+            "setldetail": nhsa_output.medical_setldetail(result.settlement)}))
 
     return await _refusing(exchange, work)
 
@@ -402,8 +319,8 @@ async def settle(exchange: Exchange) -> dict[str, Any]:
 
         def render(result: MedicalResult) -> dict[str, Any]:
             assert result.settlement is not None
-            return {"setlinfo": _setlinfo(result.settlement, result.balances_after, admdvs),
-                    "setldetail": _setldetail(result.settlement)}
+            return {"setlinfo": nhsa_output.medical_setlinfo(result.settlement, result.balances_after, admdvs),
+                    "setldetail": nhsa_output.medical_setldetail(result.settlement)}
 
         return await _apply(exchange, admdvs, call, render)
 
@@ -430,8 +347,9 @@ async def cancel(exchange: Exchange) -> dict[str, Any]:
 
         def render(result: MedicalResult) -> dict[str, Any]:
             assert result.settlement is not None
-            return {"setlinfo": _setlinfo(result.settlement, result.balances_after, admdvs, cancel=True),
-                    "setldetail": _setldetail(result.settlement, cancel=True)}
+            settlement = result.settlement
+            return {"setlinfo": nhsa_output.medical_setlinfo(settlement, result.balances_after, admdvs, cancel=True),
+                    "setldetail": nhsa_output.medical_setldetail(settlement, cancel=True)}
 
         return await _apply(exchange, admdvs, call, render)
 
@@ -441,102 +359,49 @@ async def cancel(exchange: Exchange) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ 2601
 
 
+REVERSIBLE = Reversible(infnos=REVERSIBLE_INFNOS,
+                        otherwise=f"2601 from a hospital or clinic reverses {', '.join(REVERSIBLE_INFNOS)} only",
+                        never={})
+
+
+async def _ask_node(exchange: Exchange, admdvs: str, reversal: Reversal) -> MedicalResult:
+    call = await _call(exchange, reversal.psn_no, omsgid=reversal.omsgid, oinfno=reversal.oinfno)
+    return await exchange.ctx.nodes.medical_apply(admdvs, call)
+
+
+async def _conclude(exchange: Exchange, uow: UnitOfWork, admdvs: str, result: MedicalResult) -> dict[str, Any]:
+    output: dict[str, Any] = {}
+    if result.settlement is not None:
+        await medical_records.record(exchange.ctx, uow, result.settlement, institution=exchange.institution,
+                                     payer_admdvs=admdvs, msgid=exchange.msgid, infno="2601")
+        output["setlinfo"] = nhsa_output.medical_setlinfo(result.settlement, result.balances_after, admdvs,
+                                       cancel=result.effect == "REFUND")
+    if result.visit is not None:
+        output["mdtrt_id"], output["visit_state"] = result.visit.mdtrt_id, result.visit.state
+    return output
+
+
+REVERSAL = ReversalFlow[MedicalResult](reversible=REVERSIBLE, ask_node=_ask_node,
+                                       undone=lambda result: result.undone, conclude=_conclude)
+
+
 async def reverse(exchange: Exchange) -> dict[str, Any]:
     """2601 from a hospital or clinic: reverses 2207, 2208, 2304, 2305 or 2401 (by omsgid), or, when the
-    original never arrived, makes sure it never takes effect."""
-    ctx = exchange.ctx
-    code = exchange.institution.fixmedins_code
-    try:
-        data = _part(exchange, "data")
-        psn_no = text(data.get("psn_no"), "psn_no", max_length=32)
-        oinfno = text(data.get("oinfno"), "oinfno", max_length=4)
-        if oinfno not in REVERSIBLE_INFNOS:
-            raise Refused(f"2601 from a hospital or clinic reverses {', '.join(REVERSIBLE_INFNOS)} only")
-        omsgid = check_msgid(data.get("omsgid"), code, "omsgid")
-        if omsgid == exchange.msgid:
-            raise Refused("a message cannot reverse itself")
-        original = await read_message(ctx, omsgid)
-        if original is not None and original.request_hash is not None and original.infno != oinfno:
-            raise Refused(f"message {omsgid} was a {original.infno}, not a {oinfno}")
-    except Refused as refused:
-        return await exchange.finish_with(exchange.refuse(str(refused)))
-    if original is not None:
-        if original.payer_admdvs is None:
-            return await exchange.finish(_reversal_without_node(exchange, omsgid, oinfno))
-        admdvs = original.payer_admdvs
-    elif is_admdvs(psn_no[:6]):
-        admdvs = province_of(psn_no[:6])  # not logged here: the payer's home node is asked all the same
-    else:
-        return await exchange.finish(_reversal_without_node(exchange, omsgid, oinfno))
-    instead = await exchange.begin(admdvs, original.setl_id if original is not None else None)
-    if instead is not None:
-        return instead
-    call = await _call(exchange, psn_no, omsgid=omsgid, oinfno=oinfno)
-    try:
-        result = await ctx.nodes.medical_apply(admdvs, call)
-    except _NODE_ERRORS as exc:
-        return await exchange.finish_with(exchange.refuse(_node_refusal(admdvs, exc, moves_money=True)))
-
-    async def build(uow: UnitOfWork, _row: Any) -> dict[str, Any]:
-        if await logged_message(uow, omsgid) is None:
-            await _leave_tombstone(uow, exchange, omsgid, oinfno)
-        else:
-            await _mark_reversed(uow, omsgid, exchange.msgid)
-        output: dict[str, Any] = {"omsgid": omsgid, "oinfno": oinfno, "undone": result.undone}
-        if result.settlement is not None:
-            await medical_records.record(ctx, uow, result.settlement, institution=exchange.institution,
-                                         payer_admdvs=admdvs, msgid=exchange.msgid, infno="2601")
-            output["setlinfo"] = _setlinfo(result.settlement, result.balances_after, admdvs,
-                                           cancel=result.effect == "REFUND")
-        if result.visit is not None:
-            output["mdtrt_id"], output["visit_state"] = result.visit.mdtrt_id, result.visit.state
-        return exchange.answer(output)
-
-    return await exchange.finish(build)
+    original never arrived, makes sure it never takes effect (the flow: service_layer/pos/reversal.py)."""
+    return await reverse_with(exchange, REVERSAL)
 
 
 # ------------------------------------------------------------------------------------------------ 3201
 
 
+async def _totals(view: ReadView, code: str, asked: Reconciliation) -> dict[str, int]:
+    return await medical_records.totals(view, code, asked.first_day, asked.last_day, asked.setl_optins or None,
+                                        asked.insutype or None)
+
+
 async def reconcile(exchange: Exchange) -> dict[str, Any]:
     """3201 from a hospital or clinic: its settlements in effect over the dates, fund's part included."""
-    try:
-        data = _part(exchange, "data")
-        first_day = parse_date(data.get("stmt_begndate"), "stmt_begndate")
-        last_day = parse_date(data.get("stmt_enddate"), "stmt_enddate")
-        if last_day < first_day:
-            raise Refused("stmt_enddate is before stmt_begndate")
-        setl_optins = text(data.get("setl_optins"), "setl_optins", max_length=6, required=False)
-        if setl_optins and not is_admdvs(setl_optins):
-            raise Refused("setl_optins must be a 6-digit region code")
-        insutype = _insutype(data, required=False)
-        their_fen = {field: amount_fen(data[field], field) for field in ("medfee_sumamt", "fund_pay_sumamt", "acct_pay")
-                     if data.get(field) not in (None, "")}
-        their_count = data.get("fixmedins_setl_cnt")
-        if their_count not in (None, "") and (isinstance(their_count, bool) or not isinstance(their_count, int)
-                                               or their_count < 0):
-            raise Refused("fixmedins_setl_cnt must be a whole number")
-    except Refused as refused:
-        return await exchange.finish_with(exchange.refuse(str(refused)))
-    async with ReadView(exchange.ctx.db) as view:
-        ours = await medical_records.totals(view, exchange.institution.fixmedins_code, first_day, last_day,
-                                            setl_optins or None, insutype or None)
-    our_fen = {"medfee_sumamt": ours["medfee_fen"], "fund_pay_sumamt": ours["fund_pay_fen"],
-               "acct_pay": ours["acct_pay_fen"]}
-    differences = [f"{field}: yours {fen / 100:.2f}, ours {our_fen[field] / 100:.2f}"
-                   for field, fen in their_fen.items() if fen != our_fen[field]]
-    if their_count not in (None, "") and their_count != ours["count"]:
-        differences.append(f"fixmedins_setl_cnt: yours {their_count}, ours {ours['count']}")
-    return await exchange.finish_with(exchange.answer({"stmtinfo": {
-        "fixmedins_code": exchange.institution.fixmedins_code, "stmt_begndate": first_day.isoformat(),
-        "stmt_enddate": last_day.isoformat(), "setl_optins": setl_optins or None,
-        "fixmedins_setl_cnt": ours["count"], "medfee_sumamt": yuan(ours["medfee_fen"]),
-        "fund_pay_sumamt": yuan(ours["fund_pay_fen"]), "acct_pay": yuan(ours["acct_pay_fen"]),
-        "acct_mulaid_pay": yuan(ours["mulaid_pay_fen"]), "psn_cash_pay": yuan(ours["cash_pay_fen"]),
-        "cancelled_cnt": ours["undone_count"],
-        # stmt_rslt: 0 the institution's totals agree with the gateway's (对账平), 1 they do not (不平)
-        "stmt_rslt": "1" if differences else "0",
-        "stmt_rslt_dscr": "; ".join(differences) if differences else "totals agree"}}))
+    return await reconcile_with(exchange, _totals, checked_insutype=True)
 
 
 HANDLERS: dict[str, Handler] = {
