@@ -27,6 +27,14 @@ def is_plain_decimal(text: str) -> bool:
     return _PLAIN_DECIMAL.match(text) is not None
 
 
+def whole_number(value: object) -> object:
+    """A JSON number without a fraction (`500.0`) as the integer it is (JSON Schema's `integer` admits it, and
+    it is the same amount); anything else as it came, for the caller's own check."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
 def above_max_amount(amount_fen: object, field: str) -> str | None:
     """Why an integer amount of fen beyond MAX_AMOUNT_FEN is refused, else None. What is not an integer is left
     to the use case's own check, which refuses it with its own code."""

@@ -8,9 +8,12 @@ Routes that name their specific refusals (`responses=` on the decorator) keep th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.convertors import Convertor, register_url_convertor
 
 ERROR_BODY_SCHEMA: dict[str, Any] = {
     "title": "ErrorBody",
@@ -25,6 +28,67 @@ ERROR_BODY_SCHEMA: dict[str, Any] = {
 }
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+_VALIDATION = "Refused: the request fails validation (VALIDATION_ERROR or a field's own code)"
+
+
+class IdSegment(Convertor[str]):
+    """`{name:id}` in a route's path: one path segment without a colon. Where a resource and its actions share a
+    prefix (`/v1/bindings/{binding_id}` and `/v1/bindings/{binding_id}:confirm`), Starlette's plain `{name}` also
+    takes `B1:confirm` for an id, so a DELETE sent to the action's path was routed to the resource (its own 422)
+    and `Allow` named DELETE there, which the document does not list. With this, the action's path answers its
+    own methods only (a wrong one: 405, `Allow: POST`). The document still says `{name}`."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", IdSegment())  # shared.web imports this module, so every entrypoint has it
+
+
+def refusal(*codes: str, when: str = "") -> dict[str, Any]:
+    """A refusal that a rule gives to a request the schema allows (an ID number whose check digit is wrong, a
+    transfer above the daily limit, a binding in another state), declared on its route as
+    `responses={422: refusal("GIVER_NOT_EMPLOYEE", "KINSHIP_NOT_VERIFIED")}`. `x-error-codes` lists the codes, so a
+    client (and the Schemathesis test, which accepts exactly these answers to valid requests) can tell a rule's
+    refusal from a request the validation refuses, which the schema itself describes."""
+    text = ", ".join(codes) + (f": {when}" if when else "")
+    return {"description": f"Refused by a rule: {text}; nothing changed", "x-error-codes": list(codes)}
+
+
+def decimal_schema(places: int, maximum: int | Decimal, *,
+                   numbers: bool = True) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra=` of a Decimal field, as its validation takes it: text of at most `places` decimals
+    from 0 to `maximum`, or a JSON number on that grid (`numbers=False`: a whole number only). Pydantic documents
+    any number and any string, which the field refuses."""
+    top = int(maximum)
+    fraction = rf"(\.\d{{0,{places}}})?"
+    forms = [rf"0+{fraction}", rf"0*\.\d{{1,{places}}}", rf"0*{top}(\.0{{0,{places}}})?"]
+    if len(str(top)) > 1:
+        forms.insert(0, rf"0*\d{{1,{len(str(top)) - 1}}}{fraction}")
+    text = rf"^\s*\+?({'|'.join(forms)})\s*$"  # what Decimal() reads (but exponents, which nobody sends)
+
+    def fill(schema: dict[str, Any]) -> None:
+        number: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": top, "multipleOf": float(f"1e-{places}")}
+        if not numbers:
+            number = {"type": "integer", "minimum": 0, "maximum": top}
+        forms = [number, {"type": "string", "pattern": text}]
+        if any(form.get("type") == "null" for form in schema.get("anyOf", [])):
+            forms.append({"type": "null"})
+        schema.pop("type", None)
+        schema["anyOf"] = forms
+
+    return fill
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra=` of a route that reads its body as plain JSON (so that its use case refuses each field with
+    that field's own code): the body's schema as the use case enforces it, written down."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _is_refusal(status: str) -> bool:
@@ -45,8 +109,9 @@ def with_error_bodies(schema: dict[str, Any]) -> dict[str, Any]:
             for status, answer in responses.items():
                 if _is_refusal(status):
                     if answer.get("description") == "Validation Error":
-                        answer["description"] = "Refused: the request fails validation (VALIDATION_ERROR or a " \
-                                                "field's own code)"
+                        answer["description"] = _VALIDATION
+                    elif status == "422" and "x-error-codes" in answer and _VALIDATION not in answer["description"]:
+                        answer["description"] += f"; or {_VALIDATION[0].lower()}{_VALIDATION[1:]}"
                     answer["content"] = {"application/json": {"schema": _ERROR_REF}}
     text = repr(schema.get("paths", {}))
     for name in _FASTAPI_VALIDATION_SCHEMAS:
