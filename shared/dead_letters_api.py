@@ -14,9 +14,9 @@ across the federation. `/metrics` gains `yibao_dead_letters_parked_total`: messa
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -90,7 +90,7 @@ async def list_dead_letters(request: Request, state: str | None = Query(None)) -
 
 
 @router.post("/{dead_letter_id}:replay")
-async def replay_dead_letter(request: Request, dead_letter_id: int) -> Response:
+async def replay_dead_letter(request: Request, dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Response:
     host = host_of(request)
 
     async def replay() -> dict[str, Any]:

@@ -25,7 +25,10 @@ router = APIRouter(prefix="/v1/ops/dead-letters", tags=["operator"], dependencie
 
 
 @router.get("")
-async def list_dead_letters(request: Request, ctx: CtxDep, state: str | None = Query(None)) -> dict[str, Any]:
+async def list_dead_letters(request: Request, ctx: CtxDep,
+                            state: str | None = Query(None, json_schema_extra={  # parse_state
+        "pattern": "^([Pp][Aa][Rr][Kk][Ee][Dd]|[Rr][Ee][Pp][Ll][Aa][Yy][Ee][Dd])?$"})) -> dict[str, Any]:
+    """`state`: PARKED or REPLAYED in any case, empty for both; anything else → 422 INVALID_STATE."""
     return await dead_letters.list_all(host_of(request), ctx.settings, state)
 
 

@@ -14,7 +14,8 @@ from shared.web import require_operator
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-@router.post("/institutions", status_code=201, dependencies=[Depends(require_operator)])
+@router.post("/institutions", status_code=201, dependencies=[Depends(require_operator)], responses={
+    200: {"description": "registered again: new credentials, the old paas_id stops working"}})
 async def register_institution(request: Request, ctx: CtxDep, body: InstitutionRegistration) -> Response:
     response = await run_idempotent(request, ctx.db, "operator",
                                     lambda uow: admin.register_institution(ctx, uow, body),

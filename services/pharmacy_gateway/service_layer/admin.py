@@ -18,6 +18,7 @@ from services.pharmacy_gateway.service_layer import medical_admin
 from services.pharmacy_gateway.service_layer.context import CATALOGUE, INSTITUTIONS, GatewayContext
 from shared.db import UnitOfWork
 from shared.money import MAX_WIRE_YUAN
+from shared.openapi import decimal_schema
 
 
 class InstitutionRegistration(BaseModel):
@@ -40,8 +41,10 @@ class CatalogueEntry(BaseModel):
     # For hospitals and clinics (API.md "Medical institutions"): 甲/乙/丙 class, 乙类 first self-pay share,
     # price ceiling in yuan per unit (at most two decimals).
     chrgitm_lv: Literal["01", "02", "03"] = "01"
-    selfpay_prop: Decimal = Field(default=Decimal(0), ge=0, le=1, decimal_places=4)
-    pric_uplmt_amt: Decimal | None = Field(default=None, ge=0, le=MAX_WIRE_YUAN, decimal_places=2)
+    selfpay_prop: Decimal = Field(default=Decimal(0), ge=0, le=1, decimal_places=4,
+                                  json_schema_extra=decimal_schema(4, 1))
+    pric_uplmt_amt: Decimal | None = Field(default=None, ge=0, le=MAX_WIRE_YUAN, decimal_places=2,
+                                           json_schema_extra=decimal_schema(2, MAX_WIRE_YUAN))
 
 
 class CatalogueImport(BaseModel):

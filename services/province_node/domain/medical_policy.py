@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
+from shared.money import MAX_AMOUNT_FEN
+
 Setting = Literal["outpatient", "inpatient"]
 INSUTYPES = ("310", "390")
 SETTINGS: tuple[Setting, ...] = ("outpatient", "inpatient")
@@ -106,8 +108,8 @@ class MedicalPolicy:
                 value = raw.get(field)
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise PolicyInvalid(f"rules[{index}].{field} must be a whole number of fen")
-                if value < 0:
-                    raise PolicyInvalid(f"rules[{index}].{field} must not be negative")
+                if value < 0 or value > MAX_AMOUNT_FEN:
+                    raise PolicyInvalid(f"rules[{index}].{field} must be from 0 to {MAX_AMOUNT_FEN} fen")
                 amounts[field] = value
             parsed.append(PolicyRule(insutype=str(raw.get("insutype")), setting=raw.get("setting"),  # type: ignore[arg-type]
                                      hosp_lv=str(raw.get("hosp_lv")),
