@@ -34,6 +34,7 @@ from shared.contracts.internal_api import (
 )
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
+from shared.openapi import refusal
 from shared.web import ApiError, require_internal, require_operator
 
 public = APIRouter(tags=["identity"])
@@ -42,9 +43,8 @@ internal = APIRouter(prefix="/internal/v1", tags=["internal"])
 
 
 @public.post("/v1/identity/sessions", status_code=201, responses={
-    status: {"description": f"{code}: {{\"error\": {{\"code\", \"message\"}}}}; nothing changed"}
-    for status, code in ((401, "AUTHENTICATION_FAILED"), (422, "INVALID_ID_NO or VALIDATION_ERROR"),
-                         (429, "TOO_MANY_ATTEMPTS"))})
+    401: refusal("AUTHENTICATION_FAILED"), 422: refusal("INVALID_ID_NO", when="a wrong check digit"),
+    429: refusal("TOO_MANY_ATTEMPTS", when="5 failures for this ID number, or 30 from this address, in 15 minutes")})
 async def open_session(request: Request, ctx: CtxDep, body: SessionRequest) -> dict[str, Any]:
     """Issue 13: throttled per person and per client address (sign_in_throttle.py). Behind HAProxy the client
     address is the X-Forwarded-For HAProxy sets, trusted from 127.0.0.1 only (shared/runtime.py serve)."""
@@ -62,7 +62,8 @@ async def open_session(request: Request, ctx: CtxDep, body: SessionRequest) -> d
     return session
 
 
-@admin.post("/v1/admin/kinship:import", dependencies=[Depends(require_operator)])
+@admin.post("/v1/admin/kinship:import", dependencies=[Depends(require_operator)], responses={422: refusal(
+    "INVALID_ID_NO", "INVALID_RELATION", when="a wrong check digit; a person named as their own relative")})
 async def import_kinship(request: Request, ctx: CtxDep, body: KinshipImport) -> Response:
     return await run_idempotent(request, ctx.db, "operator", lambda uow: directory.import_kinship(ctx, uow, body),
                                 status=200)

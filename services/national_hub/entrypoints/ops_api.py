@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
+from services.national_hub.domain import risk_rules as rules
 from services.national_hub.domain import statistics
 from services.national_hub.entrypoints.deps import CtxDep
 from services.national_hub.service_layer import activity, audit_chain, holds, ops, risk
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
+from shared.openapi import json_body, refusal
 from shared.web import require_operator
 
 
@@ -24,9 +26,19 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter(prefix="/v1/ops", tags=["operator"], dependencies=[Depends(require_operator)])
 
 
-@router.get("/stats", responses=error_responses(422))
-async def stats(ctx: CtxDep, from_month: str = Query(alias="from", pattern=r"^\d{4}-\d{2}$"),
-                to_month: str = Query(alias="to", pattern=r"^\d{4}-\d{2}$"),
+# The month the use case takes (ops.stats): the document says it all, FastAPI checks the shape (VALIDATION_ERROR),
+# the use case the month's range (INVALID_PERIOD).
+MONTH = {"pattern": r"^\d{4}-(0[1-9]|1[0-2])$"}
+DAY = {"pattern": r"^\d{4}-\d{2}-\d{2}$"}  # activity.period: else INVALID_PERIOD; a day that does not exist too
+ID_NO = {"pattern": r"^\s*\d{17}[\dXx]\s*$"}  # else INVALID_ID_NO (activity.py), as a wrong check digit
+
+
+@router.get("/stats", responses={422: refusal("INVALID_PERIOD", when="from is after to"), 200: {
+    "description": "JSON, or CSV with format=csv",
+    "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}})
+async def stats(ctx: CtxDep,
+                from_month: str = Query(alias="from", pattern=r"^\d{4}-\d{2}$", json_schema_extra=MONTH),
+                to_month: str = Query(alias="to", pattern=r"^\d{4}-\d{2}$", json_schema_extra=MONTH),
                 output: Literal["json", "csv"] = Query("json", alias="format")) -> Any:
     async with ReadView(ctx.db) as view:
         result = await ops.stats(view, from_month, to_month)
@@ -58,8 +70,17 @@ async def risk_rules(ctx: CtxDep) -> list[dict[str, Any]]:
         return await risk.list_rules(view)
 
 
-@router.put("/risk-rules/{rule_id}", responses=error_responses(404, 409, 422))
-async def put_risk_rule(request: Request, ctx: CtxDep, rule_id: str, body: Any = Body(...)) -> Response:
+RULE_CHANGE = {"type": "object", "additionalProperties": False, "properties": {  # risk_rules.apply_change
+    "enabled": {"type": "boolean"}, "action": {"enum": ["alert", "hold"]},
+    "params": {"type": "object", "additionalProperties": {"type": "integer"}}}}
+
+
+@router.put("/risk-rules/{rule_id}", openapi_extra=json_body(RULE_CHANGE), responses={
+    404: refusal("RULE_NOT_FOUND"),
+    422: refusal("INVALID_RULE_ACTION", "INVALID_RULE_PARAM",
+                 when="an action or a param this rule does not have, a param out of its bounds")})
+async def put_risk_rule(request: Request, ctx: CtxDep, body: Annotated[Any, Body()], rule_id: Annotated[
+        str, Path(json_schema_extra={"enum": sorted(rules.RULES)})]) -> Response:
     """`{enabled?, action?, params?}`: a param the rule does not have, or a value out of its bounds → 422."""
     return await run_idempotent(request, ctx.db, "operator", lambda uow: risk.put_rule(ctx, uow, rule_id, body),
                                 status=200)
@@ -72,7 +93,9 @@ async def alerts(ctx: CtxDep, state: str | None = Query(None, pattern="^(open|re
         return await holds.list_alerts(view, state, rule_id)
 
 
-@router.post("/alerts/{alert_id}:resolve", responses=error_responses(404, 409, 422))
+@router.post("/alerts/{alert_id}:resolve", openapi_extra=json_body(holds.Resolution.model_json_schema()), responses={
+    404: refusal("ALERT_NOT_FOUND"), 409: refusal("ALERT_ALREADY_RESOLVED"),
+    422: refusal("ALERT_HOLDS_NOTHING", when="release or reject on an alert that holds no transfer")})
 async def resolve_alert(request: Request, ctx: CtxDep, alert_id: str, body: Any = Body(None)) -> Response:
     """`{decision: dismiss|release|reject, reviewer, note}`. release/reject on an alert holding nothing → 422
     ALERT_HOLDS_NOTHING; an alert already resolved → 409 ALERT_ALREADY_RESOLVED (the same Idempotency-Key gets
@@ -81,9 +104,13 @@ async def resolve_alert(request: Request, ctx: CtxDep, alert_id: str, body: Any 
                                 status=200)
 
 
-@router.get("/persons/{id_no}/activity", responses=error_responses(404, 422))
-async def person_activity(ctx: CtxDep, id_no: str, from_day: str | None = Query(None, alias="from"),
-                          to_day: str | None = Query(None, alias="to"),
+@router.get("/persons/{id_no}/activity", responses={
+    404: refusal("PERSON_NOT_FOUND"),
+    422: refusal("INVALID_ID_NO", "INVALID_PERIOD", when="a wrong check digit; a day that does not exist, or from "
+                                                         "after to")})
+async def person_activity(ctx: CtxDep, id_no: Annotated[str, Path(json_schema_extra=ID_NO)],
+                          from_day: str | None = Query(None, alias="from", json_schema_extra=DAY),
+                          to_day: str | None = Query(None, alias="to", json_schema_extra=DAY),
                           reviewer: str | None = Query(None, max_length=64),
                           x_reviewer: str | None = Header(None, max_length=64)) -> dict[str, Any]:
     """Recorded in the access log with the reviewer's name (`reviewer` query parameter or `X-Reviewer` header)."""

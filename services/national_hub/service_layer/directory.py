@@ -6,7 +6,8 @@ import hmac
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from services.national_hub.adapters.tables import DirectoryPerson, KinshipFact
 from services.national_hub.domain.kinship import RELATIONS
@@ -23,10 +24,14 @@ DIRECTORY = table(DirectoryPerson)
 KINSHIP = table(KinshipFact)
 
 
+# What the use cases check with their own codes (INVALID_ID_NO, INVALID_RELATION), written into the schema.
+ID_NO_SCHEMA: JsonDict = {"pattern": r"^\s*\d{17}[\dXx]\s*$"}
+
+
 class SessionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    id_no: str
+    id_no: str = Field(json_schema_extra=ID_NO_SCHEMA)
     name: str
     method: Literal["password", "face"]
     password: str | None = None
@@ -34,9 +39,9 @@ class SessionRequest(BaseModel):
 
 
 class KinshipRelation(BaseModel):
-    id_no_a: str
-    id_no_b: str
-    relation: str
+    id_no_a: str = Field(json_schema_extra=ID_NO_SCHEMA)
+    id_no_b: str = Field(json_schema_extra=ID_NO_SCHEMA)
+    relation: str = Field(json_schema_extra={"enum": list(RELATIONS)})
 
 
 class KinshipImport(BaseModel):
