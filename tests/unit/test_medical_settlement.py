@@ -145,3 +145,27 @@ def test_reversing_an_admission() -> None:
 def test_only_settles_and_cancels_are_reversed_here() -> None:
     with pytest.raises(AssertionError):
         ms.after_reversal("2401", "SETTLED")
+
+
+def test_rows_map_to_the_wire_field_by_field() -> None:
+    from collections import namedtuple
+    from datetime import UTC, datetime
+
+    from services.province_node.service_layer import medical
+
+    at = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+    columns = list(medical.SETTLEMENTS.c.keys())
+    values: dict[str, object] = {name: f"{name}-value" for name in columns}
+    values |= {name: index for index, name in enumerate(columns)
+               if name.endswith("_fen") or name in ("version", "year")}
+    values |= {"setting": "inpatient", "state": "CANCELLED", "settled_at": at, "updated_at": at}
+    row = namedtuple("Row", columns)(**values)
+    settlement = medical._settlement_view(row)
+    assert settlement.model_dump() == {name: values[name] for name in type(settlement).model_fields}
+
+    columns = list(medical.LINES.c.keys())
+    values = {name: f"{name}-value" for name in columns}
+    values |= {name: index for index, name in enumerate(columns) if name.endswith("_fen")}
+    values |= {"cnt": "1.5", "daily_goods": True, "chrgitm_lv": "01", "selfpay_prop": "0.1", "created_at": at}
+    line = medical._line_view(namedtuple("Row", columns)(**values))
+    assert line.model_dump() == {name: values[name] for name in type(line).model_fields}

@@ -148,11 +148,26 @@ def _visit_view(row: Any) -> MedicalVisit:
 
 
 def _settlement_view(row: Any) -> MedicalSettlement:
-    return MedicalSettlement.model_validate({key: getattr(row, key) for key in MedicalSettlement.model_fields})
+    """A `medical_settlements` row as the wire's MedicalSettlement, field by field (a renamed column or contract
+    field is an error here, not a silent mismatch)."""
+    return MedicalSettlement(
+        setl_id=row.setl_id, msgid=row.msgid, mdtrt_id=row.mdtrt_id, chrg_bchno=row.chrg_bchno, psn_no=row.psn_no,
+        fixmedins_code=row.fixmedins_code, insutype=row.insutype, setting=row.setting, state=row.state,
+        version=row.version, medfee_fen=row.medfee_fen, fulamt_fen=row.fulamt_fen, overlmt_fen=row.overlmt_fen,
+        preselfpay_fen=row.preselfpay_fen, inscp_fen=row.inscp_fen, act_pay_dedc_fen=row.act_pay_dedc_fen,
+        hifp_pay_fen=row.hifp_pay_fen, ratio=row.ratio, acct_pay_fen=row.acct_pay_fen,
+        wallet_pay_fen=row.wallet_pay_fen, quota_pay_fen=row.quota_pay_fen, cash_pay_fen=row.cash_pay_fen,
+        settled_at=row.settled_at)
 
 
 def _line_view(row: Any) -> MedicalLine:
-    return MedicalLine.model_validate({key: getattr(row, key) for key in MedicalLine.model_fields})
+    """A `medical_lines` row as the wire's MedicalLine, field by field."""
+    return MedicalLine(
+        feedetl_sn=row.feedetl_sn, init_feedetl_sn=row.init_feedetl_sn, chrg_bchno=row.chrg_bchno,
+        med_list_codg=row.med_list_codg, amount_fen=row.amount_fen, cnt=row.cnt, price_fen=row.price_fen,
+        fulamt_fen=row.fulamt_fen, overlmt_fen=row.overlmt_fen, preselfpay_fen=row.preselfpay_fen,
+        inscp_fen=row.inscp_fen, daily_goods=row.daily_goods, chrgitm_lv=row.chrgitm_lv,
+        selfpay_prop=row.selfpay_prop)
 
 
 async def _visit(uow: View, call: MedicalCall) -> Any:
