@@ -147,6 +147,18 @@ def _error_bytes(status: int, code: str, message: str) -> tuple[int, bytes]:
 
 
 @dataclass(frozen=True)
+class FastDoc:
+    """How a fast route appears in the service's /openapi.json (FastAPI documents only its own routes): what
+    it does, its body and its answer (a pydantic model, or a JSON schema written down), and who may call it."""
+
+    summary: str
+    body: type[BaseModel] | dict[str, Any] | None = None
+    answer: type[BaseModel] | dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    bearer: bool = False  # the internal (or another static) token in `Authorization: Bearer`
+
+
+@dataclass(frozen=True)
 class FastRoute:
     """A hot POST endpoint: `handler(app.state, headers, body)` answers (status, JSON bytes). `auth` runs on the
     headers before a byte of the body is read; the body is capped at `max_body_bytes` (content-length first,
@@ -159,6 +171,7 @@ class FastRoute:
     auth: FastAuth | None = None
     max_body_bytes: int = MAX_FAST_BODY_BYTES
     refusal: FastRefusal = _error_bytes
+    doc: FastDoc | None = None
 
 
 In = TypeVar("In", bound=BaseModel)
@@ -253,10 +266,59 @@ class _CountedRoute(Route):
 
 
 def add_fast_routes(app: FastAPI, routes: Sequence[FastRoute]) -> None:
-    """Each fast route as a Starlette Route in front of every other route of the app."""
+    """Each fast route as a Starlette Route in front of every other route of the app, and documented in the
+    app's OpenAPI document (call before install_truthful_errors, which then gives its 4xx the error body)."""
     app.router.routes[0:0] = [_CountedRoute(route.path, FastEndpoint(route), methods=["POST"],
                                             name=f"fast:{route.path}", include_in_schema=False)
                               for route in routes]
+    documented = [route for route in routes if route.doc is not None]
+    if not documented:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for route in documented:
+                assert route.doc is not None
+                schema.setdefault("paths", {}).setdefault(route.path, {})["post"] = _fast_operation(
+                    route, route.doc, components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _schema_of(part: type[BaseModel] | dict[str, Any], mode: str, components: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(part, dict):
+        return part
+    schema = part.model_json_schema(ref_template="#/components/schemas/{model}",
+                                    mode="serialization" if mode == "serialization" else "validation")
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(part.__name__, schema)
+    return {"$ref": f"#/components/schemas/{part.__name__}"}
+
+
+def _fast_operation(route: FastRoute, doc: FastDoc, components: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": "Answered"}
+    if doc.answer is not None:
+        answer["content"] = {"application/json": {"schema": _schema_of(doc.answer, "serialization", components)}}
+    operation: dict[str, Any] = {
+        "summary": doc.summary, "operationId": "fast_" + "".join(c if c.isalnum() else "_" for c in route.path),
+        "responses": {"200": answer,
+                      "413": {"description": f"The body is over {route.max_body_bytes} bytes; nothing read"},
+                      "422": {"description": "The body does not read as its schema; nothing changed"}}}
+    if doc.tags:
+        operation["tags"] = list(doc.tags)
+    if doc.body is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": _schema_of(doc.body, "validation", components)}}}
+    if doc.bearer:
+        operation["responses"]["401"] = {"description": "Missing or wrong token in `Authorization: Bearer` "
+                                                        "(checked before the body is read)"}
+    return operation
 
 
 def add_operational_routes(app: FastAPI, registry: CollectorRegistry, readiness: list[ReadinessCheck]) -> None:
@@ -286,10 +348,10 @@ def create_app(title: str, lifespan: Any, readiness: list[ReadinessCheck],
     registry = CollectorRegistry()
     app = FastAPI(title=title, lifespan=lifespan, default_response_class=ORJSONResponse)
     install_error_handlers(app)
+    if fast_routes:
+        add_fast_routes(app, fast_routes)  # before the next line, which documents their 4xx bodies too
     install_truthful_errors(app)  # every 4xx documented with the error body (shared/openapi.py)
     add_operational_routes(app, registry, readiness)
-    if fast_routes:
-        add_fast_routes(app, fast_routes)
     app.add_middleware(MetricsMiddleware, registry=registry)  # added last, so outermost: it sees every request
     return app, registry
 

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import Message
 
-from shared.web import ApiError, FastRoute, create_app, parse_body, require_static_token
+from shared.web import ApiError, FastDoc, FastRoute, create_app, parse_body, require_static_token
 
 TOKEN = "fast-route-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -231,3 +231,22 @@ async def test_fast_routes_are_counted_under_their_path_like_every_other_route()
     assert 'http_requests_total{method="POST",route="/orders",status="401"} 1.0' in metrics
     assert 'http_requests_total{method="GET",route="/orders",status="200"} 1.0' in metrics
     assert 'http_requests_total{method="GET",route="/enveloped",status="405"} 1.0' in metrics
+
+
+async def test_a_documented_fast_route_appears_in_the_openapi_document_with_its_refusals() -> None:
+    documented = FastRoute("/documented", _order, auth=_token, max_body_bytes=CAP,
+                           doc=FastDoc("Pay an order", Order, StoredAnswer, tags=("orders",), bearer=True))
+    app, _ = create_app("fast route test", _lifespan, [], fast_routes=[ORDERS, documented])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        document = (await client.get("/openapi.json")).json()
+    assert "/orders" not in document["paths"]  # undocumented: left out
+    operation = document["paths"]["/documented"]["post"]
+    assert operation["summary"] == "Pay an order" and operation["tags"] == ["orders"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Order"}
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/StoredAnswer"}
+    assert document["components"]["schemas"]["Order"]["required"] == ["amount_fen"]
+    for status in ("401", "413", "422", "4XX"):  # each refusal with the error body (shared/openapi.py)
+        assert operation["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorBody"}, status

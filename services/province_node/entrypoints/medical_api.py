@@ -17,10 +17,10 @@ from services.province_node.entrypoints.pos_api import internal_only
 from services.province_node.service_layer import filings, medical
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.filings import FilingCreate
-from shared.contracts.medical_api import MedicalCall
+from shared.contracts.medical_api import MedicalCall, MedicalResult
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
-from shared.web import ApiError, FastRoute, parse_body, require_operator
+from shared.web import ApiError, FastDoc, FastRoute, parse_body, require_operator
 
 router = APIRouter(tags=["medical"])
 
@@ -90,5 +90,9 @@ async def _preview(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes
 
 
 # The internal token is checked before the body is read (pos_api.internal_only).
-ROUTES = [FastRoute(PREFIX + "/messages:apply", _apply, auth=internal_only),
-          FastRoute(PREFIX + "/messages:preview", _preview, auth=internal_only)]
+ROUTES = [FastRoute(PREFIX + "/messages:apply", _apply, auth=internal_only,
+                    doc=FastDoc("A state-changing medical message (2201-2207, 2401-2404, 2301-2305), once per msgid",
+                                MedicalCall, MedicalResult, tags=("internal medical",), bearer=True)),
+          FastRoute(PREFIX + "/messages:preview", _preview, auth=internal_only,
+                    doc=FastDoc("2206 / 2303: the split a settle would make now; nothing is written", MedicalCall,
+                                MedicalResult, tags=("internal medical",), bearer=True))]

@@ -16,11 +16,14 @@ from services.province_node.service_layer.context import NodeContext
 from shared.contracts.internal_api import (
     PosCancelRequest,
     PosPaymentRequest,
+    PosPaymentResult,
+    PosPerson,
     PosPersonQuery,
     PosReverseRequest,
+    PosSplitPreview,
 )
 from shared.db import ReadView, UnitOfWork, in_unit_of_work
-from shared.web import FastRoute, parse_body, require_static_token
+from shared.web import FastDoc, FastRoute, parse_body, require_static_token
 
 PREFIX = "/internal/v1/pos"
 In = TypeVar("In", bound=BaseModel)
@@ -32,14 +35,15 @@ def internal_only(state: Any, headers: Headers) -> None:
     require_static_token(headers, ctx.settings.internal_token, "internal")
 
 
-def _route(path: str, body_model: type[In],
+def _route(path: str, summary: str, body_model: type[In], answer_model: type[BaseModel],
            answer: Callable[[NodeContext, In], Awaitable[BaseModel]]) -> FastRoute:
     async def handler(state: Any, headers: Headers, raw: bytes) -> tuple[int, bytes]:
         ctx: NodeContext = state.ctx
         body = parse_body(body_model, raw)
         return 200, (await answer(ctx, body)).model_dump_json().encode()
 
-    return FastRoute(PREFIX + path, handler, auth=internal_only)
+    return FastRoute(PREFIX + path, handler, auth=internal_only,
+                     doc=FastDoc(summary, body_model, answer_model, tags=("internal POS",), bearer=True))
 
 
 async def _lookup_person(ctx: NodeContext, body: PosPersonQuery) -> BaseModel:
@@ -61,9 +65,14 @@ def _writing(use_case: Callable[[NodeContext, UnitOfWork, In], Awaitable[BaseMod
 
 
 ROUTES = [
-    _route("/persons:lookup", PosPersonQuery, _lookup_person),
-    _route("/payments:preview", PosPaymentRequest, _preview),
-    _route("/payments:settle", PosPaymentRequest, _writing(pos_payments.settle)),
-    _route("/payments:cancel", PosCancelRequest, _writing(pos_payments.cancel)),
-    _route("/payments:reverse", PosReverseRequest, _writing(pos_payments.reverse)),
+    _route("/persons:lookup", "1101: the person a POS identifies, with balances", PosPersonQuery, PosPerson,
+           _lookup_person),
+    _route("/payments:preview", "2101: the split a settle would make now; nothing moves", PosPaymentRequest,
+           PosSplitPreview, _preview),
+    _route("/payments:settle", "2102: settle, once per msgid", PosPaymentRequest, PosPaymentResult,
+           _writing(pos_payments.settle)),
+    _route("/payments:cancel", "2103: every part back where it came from", PosCancelRequest, PosPaymentResult,
+           _writing(pos_payments.cancel)),
+    _route("/payments:reverse", "2601: undo what a message did, or make sure it never does", PosReverseRequest,
+           PosPaymentResult, _writing(pos_payments.reverse)),
 ]
