@@ -202,7 +202,7 @@ async def in_process_federation(home: Path, *, database_url: str = "",
     common = {**SECRETS, "database_url": database_url}
     hub_settings = HubSettings(home=home, transfer_timeout_s=TRANSFER_TIMEOUT_S, db_schema_prefix=schema_prefix,
                                **common)
-    # What shared.runtime.start_runtime does first: the instance's database, migrated to head by Alembic.
+    # What shared.runtime.service_lifespan does first: the instance's database, migrated to head by Alembic.
     hub_db = await open_database(hub_settings, "hub", HUB_MIGRATIONS)
     hub = HubContext(settings=hub_settings, db=hub_db, clock=clock)
     # The hub's real app (routers, error handlers); its lifespan (Kafka) never runs under ASGITransport, so the
