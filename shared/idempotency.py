@@ -1,66 +1,82 @@
 """`Idempotency-Key` for state-changing HTTP calls (the contract): same key + same body -> the original answer,
-same status and body; same key + another body -> 409 IDEMPOTENCY_KEY_REUSED. Transient 5xx answers are not
-remembered, so a retry after one runs the request. The answer is stored in the same
-transaction as the change it describes, so a crash can never leave a change without its answer."""
+same status and body; same key + another body -> 409 IDEMPOTENCY_KEY_REUSED. The answer is stored in the same
+transaction as the change it describes, so a crash can never leave a change without its answer.
+
+Which answers are remembered: every success, and every refusal below 500 (it changed nothing, and a retry
+must hear the same). A 5xx (a peer this service needed did not answer) is not: it says nothing about the
+request, and the client's retry under the same key must get a real answer.
+
+Three parts: the entrypoint's (`IdempotentRequest.read`: the key, the scope and the body's hash from the HTTP
+request), the store (shared/idempotency_store.py), and `run_once`, which runs a use case at most once per key.
+The use case returns its result; the route names the success status and, if the result is not the body
+itself, how it is written (`view`); a refusal is an ApiError (DomainError) raised by the use case."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
 import orjson
-import sqlalchemy as sa
 from fastapi import Request
 from fastapi.responses import Response
 
-from shared.db import Database, ReadView, UnitOfWork, run_retrying
-from shared.messaging_tables import IdempotencyRecord
-from shared.tables import table
-from shared.web import ApiError
+from shared.db import Database, UnitOfWork, run_retrying
+from shared.errors import ApiError
+from shared.idempotency_store import Answer, IdempotencyStore, Remembered
 
-_RECORDS = table(IdempotencyRecord)
-_STORED = sa.select(_RECORDS).where(_RECORDS.c.scope == sa.bindparam("scope"), _RECORDS.c.key == sa.bindparam("key"))
-_NEW_RECORD = sa.insert(_RECORDS)
-
-# use_case(uow) -> result; with `prepare`, use_case(uow, prepared). The entrypoint names the success status
-# (`status=201`, or a function of the result) and, with `view`, how the result is written (default: as it is,
-# a dict or a dataclass). Without `status`, the older form: the use case returns (status, body) (kept while the
-# use cases move over).
-UseCase = Callable[..., Awaitable[Any]]
-Prepare = Callable[[], Awaitable[Any]]
-SuccessStatus = int | Callable[[Any], int]
-View = Callable[[Any], Any]
+R = TypeVar("R")
+P = TypeVar("P")
+MAX_KEY_CHARS = 200
 
 
-def _json(status: int, body: bytes) -> Response:
-    return Response(content=body, status_code=status, media_type="application/json")
+@dataclass(frozen=True)
+class IdempotentRequest:
+    scope: str  # principal | method | path: a key is the caller's own, per route
+    key: str | None  # None: no Idempotency-Key, the request simply runs
+    request_hash: str
+
+    @classmethod
+    async def read(cls, request: Request, principal: str) -> IdempotentRequest:
+        key = request.headers.get("idempotency-key")
+        if key is not None and not (0 < len(key) <= MAX_KEY_CHARS):
+            raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters")
+        return cls(f"{principal}|{request.method}|{request.url.path}", key,
+                   hashlib.sha256(await request.body()).hexdigest())
 
 
-async def _stored(db: Database, scope: str, key: str) -> Any:
-    async with ReadView(db) as view:
-        return (await view.execute(_STORED, {"scope": scope, "key": key})).first()
+@overload
+async def run_idempotent(request: Request, db: Database, principal: str,
+                         use_case: Callable[[UnitOfWork], Awaitable[R]], prepare: None = None, *,
+                         status: int | Callable[[R], int], view: Callable[[R], Any] | None = None) -> Response: ...
 
 
-async def run_idempotent(request: Request, db: Database, principal: str, use_case: UseCase,
-                         prepare: Prepare | None = None, *, status: SuccessStatus | None = None,
-                         view: View | None = None) -> Response:
-    """Run `use_case` in one unit of work; it returns (status, body) and commits nothing itself.
+@overload
+async def run_idempotent(request: Request, db: Database, principal: str,
+                         use_case: Callable[[UnitOfWork, P], Awaitable[R]], prepare: Callable[[], Awaitable[P]], *,
+                         status: int | Callable[[R], int], view: Callable[[R], Any] | None = None) -> Response: ...
 
-    `prepare` runs first, outside the unit of work and so outside the write lock: calls to other services
-    (idempotent on their side) go there, so that a slow peer never stalls this service's writes."""
-    key = request.headers.get("idempotency-key")
-    if key is not None and not (0 < len(key) <= 200):
-        raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 200 characters")
-    raw_body = await request.body()
-    scope = f"{principal}|{request.method}|{request.url.path}"
-    request_hash = hashlib.sha256(raw_body).hexdigest()
-    if key is not None:
-        previous = await _stored(db, scope, key)
+
+async def run_idempotent(request: Request, db: Database, principal: str, use_case: Callable[..., Awaitable[Any]],
+                         prepare: Callable[[], Awaitable[Any]] | None = None, *,
+                         status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None) -> Response:
+    """Run `use_case` once per Idempotency-Key in one unit of work (it commits nothing itself) and answer its
+    result with `status`. `prepare` runs first, outside the unit of work and so outside the write lock: calls to
+    other services (idempotent on their side) go there, so that a slow peer never stalls this service's writes;
+    the use case then gets what it returned."""
+    call = await IdempotentRequest.read(request, principal)
+    answer = await run_once(IdempotencyStore(db), db, call, use_case, prepare, status=status, view=view)
+    return Response(content=answer.body, status_code=answer.status, media_type="application/json")
+
+
+async def run_once(store: IdempotencyStore, db: Database, call: IdempotentRequest,
+                   use_case: Callable[..., Awaitable[Any]], prepare: Callable[[], Awaitable[Any]] | None, *,
+                   status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None) -> Answer:
+    if call.key is not None:
+        previous = await store.get(call.scope, call.key)
         if previous is not None:
-            return _replay(previous, request_hash)
-    success = status
+            return _replay(previous, call.request_hash)
     refused_early: ApiError | None = None
     prepared = None
     try:
@@ -68,57 +84,38 @@ async def run_idempotent(request: Request, db: Database, principal: str, use_cas
     except ApiError as refused:
         refused_early = refused
 
-    async def attempt() -> Response:
+    async def attempt() -> Answer:
         async with UnitOfWork(db) as uow:
-            if key is not None:
-                # Two requests with one key at once (two replicas, or a client retrying early): the second
-                # waits here for the first to finish, then answers as it did.
-                await uow.lock_name(f"idem|{scope}|{key}")
-                previous = (await uow.execute(_STORED, {"scope": scope, "key": key})).first()
+            if call.key is not None:
+                previous = await store.get_locked(uow, call.scope, call.key)
                 if previous is not None:
-                    return _replay(previous, request_hash)
+                    return _replay(previous, call.request_hash)
             try:
                 if refused_early is not None:
                     raise refused_early
                 result = await (use_case(uow, prepared) if prepare is not None else use_case(uow))
-                if success is None or _is_legacy_answer(result):
-                    answer_status, payload = result
-                else:
-                    answer_status = success(result) if callable(success) else success
-                    payload = view(result) if view is not None else result
+                answer = Answer(status(result) if callable(status) else status,
+                                orjson.dumps(view(result) if view is not None else result))
             except ApiError as refused:
-                answer_status, payload = refused.status, refused.body()  # leaving without commit undoes everything
+                answer = Answer(refused.status, orjson.dumps(refused.body()))  # leaving without commit undoes all
             else:
-                body = orjson.dumps(payload)
-                if key is not None:
-                    await _remember(uow, scope, key, request_hash, answer_status, body)
+                if call.key is not None:
+                    await store.remember(uow, call.scope, call.key, call.request_hash, answer)
                 await uow.commit()
-                return _json(answer_status, body)
-        body = orjson.dumps(payload)
-        if key is not None and answer_status < 500:
-            # The refusal changed nothing; remembering it keeps retries answering the same. A 5xx (a peer this
-            # service needed did not answer) is not remembered: it says nothing about the request, and the
-            # client's retry under the same key must get a real answer. A concurrent
-            # request with this key that got in meanwhile wins the insert; the retry then answers as it did.
+                return answer
+        if call.key is not None and answer.status < 500:
+            # The refusal changed nothing; remembering it keeps retries answering the same (not a 5xx: see the
+            # module's docstring). A concurrent request with this key that got in meanwhile wins the insert;
+            # the retry then answers as it did.
             async with UnitOfWork(db) as uow:
-                await _remember(uow, scope, key, request_hash, answer_status, body)
+                await store.remember(uow, call.scope, call.key, call.request_hash, answer)
                 await uow.commit()
-        return _json(answer_status, body)
+        return answer
 
     return await run_retrying(attempt)
 
 
-def _is_legacy_answer(result: Any) -> bool:
-    """(status, body) from a use case not moved yet: while the use cases move over, either form is taken."""
-    return isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int)
-
-
-def _replay(previous: Any, request_hash: str) -> Response:
+def _replay(previous: Remembered, request_hash: str) -> Answer:
     if previous.request_hash != request_hash:
         raise ApiError(409, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with another request body")
-    return _json(previous.status_code, bytes(previous.body))
-
-
-async def _remember(uow: UnitOfWork, scope: str, key: str, request_hash: str, status: int, body: bytes) -> None:
-    await uow.execute(_NEW_RECORD, {"scope": scope, "key": key, "request_hash": request_hash, "status_code": status,
-                                    "body": body, "created_at": datetime.now(UTC)})
+    return previous.answer
