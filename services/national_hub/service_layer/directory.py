@@ -15,7 +15,7 @@ from services.national_hub.service_layer.context import HubContext
 from shared import tokens
 from shared.contracts.internal_api import DirectoryLookup, DirectoryLookupResult, DirectoryRegistrationBatch
 from shared.credentials import decode_face_image, face_hash, verify_password
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, name_hash
 from shared.tables import table
@@ -48,16 +48,30 @@ class KinshipImport(BaseModel):
     relations: list[KinshipRelation]
 
 
+# A node's import registers up to thousands of persons in one call: looked up by chunk, written with one
+# pipelined statement each for the new and the known ones (a statement per person took seconds on PostgreSQL,
+# past the node's timeout for the call).
+_REGISTRATION_CHUNK = 500
+_KNOWN = sa.select(DIRECTORY.c.id_hash).where(DIRECTORY.c.id_hash.in_(sa.bindparam("ids", expanding=True)))
+_NEW_PERSON = Prepared(sa.insert(DIRECTORY))
+_PERSON_CHANGED = Prepared(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == sa.bindparam("b_id_hash")))
+
+
 async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistrationBatch) -> dict[str, Any]:
     now = ctx.clock.now()
-    for person in batch.persons:
-        values = person.model_dump() | {"updated_at": now}
-        existing = (await uow.execute(sa.select(DIRECTORY.c.psn_no).where(
-            DIRECTORY.c.id_hash == person.id_hash))).first()
-        if existing is None:
-            await uow.execute(sa.insert(DIRECTORY).values(**values))
-        else:
-            await uow.execute(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == person.id_hash).values(**values))
+    # A person twice in one batch ends as the later registration says (as one after the other would).
+    latest = {person.id_hash: person.model_dump() | {"updated_at": now} for person in batch.persons}
+    hashes = list(latest)
+    known: set[str] = set()
+    for start in range(0, len(hashes), _REGISTRATION_CHUNK):
+        rows = await uow.execute(_KNOWN, {"ids": hashes[start:start + _REGISTRATION_CHUNK]})
+        known.update(row.id_hash for row in rows)
+    new = [values for id_hash_, values in latest.items() if id_hash_ not in known]
+    changed = [values | {"b_id_hash": id_hash_} for id_hash_, values in latest.items() if id_hash_ in known]
+    if new:
+        await uow.execute(_NEW_PERSON, new)
+    if changed:
+        await uow.execute(_PERSON_CHANGED, changed)
     return {"registered": len(batch.persons)}
 
 
