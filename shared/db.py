@@ -369,13 +369,18 @@ class _Session:
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """A nested transaction: what fails inside rolls back alone, the surrounding work goes on."""
+        """A nested transaction: what fails inside rolls back alone, the surrounding work goes on (and so do
+        the writes it deferred: `UnitOfWork.defer`)."""
+        deferred: list[Any] | None = getattr(self, "_deferred", None)
+        mark = len(deferred) if deferred is not None else 0
         if isinstance(self.session, sa.Connection):
             nested = self.session.begin_nested()
             try:
                 yield
             except BaseException:
                 nested.rollback()
+                if deferred is not None:
+                    del deferred[mark:]
                 raise
             nested.commit()
             return
@@ -384,6 +389,8 @@ class _Session:
             yield
         except BaseException:
             await async_nested.rollback()
+            if deferred is not None:
+                del deferred[mark:]
             raise
         await async_nested.commit()
 
@@ -506,6 +513,7 @@ class UnitOfWork(_Session):
         # What adapters keep for the length of this transaction (ledger_repo's deferred system-account sums).
         self.state: dict[str, Any] = {}
         self._before_commit: list[Callable[[], Awaitable[None]]] = []
+        self._deferred: list[tuple[Prepared, dict[str, Any]]] = []
 
     async def __aenter__(self) -> UnitOfWork:
         group = self._db.group
@@ -557,10 +565,33 @@ class UnitOfWork(_Session):
         for the shortest time)."""
         self._before_commit.append(work)
 
+    def defer(self, statement: Prepared, params: dict[str, Any]) -> None:
+        """Run the INSERT `statement` with `params` as this transaction commits, with the other rows deferred on
+        it in one executemany (on PostgreSQL one pipelined round trip for all of them, where a consumer's batch
+        or a settle otherwise waited for one round trip per row). Rows of one statement are written in the
+        order they were deferred (the outbox's seq order). Only for rows that nothing reads back in this
+        transaction and that no row written meanwhile refers to: outbox messages, trace hops, statistics."""
+        self._deferred.append((statement, params))
+
+    async def write_deferred(self) -> None:
+        """Write what was deferred so far now (commit does it anyway)."""
+        while self._deferred:
+            deferred, self._deferred = self._deferred, []
+            groups: dict[tuple[int, frozenset[str]], tuple[Prepared, list[dict[str, Any]]]] = {}
+            for statement, params in deferred:
+                key = (id(statement), frozenset(params))
+                if key not in groups:
+                    groups[key] = (statement, [])
+                groups[key][1].append(params)
+            for statement, rows in groups.values():
+                await self.execute(statement, rows if len(rows) > 1 else rows[0])
+
     async def commit(self) -> None:
+        await self.write_deferred()
         for work in self._before_commit:
             await work()
         self._before_commit.clear()
+        await self.write_deferred()
         if self._db.group is not None:
             self._driver.execute("RELEASE SAVEPOINT unit_of_work")
             if self._durable_wanted:

@@ -52,8 +52,10 @@ RELAY_JOB = "outbox-relay"
 
 
 async def add_to_outbox(uow: UnitOfWork, topic: str, key: str, envelope: Envelope) -> None:
-    await uow.execute(_NEW_MESSAGE, {"message_id": envelope.id, "topic": topic, "key": key,
-                                     "payload": envelope.to_bytes(), "created_at": envelope.time})
+    """Written as the unit of work commits, with its other messages in one statement (`UnitOfWork.defer`: a
+    hub batch of N transfers sends N messages in one round trip); in the order they were added."""
+    uow.defer(_NEW_MESSAGE, {"message_id": envelope.id, "topic": topic, "key": key,
+                             "payload": envelope.to_bytes(), "created_at": envelope.time})
     uow.wrote_outbox = True
 
 

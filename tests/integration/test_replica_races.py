@@ -693,6 +693,7 @@ async def test_outbox_row_committed_after_a_higher_seq_is_still_published(pg_fed
     lower, higher = outbox_envelope("T-lower"), outbox_envelope("T-higher")
     async with UnitOfWork(writer_a) as uow_a:
         await add_to_outbox(uow_a, topics.HUB_INBOUND, "T-lower", lower)
+        await uow_a.write_deferred()  # inserted now (the lower seq), committed after B
         async with UnitOfWork(writer_b) as uow_b:
             await add_to_outbox(uow_b, topics.HUB_INBOUND, "T-higher", higher)
             await uow_b.commit()

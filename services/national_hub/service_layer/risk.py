@@ -36,13 +36,18 @@ BINDINGS = table(Binding)
 
 _ALL_SETTINGS = Prepared(sa.select(SETTINGS))
 _ALERT_BY_REF = Prepared(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == sa.bindparam("ref")))
+_ALERTS_BY_REFS = sa.select(ALERTS.c.ref).where(ALERTS.c.ref.in_(sa.bindparam("refs", expanding=True)))
 _NEW_ALERT = Prepared(sa.insert(ALERTS))
-_FROM_GIVER = Prepared(sa.select(sa.func.count()).select_from(TRANSFERS).where(
-    TRANSFERS.c.giver_psn_no == sa.bindparam("psn"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
-    TRANSFERS.c.accepted_at <= sa.bindparam("until")))
-_TO_RECEIVER = Prepared(sa.select(sa.func.count()).select_from(TRANSFERS).where(
-    TRANSFERS.c.receiver_psn_no == sa.bindparam("psn"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
-    TRANSFERS.c.accepted_at <= sa.bindparam("until")))
+_PENDING_ALERTS = "risk.pending_alerts"  # UnitOfWork.state: alerts raised in this transaction, written at commit
+_IN_CHUNK = 500
+# Both counts in one round trip, each over its own index.
+_TRANSFER_COUNTS = Prepared(sa.select(
+    sa.select(sa.func.count()).select_from(TRANSFERS).where(
+        TRANSFERS.c.giver_psn_no == sa.bindparam("giver"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
+        TRANSFERS.c.accepted_at <= sa.bindparam("until")).scalar_subquery().label("from_giver"),
+    sa.select(sa.func.count()).select_from(TRANSFERS).where(
+        TRANSFERS.c.receiver_psn_no == sa.bindparam("receiver"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
+        TRANSFERS.c.accepted_at <= sa.bindparam("until")).scalar_subquery().label("to_receiver")))
 
 
 class _SettingsCache:
@@ -154,6 +159,36 @@ async def raise_alert(ctx: HubContext, uow: UnitOfWork, *, rule_id: str, subject
     return alert_id
 
 
+def queue_alert(ctx: HubContext, uow: UnitOfWork, *, rule_id: str, subject_key: str, subject: dict[str, Any],
+                ref: str, detail: dict[str, Any], held_transfer_id: str | None = None) -> None:
+    """`raise_alert` for the rules whose alerts nothing reads back in the same transaction: the alerts of one
+    transaction (a consumer's batch) are written as it commits, with one look-up of the refs that already
+    raised one and one insert (issue 9: two round trips per alert before)."""
+    pending: dict[str, dict[str, Any]] | None = uow.state.get(_PENDING_ALERTS)
+    if pending is None:
+        pending = uow.state[_PENDING_ALERTS] = {}
+        alerts = pending
+        uow.before_commit(lambda: _write_alerts(uow, alerts))
+    if ref in pending:
+        return
+    pending[ref] = {
+        "alert_id": "A" + uuid.uuid4().hex, "rule": rule_id, "subject": subject_key[:64], "ref": ref,
+        "details_json": json.dumps(detail, ensure_ascii=False, sort_keys=True), "state": "OPEN",
+        "created_at": ctx.clock.now(), "subject_json": json.dumps(subject, ensure_ascii=False, sort_keys=True),
+        "held_transfer_id": held_transfer_id}
+
+
+async def _write_alerts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> None:
+    refs = list(pending)
+    raised: set[str] = set()
+    for start in range(0, len(refs), _IN_CHUNK):
+        raised.update(row.ref for row in await uow.execute(_ALERTS_BY_REFS, {"refs": refs[start:start + _IN_CHUNK]}))
+    rows = [alert for ref, alert in pending.items() if ref not in raised]
+    pending.clear()
+    if rows:
+        await uow.execute(_NEW_ALERT, rows if len(rows) > 1 else rows[0])
+
+
 # -------------------------------------------------------------------------------------------- transfers
 
 
@@ -167,9 +202,9 @@ async def judge_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any, binding: An
     if frequent.enabled:
         since = msg.accepted_at - frequent.window()
         window = {"since": since, "until": msg.accepted_at}
-        from_giver = int((await uow.execute(_FROM_GIVER, {"psn": msg.giver_psn_no, **window})).scalar_one()) + 1
-        to_receiver = int((await uow.execute(_TO_RECEIVER, {"psn": msg.receiver_psn_no, **window})
-                           ).scalar_one()) + 1
+        counts = (await uow.execute(_TRANSFER_COUNTS, {"giver": msg.giver_psn_no,
+                                                        "receiver": msg.receiver_psn_no, **window})).one()
+        from_giver, to_receiver = int(counts.from_giver) + 1, int(counts.to_receiver) + 1
         if risk_rules.high_frequency_transfers(frequent, from_giver, to_receiver):
             fired.append((frequent, {"from_giver_in_window": from_giver, "to_receiver_in_window": to_receiver,
                                      "window_min": frequent.param("window_min"),
@@ -187,7 +222,7 @@ async def alert_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any,
                          fired: list[tuple[RuleSetting, dict[str, Any]]], held_by: RuleSetting | None) -> None:
     for rule, evidence in fired:
         holds = held_by is not None and rule.rule_id == held_by.rule_id
-        await raise_alert(
+        queue_alert(
             ctx, uow, rule_id=rule.rule_id, subject_key=msg.giver_psn_no,
             subject={"psn_no": msg.giver_psn_no, "binding_id": msg.binding_id},
             ref=f"{rule.rule_id}:{msg.transfer_id}",
@@ -248,7 +283,7 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
     accounts_fen = row.acct_pay_fen + row.wallet_pay_fen + row.quota_pay_fen
     large = rules[risk_rules.LARGE_REMOTE_PAYMENT]
     if large.enabled and risk_rules.large_remote_payment(large, payer_province, institution_province, accounts_fen):
-        await raise_alert(ctx, uow, rule_id=large.rule_id, subject_key=row.psn_no, subject=subject,
+        queue_alert(ctx, uow, rule_id=large.rule_id, subject_key=row.psn_no, subject=subject,
                           ref=f"{large.rule_id}:{row.setl_id}",
                           detail={**base, "accounts_fen": accounts_fen,
                                   "min_amount_fen": large.param("min_amount_fen")})
@@ -258,7 +293,7 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
             "psn": row.psn_no, "inst": row.fixmedins_code, "since": row.settled_at - split.window(),
             "until": row.settled_at})).scalar_one())
         if risk_rules.split_purchases(split, count):
-            await raise_alert(ctx, uow, rule_id=split.rule_id, subject_key=row.psn_no, subject=subject,
+            queue_alert(ctx, uow, rule_id=split.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{split.rule_id}:{row.setl_id}",
                               detail={**base, "settlements_in_window": count, "max_count": split.param("max_count"),
                                       "window_min": split.param("window_min")})
@@ -269,7 +304,7 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
             "psn": row.psn_no, "since": row.settled_at - window, "until": row.settled_at + window})).all()
         provinces = {province_of(r.institution_admdvs) for r in regions}
         if risk_rules.distant_payments(distant, provinces):
-            await raise_alert(ctx, uow, rule_id=distant.rule_id, subject_key=row.psn_no, subject=subject,
+            queue_alert(ctx, uow, rule_id=distant.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{distant.rule_id}:{row.setl_id}",
                               detail={**base, "provinces": sorted(provinces),
                                       "window_min": distant.param("window_min")})
