@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from services.national_hub.service_layer.sign_in_throttle import THROTTLE
 from services.province_node.service_layer import sms_confirmation
 from services.province_node.service_layer.bindings import list_notifications
-from services.province_node.service_layer.sms_confirmation import CODES, SmsInbound
+from services.province_node.service_layer.sms_confirmation import CODES
 from shared.db import ReadView, UnitOfWork
 from tests.support.inprocess import DESTINATION, InProcessFederation
 from tests.support.stories import create_binding, family
@@ -50,7 +50,7 @@ async def test_wrong_sms_codes_at_once_void_at_the_fifth(pg_fed: InProcessFedera
     wrong = f"{(int(code) + 1) % 10**6:06d}"
 
     async def wrong_reply() -> None:
-        decided = await sms_confirmation.plan(ctx, SmsInbound(from_phone="13800138000", text=f"确认 {wrong}"))
+        decided = await sms_confirmation.plan(ctx, "13800138000", f"确认 {wrong}")
         async with UnitOfWork(ctx.db) as uow:
             await sms_confirmation.handle(ctx, uow, decided)
             await uow.commit()

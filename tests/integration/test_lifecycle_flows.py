@@ -695,7 +695,7 @@ async def test_the_node_holds_no_write_lock_while_the_hub_answers(
     binding_id = await active_binding(fed, giver, mother) if call in ("end",) else None
     if call == "confirm":
         binding_id = await node_bindings.request_binding(fed.node(SOURCE), giver.claims(fed.clock.now()),
-                                                         node_bindings.BindingCreate(
+                                                         node_bindings.BindingRequest(
                                                              relative_id_no=mother.id_no, relative_name="李秀英",
                                                              relation="parent"), None)
         binding_id = binding_id.binding_id

@@ -97,10 +97,11 @@ async def family(fed: InProcessFederation, *, mother_admdvs: str = DESTINATION) 
     return giver, mother
 
 
-async def create_binding(fed: InProcessFederation, giver: Person, relative: Person, relation: str) -> str:
+async def create_binding(fed: InProcessFederation, giver: Person, relative: Person,
+                         relation: node_bindings.Relation) -> str:
     ctx = fed.node(giver.admdvs)
-    body = node_bindings.BindingCreate(relative_id_no=relative.id_no, relative_name=relative.name,
-                                       relation=relation)
+    body = node_bindings.BindingRequest(relative_id_no=relative.id_no, relative_name=relative.name,
+                                        relation=relation)
     snapshot = await node_bindings.request_binding(ctx, giver.claims(fed.clock.now()), body,
                                                    f"{giver.psn_no}:{relative.psn_no}")
     created = await in_uow(ctx.db, lambda uow: node_bindings.record_created(ctx, uow, snapshot))
@@ -116,7 +117,8 @@ async def confirm_binding(fed: InProcessFederation, relative: Person, binding_id
     assert view["state"] == "ACTIVE", view
 
 
-async def active_binding(fed: InProcessFederation, giver: Person, relative: Person, relation: str = "parent") -> str:
+async def active_binding(fed: InProcessFederation, giver: Person, relative: Person,
+                         relation: node_bindings.Relation = "parent") -> str:
     """Created by the giver, confirmed by the relative (face step-up), replicated to both nodes by events."""
     binding_id = await create_binding(fed, giver, relative, relation)
     await fed.pump()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.entrypoints.citizen_api import bounded_amount
 from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import person_status, persons
-from services.province_node.service_layer.person_status import PoolingChange
 from services.province_node.service_layer.persons import ImportRequest, MonthlyCreditRequest
 from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView
@@ -17,6 +17,12 @@ from shared.idempotency import run_idempotent
 from shared.web import require_internal, require_operator
 
 router = APIRouter(tags=["admin"])
+
+
+class PoolingChange(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    pooling_admdvs: str
 
 
 @router.post("/v1/admin/persons:import", dependencies=[Depends(require_operator)])
@@ -39,7 +45,8 @@ async def end_insurance(request: Request, ctx: CtxDep, id_no: str) -> Response:
 async def change_pooling(request: Request, ctx: CtxDep, id_no: str, body: PoolingChange) -> Response:
     """A move within the province; into another pooling region it ends the person's bindings."""
     return await run_idempotent(request, ctx.db, "operator",
-                                lambda uow: person_status.change_pooling(ctx, uow, id_no, body), status=200)
+                                lambda uow: person_status.change_pooling(ctx, uow, id_no, body.pooling_admdvs),
+                                status=200)
 
 
 @router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(require_operator)])

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.entrypoints.auth import CitizenDep
 from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import binding_freshness, bindings, me, persons, sms_confirmation, transfers
-from services.province_node.service_layer.bindings import BindingCreate
+from services.province_node.service_layer.bindings import ID_NO_PATTERN, BindingRequest, Relation
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
 from shared.money import MAX_AMOUNT_FEN, above_max_amount
@@ -46,13 +47,22 @@ async def open_wallet(request: Request, ctx: CtxDep, claims: CitizenDep) -> Resp
                                 view=lambda opened: {"status": "OPEN", "balance_fen": opened.balance_fen})
 
 
+class BindingCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    relative_id_no: str = Field(pattern=ID_NO_PATTERN)
+    relative_name: str = Field(min_length=1, max_length=64)
+    relation: Relation
+
+
 @router.post("/bindings", status_code=201)
 async def create_binding(request: Request, ctx: CtxDep, body: BindingCreate, claims: CitizenDep) -> Response:
+    command = BindingRequest(body.relative_id_no, body.relative_name, body.relation)
     key = request.headers.get("idempotency-key")
     request_key = f"{claims.psn_no}:{key}" if key else None
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: bindings.record_created(ctx, uow, snapshot),
-                                prepare=lambda: bindings.request_binding(ctx, claims, body, request_key), status=201)
+                                prepare=lambda: bindings.request_binding(ctx, claims, command, request_key), status=201)
 
 
 @router.get("/bindings")

@@ -7,17 +7,41 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import counter, sms_confirmation
-from services.province_node.service_layer.counter import ClerkCreate, CounterConfirm
-from services.province_node.service_layer.sms_confirmation import SmsInbound
+from services.province_node.service_layer.bindings import ID_NO_PATTERN
+from services.province_node.service_layer.counter import CLERK_ID_PATTERN
+from services.province_node.service_layer.sms_confirmation import PHONE_PATTERN
 from shared.idempotency import run_idempotent
 from shared.web import bearer_token, require_operator, require_static_token
 
 router = APIRouter(tags=["confirmation"])
 BINDING_ID = Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class SmsInbound(BaseModel):
+    """One SMS reply as the gateway delivers it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    from_phone: str = Field(min_length=1, max_length=20, pattern=PHONE_PATTERN)
+    text: str = Field(max_length=500)
+
+
+class ClerkCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    clerk_id: str = Field(pattern=CLERK_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=64)
+
+
+class CounterConfirm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    relative_id_no: str = Field(pattern=ID_NO_PATTERN)
+    relative_name: str = Field(min_length=1, max_length=64)
 
 
 class SmsAnswer(BaseModel):
@@ -56,14 +80,14 @@ async def sms_inbound(request: Request, ctx: CtxDep, body: SmsInbound) -> Respon
     `{handled: false, reason}` (only a wrong code is counted: 5 void the codes)."""
     return await run_idempotent(request, ctx.db, "sms-gateway",
                                 lambda uow, plan: sms_confirmation.handle(ctx, uow, plan),
-                                prepare=lambda: sms_confirmation.plan(ctx, body), status=200)
+                                prepare=lambda: sms_confirmation.plan(ctx, body.from_phone, body.text), status=200)
 
 
 @router.post("/v1/admin/clerks", status_code=201, dependencies=[Depends(require_operator)],
              responses={201: {"model": ClerkCreated}, **refusals(401, 409, 422)})
 async def create_clerk(request: Request, ctx: CtxDep, body: ClerkCreate) -> Response:
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: counter.create_clerk(ctx, uow, body),
-                                status=201)
+    return await run_idempotent(request, ctx.db, "operator",
+                                lambda uow: counter.create_clerk(ctx, uow, body.clerk_id, body.name), status=201)
 
 
 @router.post("/v1/counter/bindings/{binding_id}:confirm", responses=refusals(401, 403, 404, 409, 422, 503))
@@ -71,4 +95,5 @@ async def counter_confirm(request: Request, ctx: CtxDep, body: CounterConfirm,
                           binding_id: Annotated[str, BINDING_ID], clerk_id: ClerkDep) -> Response:
     return await run_idempotent(request, ctx.db, f"clerk|{clerk_id}",
                                 lambda uow, plan: counter.record(ctx, uow, plan),
-                                prepare=lambda: counter.confirm_at_hub(ctx, clerk_id, binding_id, body), status=200)
+                                prepare=lambda: counter.confirm_at_hub(ctx, clerk_id, binding_id, body.relative_id_no,
+                                                                       body.relative_name), status=200)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters import binding_repo
 from services.province_node.adapters.binding_repo import BINDINGS as BINDINGS  # read by other use cases
@@ -36,11 +36,11 @@ ID_NO_PATTERN = r"^\s*\d{17}[\dXx]\s*$"
 Relation = Literal["spouse", "parent", "child", "sibling", "grandparent", "grandchild"]
 
 
-class BindingCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    relative_id_no: str = Field(pattern=ID_NO_PATTERN)
-    relative_name: str = Field(min_length=1, max_length=64)
+@dataclass(frozen=True)
+class BindingRequest:
+    """`POST /v1/bindings` (entrypoints/citizen_api.BindingCreate): whom the giver binds, and how related."""
+    relative_id_no: str
+    relative_name: str
     relation: Relation
 
 
@@ -100,7 +100,7 @@ async def notify(uow: UnitOfWork, ctx: NodeContext, psn_no: str, text: str) -> N
 # failure between the two halves converges.
 
 
-async def request_binding(ctx: NodeContext, claims: Claims, body: BindingCreate,
+async def request_binding(ctx: NodeContext, claims: Claims, body: BindingRequest,
                           request_key: str | None) -> BindingSnapshot:
     """Prepare of `POST /v1/bindings`: the giver's checks, then the hub verifies the kinship and opens it."""
     async with ReadView(ctx.db) as view:

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters.confirmation_tables import Clerk
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.service_layer.bindings import BINDINGS, ID_NO_PATTERN, apply_snapshot, view_of
+from services.province_node.service_layer.bindings import BINDINGS, apply_snapshot, view_of
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from services.province_node.service_layer.sms_confirmation import record_confirmation
@@ -38,33 +37,19 @@ CLERK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
 TOKEN_PREFIX = "clk"
 
 
-class ClerkCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    clerk_id: str = Field(pattern=CLERK_ID_PATTERN)
-    name: str = Field(min_length=1, max_length=64)
-
-
-class CounterConfirm(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    relative_id_no: str = Field(pattern=ID_NO_PATTERN)
-    relative_name: str = Field(min_length=1, max_length=64)
-
-
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_clerk(ctx: NodeContext, uow: UnitOfWork, body: ClerkCreate) -> dict[str, Any]:
+async def create_clerk(ctx: NodeContext, uow: UnitOfWork, clerk_id: str, name: str) -> dict[str, Any]:
     # Two creations of one clerk id (two replicas) race on the primary key; the loser is re-run and answers 409.
-    existing = (await uow.execute(sa.select(CLERKS.c.clerk_id).where(CLERKS.c.clerk_id == body.clerk_id))).first()
+    existing = (await uow.execute(sa.select(CLERKS.c.clerk_id).where(CLERKS.c.clerk_id == clerk_id))).first()
     if existing is not None:
-        raise DomainError("CLERK_EXISTS", f"clerk {body.clerk_id} already exists at this node", 409)
+        raise DomainError("CLERK_EXISTS", f"clerk {clerk_id} already exists at this node", 409)
     token = f"{TOKEN_PREFIX}.{ctx.admdvs}.{secrets.token_urlsafe(32)}"
-    await uow.execute(sa.insert(CLERKS).values(clerk_id=body.clerk_id, name=body.name.strip(),
+    await uow.execute(sa.insert(CLERKS).values(clerk_id=clerk_id, name=name.strip(),
                                                token_hash=_token_hash(token), created_at=ctx.clock.now()))
-    return {"clerk_id": body.clerk_id, "clerk_token": token}
+    return {"clerk_id": clerk_id, "clerk_token": token}
 
 
 async def clerk_of_token(ctx: NodeContext, token: str | None) -> str:
@@ -93,10 +78,11 @@ def _not_found() -> NotFound:
     return NotFound("BINDING_NOT_FOUND", "no binding awaiting the consent of the person on this ID card")
 
 
-async def confirm_at_hub(ctx: NodeContext, clerk_id: str, binding_id: str, body: CounterConfirm) -> CounterPlan:
+async def confirm_at_hub(ctx: NodeContext, clerk_id: str, binding_id: str, relative_id_no: str,
+                         relative_name: str) -> CounterPlan:
     """Prepare: the person on the card is the binding's relative, insured here; then the hub confirms."""
     try:
-        relative_hash = id_hash(ctx.settings.id_hash_key_bytes, body.relative_id_no)
+        relative_hash = id_hash(ctx.settings.id_hash_key_bytes, relative_id_no)
     except InvalidIdNo as exc:
         raise DomainError("INVALID_ID_NO", "relative_id_no fails the GB 11643 check") from exc
     async with ReadView(ctx.db) as view:
@@ -111,7 +97,7 @@ async def confirm_at_hub(ctx: NodeContext, clerk_id: str, binding_id: str, body:
         person = (await view.execute(sa.select(PERSONS.c.id_hash, PERSONS.c.name).where(
             PERSONS.c.psn_no == binding.relative_psn_no))).first()
     if person is None or not hmac.compare_digest(person.id_hash, relative_hash) \
-            or person.name.strip() != body.relative_name.strip():
+            or person.name.strip() != relative_name.strip():
         raise _not_found()
     snapshot = await ctx.hub.binding_action(binding_id, "confirm",
                                             BindingActionRequest(psn_no=binding.relative_psn_no))

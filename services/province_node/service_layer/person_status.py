@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
 
 from services.province_node.domain.errors import DomainError
 from services.province_node.domain.person_status import binding_end_reason, pooling_in_province
@@ -27,26 +26,20 @@ from shared.db import UnitOfWork
 from shared.outbox import emit
 
 
-class PoolingChange(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    pooling_admdvs: str
-
-
 async def end_insurance(ctx: NodeContext, uow: UnitOfWork, id_no: str) -> dict[str, Any]:
     """`POST /v1/admin/persons/{id_no}:end-insurance`. Ending an insurance that already ended changes nothing."""
     person = await person_by_id_no(ctx, uow, id_no)
     return await _change(ctx, uow, person, insured=False, pooling_admdvs=person.pooling_admdvs)
 
 
-async def change_pooling(ctx: NodeContext, uow: UnitOfWork, id_no: str, body: PoolingChange) -> dict[str, Any]:
+async def change_pooling(ctx: NodeContext, uow: UnitOfWork, id_no: str, pooling_admdvs: str) -> dict[str, Any]:
     """`POST /v1/admin/persons/{id_no}:change-pooling`: a move within the province (another province imports
     the person itself). Into another pooling region it ends the person's bindings; within one, nothing else."""
     person = await person_by_id_no(ctx, uow, id_no)
-    if not pooling_in_province(body.pooling_admdvs, ctx.admdvs):
+    if not pooling_in_province(pooling_admdvs, ctx.admdvs):
         raise DomainError("INVALID_POOLING_ADMDVS",
                           f"pooling_admdvs must be a six-digit region code of this province ({ctx.admdvs})")
-    return await _change(ctx, uow, person, insured=person.insured, pooling_admdvs=body.pooling_admdvs)
+    return await _change(ctx, uow, person, insured=person.insured, pooling_admdvs=pooling_admdvs)
 
 
 async def _change(ctx: NodeContext, uow: UnitOfWork, person: Any, *, insured: bool,

@@ -22,7 +22,6 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters.confirmation_tables import BindingConfirmation, SmsConfirmationCode
 from services.province_node.domain import notices
@@ -46,15 +45,6 @@ PHONE_PATTERN = r"^\+?[0-9][0-9 -]{0,19}$"
 def confirmation_code(text: str) -> re.Match[str] | None:
     """`确认 <6 digits>`; full-width digits and spaces (as older phones' input methods send) count as ASCII."""
     return _CONFIRM_REPLY.match(unicodedata.normalize("NFKC", text))
-
-
-class SmsInbound(BaseModel):
-    """One SMS reply as the gateway delivers it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    from_phone: str = Field(min_length=1, max_length=20, pattern=PHONE_PATTERN)
-    text: str = Field(max_length=500)
 
 
 def _code_hash(ctx: NodeContext, binding_id: str, code: str) -> str:
@@ -93,9 +83,9 @@ class SmsPlan:
     psn_nos: tuple[str, ...] = ()
 
 
-async def plan(ctx: NodeContext, body: SmsInbound) -> SmsPlan:
+async def plan(ctx: NodeContext, from_phone: str, text: str) -> SmsPlan:
     """Prepare of `POST /v1/sms/inbound`: who wrote, which open code matches, and the hub's confirm."""
-    match = confirmation_code(body.text)
+    match = confirmation_code(text)
     if match is None:
         return SmsPlan("IGNORED", "NOT_A_CONFIRMATION")
     code = match.group(1)
@@ -103,7 +93,7 @@ async def plan(ctx: NodeContext, body: SmsInbound) -> SmsPlan:
     async with ReadView(ctx.db) as view:
         # Several insured persons may share one phone (an elderly couple): each of their open codes counts.
         psn_nos = tuple(row.psn_no for row in await view.execute(
-            sa.select(PERSONS.c.psn_no).where(PERSONS.c.phone == phone_digits(body.from_phone))))
+            sa.select(PERSONS.c.psn_no).where(PERSONS.c.phone == phone_digits(from_phone))))
         if not psn_nos:
             return SmsPlan("IGNORED", "UNKNOWN_PHONE")
         open_codes = (await view.execute(sa.select(CODES.c.binding_id, CODES.c.relative_psn_no, CODES.c.code_hash)

@@ -1,8 +1,8 @@
 """The operator console (API.md "Operator console"): server-rendered pages at /console/ in Chinese.
 
 Every page reads through the operator API's own code: the route functions of entrypoints/ops_api.py and api.py
-are called with the console's request (they find the hub's context in `request.app.state.ctx`, as they do when
-an API client calls them), so a page shows exactly what the API answers and an action (closing a window,
+are called with the hub's context (what their `ctx: CtxDep` gets when an API client calls them) and, for an
+action, the console's request, so a page shows exactly what the API answers and an action (closing a window,
 resolving an alert, verifying the audit chains) runs the same validation, unit of work, idempotency wrapper and
 audit entry. The only reads of its own are the overview's "today" counters and health probes (queries.py).
 
@@ -488,7 +488,7 @@ async def person_page(request: Request) -> Response:
     try:
         if psn_no:
             activity = await activity_service.person_activity_by_psn(
-                request.app.state.ctx, psn_no, form.get("from") or None, form.get("to") or None, reviewer)
+                _ctx(request), psn_no, form.get("from") or None, form.get("to") or None, reviewer)
         else:
             activity = await ops_api.person_activity(_ctx(request), id_no, form.get("from") or None,
                                                      form.get("to") or None, reviewer, None)
