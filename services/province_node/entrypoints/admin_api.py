@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +16,7 @@ from services.province_node.service_layer.persons import ImportRequest, MonthlyC
 from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
+from shared.openapi import refusal
 from shared.web import require_internal, require_operator
 
 router = APIRouter(tags=["admin"])
@@ -34,22 +37,33 @@ async def import_persons(request: Request, ctx: CtxDep, body: ImportRequest) -> 
                                 prepare=lambda: persons.prepare_import(ctx, body), status=200)
 
 
-@router.post("/v1/admin/persons/{id_no}:end-insurance", dependencies=[Depends(require_operator)])
-async def end_insurance(request: Request, ctx: CtxDep, id_no: str) -> Response:
+# The ID's check digit is the use case's to refuse (INVALID_ID_NO); its shape is in the document.
+IdNo = Annotated[str, Path(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})]
+PERSON_REFUSALS: dict[int | str, dict[str, Any]] = {
+    404: refusal("PERSON_NOT_FOUND"), 422: refusal("INVALID_ID_NO", when="a wrong check digit")}
+
+
+@router.post("/v1/admin/persons/{id_no}:end-insurance", dependencies=[Depends(require_operator)],
+             responses=PERSON_REFUSALS)
+async def end_insurance(request: Request, ctx: CtxDep, id_no: IdNo) -> Response:
     """The person's insurance ends (停保): their bindings end and transfers in flight on them are refunded."""
     return await run_idempotent(request, ctx.db, "operator",
                                 lambda uow: person_status.end_insurance(ctx, uow, id_no), status=200)
 
 
-@router.post("/v1/admin/persons/{id_no}:change-pooling", dependencies=[Depends(require_operator)])
-async def change_pooling(request: Request, ctx: CtxDep, id_no: str, body: PoolingChange) -> Response:
+@router.post("/v1/admin/persons/{id_no}:change-pooling", dependencies=[Depends(require_operator)], responses={
+    **PERSON_REFUSALS, 422: refusal("INVALID_ID_NO", "INVALID_POOLING_ADMDVS",
+                                    when="a wrong check digit; a pooling region outside this province")})
+async def change_pooling(request: Request, ctx: CtxDep, id_no: IdNo, body: PoolingChange) -> Response:
     """A move within the province; into another pooling region it ends the person's bindings."""
     return await run_idempotent(request, ctx.db, "operator",
                                 lambda uow: person_status.change_pooling(ctx, uow, id_no, body.pooling_admdvs),
                                 status=200)
 
 
-@router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(require_operator)])
+@router.post("/v1/admin/accounts:credit-monthly", dependencies=[Depends(require_operator)], responses={
+    404: refusal("PERSON_NOT_FOUND"),
+    422: refusal("INVALID_ID_NO", "NOT_EMPLOYEE", when="a wrong check digit; a resident has no personal account")})
 async def credit_monthly(request: Request, ctx: CtxDep, body: MonthlyCreditRequest) -> Response:
     for index, credit in enumerate(body.credits):
         bounded_amount(credit.amount_fen, f"credits[{index}].amount_fen")

@@ -14,7 +14,8 @@ from services.province_node.service_layer import binding_freshness, bindings, me
 from services.province_node.service_layer.bindings import ID_NO_PATTERN, BindingRequest, Relation
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
-from shared.money import MAX_AMOUNT_FEN, above_max_amount
+from shared.money import MAX_AMOUNT_FEN, above_max_amount, whole_number
+from shared.openapi import refusal
 from shared.web import ApiError
 
 router = APIRouter(prefix="/v1", tags=["citizen"])
@@ -25,12 +26,16 @@ BINDING_ID_PATH = Path(pattern=BINDING_ID_PATTERN)
 BindingId = Annotated[str, BINDING_ID_PATH]
 
 
-def bounded_amount(amount_fen: object, field: str) -> None:
+def bounded_amount(amount_fen: object, field: str) -> object:
     """Every amount a citizen or an operator names is at most MAX_AMOUNT_FEN (API.md "Conventions"); refused
-    here, before anything runs, with the code the use cases give any other amount they cannot take."""
+    here, before anything runs, with the code the use cases give any other amount they cannot take. Returned as
+    the use case takes it: a JSON number without a fraction (`500.0`) is the integer its schema allows (JSON
+    Schema's `integer` is any number whose fraction is zero), anything else as it came."""
+    amount_fen = whole_number(amount_fen)
     problem = above_max_amount(amount_fen, field)
     if problem is not None:
         raise ApiError(422, "INVALID_AMOUNT", problem)
+    return amount_fen
 
 
 @router.get("/me")
@@ -55,7 +60,9 @@ class BindingCreate(BaseModel):
     relation: Relation
 
 
-@router.post("/bindings", status_code=201)
+@router.post("/bindings", status_code=201, responses={
+    409: refusal("BINDING_EXISTS"), 422: refusal("INVALID_ID_NO", "GIVER_NOT_EMPLOYEE", "KINSHIP_NOT_VERIFIED",
+                                                 "RELATIVE_NOT_INSURED", when="a wrong check digit; the rules")})
 async def create_binding(request: Request, ctx: CtxDep, body: BindingCreate, claims: CitizenDep) -> Response:
     command = BindingRequest(body.relative_id_no, body.relative_name, body.relation)
     key = request.headers.get("idempotency-key")
@@ -78,7 +85,7 @@ async def confirm_binding(request: Request, ctx: CtxDep, binding_id: BindingId, 
                                 prepare=lambda: bindings.confirm_at_hub(ctx, claims, binding_id), status=200)
 
 
-@router.delete("/bindings/{binding_id}")
+@router.delete("/bindings/{binding_id:id}")  # :id, so that "B1:confirm" is no binding id (shared/openapi.py)
 async def end_binding(request: Request, ctx: CtxDep, binding_id: BindingId, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow, snapshot: bindings.record_change(ctx, uow, snapshot),
@@ -94,12 +101,16 @@ def json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]
 
 
 
-@router.post("/transfers", status_code=202, openapi_extra=json_body(["binding_id", "amount_fen"], {
+@router.post("/transfers", status_code=202, responses={
+    403: refusal("STEP_UP_REQUIRED"), 404: refusal("BINDING_NOT_FOUND"),
+    422: refusal("TRANSFER_LIMIT_DAILY", "TRANSFER_LIMIT_AMOUNT", "TRANSFER_QUIET_HOURS", "INSUFFICIENT_FUNDS",
+                 "BINDING_NOT_ACTIVE", "WALLET_NOT_OPEN")},
+             openapi_extra=json_body(["binding_id", "amount_fen"], {
     "binding_id": BINDING_ID_SCHEMA,
     "amount_fen": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN}}))
 async def send_transfer(request: Request, ctx: CtxDep, body: Annotated[dict[str, Any], Body()],
                         claims: CitizenDep) -> Response:
-    bounded_amount(body.get("amount_fen"), "amount_fen")
+    body["amount_fen"] = bounded_amount(body.get("amount_fen"), "amount_fen")
     binding_id = body.get("binding_id")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
@@ -115,14 +126,15 @@ async def accept_transfer(request: Request, ctx: CtxDep, transfer_id: str, claim
                                 lambda uow: transfers.accept_transfer(ctx, uow, claims, transfer_id), status=200)
 
 
-@router.get("/transfers/{transfer_id}")
+@router.get("/transfers/{transfer_id:id}")  # not "T1:accept" (shared/openapi.py)
 async def get_transfer(ctx: CtxDep, transfer_id: str, claims: CitizenDep) -> dict[str, Any]:
     async with ReadView(ctx.db) as view:
         return await transfers.get_transfer(view, claims.psn_no, transfer_id)
 
 
 @router.get("/transfers")
-async def list_transfers(ctx: CtxDep, claims: CitizenDep, role: Annotated[str, Query()] = "sent"
+async def list_transfers(ctx: CtxDep, claims: CitizenDep,  # role: the use case's VALIDATION_ERROR, documented
+                         role: Annotated[str, Query(json_schema_extra={"enum": ["sent", "received"]})] = "sent"
                          ) -> list[dict[str, Any]]:
     async with ReadView(ctx.db) as view:
         return await transfers.list_transfers(view, claims.psn_no, role)

@@ -15,6 +15,7 @@ from services.province_node.service_layer.bindings import ID_NO_PATTERN
 from services.province_node.service_layer.counter import CLERK_ID_PATTERN
 from services.province_node.service_layer.sms_confirmation import PHONE_PATTERN
 from shared.idempotency import run_idempotent
+from shared.openapi import refusal
 from shared.web import bearer_token, require_operator, require_static_token
 
 router = APIRouter(tags=["confirmation"])
@@ -90,7 +91,9 @@ async def create_clerk(request: Request, ctx: CtxDep, body: ClerkCreate) -> Resp
                                 lambda uow: counter.create_clerk(ctx, uow, body.clerk_id, body.name), status=201)
 
 
-@router.post("/v1/counter/bindings/{binding_id}:confirm", responses=refusals(401, 403, 404, 409, 422, 503))
+@router.post("/v1/counter/bindings/{binding_id}:confirm", responses={
+    **refusals(401, 403, 409, 503), 404: refusal("BINDING_NOT_FOUND", when="no binding awaits this person's consent"),
+    422: refusal("INVALID_ID_NO", when="a wrong check digit")})
 async def counter_confirm(request: Request, ctx: CtxDep, body: CounterConfirm,
                           binding_id: Annotated[str, BINDING_ID], clerk_id: ClerkDep) -> Response:
     return await run_idempotent(request, ctx.db, f"clerk|{clerk_id}",

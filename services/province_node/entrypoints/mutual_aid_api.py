@@ -17,17 +17,21 @@ from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservatio
 from shared.db import in_unit_of_work
 from shared.idempotency import run_idempotent
 from shared.money import MAX_AMOUNT_FEN
+from shared.openapi import refusal
 from shared.web import require_internal
 
 router = APIRouter(tags=["citizen"])
 internal_router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_internal)])
 
 
-@router.put("/v1/bindings/{binding_id}/quota", openapi_extra=json_body(["annual_quota_fen"], {
-    "annual_quota_fen": {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}}))
+@router.put("/v1/bindings/{binding_id}/quota", responses={
+    403: refusal("STEP_UP_REQUIRED"), 404: refusal("BINDING_NOT_FOUND"),
+    422: refusal("BINDING_NOT_ACTIVE", "INSUFFICIENT_FUNDS", "QUOTA_CLOSED")},
+            openapi_extra=json_body(["annual_quota_fen"], {
+                "annual_quota_fen": {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}}))
 async def set_quota(request: Request, ctx: CtxDep, binding_id: BindingId, body: Annotated[dict[str, Any], Body()],
                     claims: CitizenDep) -> Response:
-    bounded_amount(body.get("annual_quota_fen"), "annual_quota_fen")
+    body["annual_quota_fen"] = bounded_amount(body.get("annual_quota_fen"), "annual_quota_fen")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
         binding_freshness.fresh(ctx, lambda uow: quotas.set_quota(ctx, uow, claims, binding_id,
@@ -35,9 +39,12 @@ async def set_quota(request: Request, ctx: CtxDep, binding_id: BindingId, body: 
         prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id), status=200)
 
 
-@router.post("/v1/premiums", status_code=201)
+@router.post("/v1/premiums", status_code=201, responses={
+    404: refusal("PERSON_NOT_FOUND", "QUOTA_NOT_FOUND"), 409: refusal("PREMIUM_ALREADY_PAID"),
+    422: refusal("INVALID_ID_NO", "PREMIUM_NOT_RESIDENT", "WALLET_NOT_OPEN", "INSUFFICIENT_FUNDS", "BINDING_NOT_ACTIVE",
+                 when="a wrong check digit; the rules")})
 async def pay_premium(request: Request, ctx: CtxDep, body: PremiumRequest, claims: CitizenDep) -> Response:
-    bounded_amount(body.amount_fen, "amount_fen")
+    body.amount_fen = bounded_amount(body.amount_fen, "amount_fen")
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
         lambda uow, reservation: premiums.pay(ctx, uow, claims, body, reservation),

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.province_node.adapters.medical_tables import FilingRow
 from services.province_node.domain.errors import DomainError, NotFound
@@ -22,13 +22,23 @@ from shared.tables import table
 FILINGS = table(FilingRow)
 
 
+def _day_text(value: object) -> object:
+    """A day is the text YYYY-MM-DD (its schema: a string, format date), never a number of seconds."""
+    if not isinstance(value, str | date):
+        raise ValueError("a date is the text YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day_text)]
+
+
 class FilingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mdtrtarea_admdvs: str = Field(pattern=r"^[1-9][0-9]{5}$", description="a province or a city (6 digits)")
     kind: Literal["resident", "temporary"]
-    begndate: date
-    enddate: date | None = None
+    begndate: Day
+    enddate: Day | None = None
 
 
 def _view(row: Any) -> dict[str, Any]:

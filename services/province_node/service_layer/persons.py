@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.tables import Person
@@ -31,6 +31,7 @@ from shared.ids import (
     name_hash,
     normalize_id_no,
 )
+from shared.money import MAX_AMOUNT_FEN, whole_number
 from shared.tables import table
 
 PERSONS = table(Person)
@@ -55,8 +56,11 @@ class ImportRequest(BaseModel):
 
 
 class MonthlyCredit(BaseModel):
-    id_no: str
-    amount_fen: int = Field(gt=0, strict=True)
+    # The ID's check digit is the use case's (INVALID_ID_NO), the bound the entrypoint's (INVALID_AMOUNT): both in
+    # the schema. A whole JSON number (`500.0`) is the integer its schema admits.
+    id_no: str = Field(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})
+    amount_fen: Annotated[int, BeforeValidator(whole_number)] = Field(gt=0, strict=True,
+                                                                      json_schema_extra={"maximum": MAX_AMOUNT_FEN})
 
 
 class MonthlyCreditRequest(BaseModel):

@@ -30,6 +30,7 @@ from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservatio
 from shared.contracts.mutual_aid_events import PremiumPaid
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.ids import InvalidIdNo, id_hash
+from shared.money import MAX_AMOUNT_FEN
 from shared.outbox import emit
 from shared.tables import table
 from shared.tokens import Claims
@@ -40,11 +41,15 @@ log = logging.getLogger("yibao.node.premiums")
 
 
 class PremiumRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # What the use case checks with its own codes (INVALID_ID_NO, INVALID_AMOUNT, VALIDATION_ERROR for a quota
+    # payment without its binding), written into the schema (API.md "Conventions": the document tells the truth).
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "if": {"properties": {"payer": {"const": "quota"}}, "required": ["payer"]},
+        "then": {"required": ["binding_id"], "properties": {"binding_id": {"type": "string", "minLength": 1}}}})
 
-    beneficiary_id_no: str
+    beneficiary_id_no: str = Field(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})
     year: int = Field(ge=2000, le=2100)
-    amount_fen: Any
+    amount_fen: Any = Field(json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN})
     payer: Literal["wallet", "quota"]
     binding_id: str | None = None
 
