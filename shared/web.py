@@ -338,7 +338,8 @@ def add_operational_routes(app: FastAPI, registry: CollectorRegistry, readiness:
                 body.update(details)  # e.g. consumer_lag: what the operator console's overview shows
         return ORJSONResponse(body)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=Response, responses={200: {  # Prometheus text, not JSON
+        "description": "Prometheus text exposition", "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

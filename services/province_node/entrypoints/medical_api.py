@@ -20,6 +20,8 @@ from services.province_node.service_layer.filings import FilingCreate
 from shared.contracts.medical_api import MedicalCall, MedicalResult
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
+from shared.money import MAX_AMOUNT_FEN
+from shared.openapi import decimal_schema, json_body, refusal
 from shared.web import ApiError, FastDoc, FastRoute, parse_body, require_operator
 
 router = APIRouter(tags=["medical"])
@@ -36,9 +38,27 @@ async def get_policy(ctx: CtxDep) -> dict[str, Any]:
     return {"admdvs": ctx.admdvs, **policy.to_json()}
 
 
+def _ratio() -> dict[str, Any]:
+    schema: dict[str, Any] = {}
+    decimal_schema(4, 1, numbers=False)(schema)  # parse_ratio: text of at most 4 decimals in [0, 1], or 0 or 1
+    return schema
+
+
+_AMOUNT = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT_FEN}
+# What MedicalPolicy.from_json takes (its refusals are INVALID_POLICY), written down.
+POLICY_SCHEMA = {"type": "object", "required": ["rules"], "properties": {
+    "rules": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["insutype", "setting", "hosp_lv", "deductible_fen", "ratio", "annual_cap_fen"],
+        "properties": {"insutype": {"enum": ["310", "390", 310, 390]},
+                       "setting": {"enum": ["outpatient", "inpatient"]},
+                       "hosp_lv": {"enum": ["1", "2", "3", 1, 2, 3]},
+                       "deductible_fen": _AMOUNT, "ratio": _ratio(), "annual_cap_fen": _AMOUNT}}},
+    "unfiled_ratio_cut": _ratio()}}
+
+
 @router.put("/v1/admin/medical-policy", dependencies=[Depends(require_operator)],
-            responses={422: {"description": "INVALID_POLICY: a ratio outside [0, 1], a negative amount, a rule "
-                                            "twice"}})
+            openapi_extra=json_body(POLICY_SCHEMA),
+            responses={422: refusal("INVALID_POLICY", when="two rules for the same insutype, setting and hosp_lv")})
 async def put_policy(request: Request, ctx: CtxDep,
                      body: Annotated[dict[str, Any], Body(examples=[_POLICY_EXAMPLE])]) -> Response:
     """Replace the policy; it applies to settlements after this answer (each rule: insutype 310|390, setting
@@ -51,7 +71,8 @@ async def put_policy(request: Request, ctx: CtxDep,
                                 status=200)
 
 
-@router.post("/v1/filings", status_code=201)
+@router.post("/v1/filings", status_code=201, responses={422: refusal(
+    "INVALID_FILING", "INSURANCE_ENDED", when="enddate before begndate, a place in the home province")})
 async def create_filing(request: Request, ctx: CtxDep, body: FilingCreate, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
                                 lambda uow: filings.create_filing(ctx, uow, claims.psn_no, body), status=201)
