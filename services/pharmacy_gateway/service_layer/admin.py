@@ -10,47 +10,34 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.pharmacy_gateway.domain.tif_auth import paas_token_for
-from services.pharmacy_gateway.domain.wire import FIXMEDINS_CODE_SHAPE
 from services.pharmacy_gateway.service_layer import medical_admin
 from services.pharmacy_gateway.service_layer.context import CATALOGUE, INSTITUTIONS, GatewayContext
 from shared.db import UnitOfWork
-from shared.money import MAX_WIRE_YUAN
-from shared.openapi import decimal_schema
+
+Kind = Literal["pharmacy", "hospital", "clinic"]
 
 
-class InstitutionRegistration(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+@dataclass(frozen=True)
+class Registration:
+    """`POST /v1/admin/institutions` (entrypoints/admin_api.InstitutionRegistration)."""
+    fixmedins_code: str
+    fixmedins_name: str
+    admdvs: str
+    kind: Kind  # hospitals and clinics send 22xx-24xx, pharmacies 2101-2103
+    hosp_lv: Literal["1", "2", "3"]
 
-    fixmedins_code: str = Field(pattern=FIXMEDINS_CODE_SHAPE.pattern)
-    fixmedins_name: str = Field(min_length=1, max_length=100)
-    admdvs: str = Field(pattern=r"^[0-9]{6}$")
-    # Hospitals and clinics (API.md "Medical institutions"): they send 22xx-24xx, pharmacies 2101-2103.
-    kind: Literal["pharmacy", "hospital", "clinic"] = "pharmacy"
-    hosp_lv: Literal["1", "2", "3"] = "1"
 
-
-class CatalogueEntry(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    med_list_codg: str = Field(min_length=1, max_length=50)
-    name: str = Field(min_length=1, max_length=200)
+@dataclass(frozen=True)
+class CatalogueItem:
+    """One entry of `POST /v1/admin/catalogue:import` (entrypoints/admin_api.CatalogueEntry)."""
+    med_list_codg: str
+    name: str
     category: Literal["drug", "device", "service", "daily_goods"]
-    # For hospitals and clinics (API.md "Medical institutions"): 甲/乙/丙 class, 乙类 first self-pay share,
-    # price ceiling in yuan per unit (at most two decimals).
-    chrgitm_lv: Literal["01", "02", "03"] = "01"
-    selfpay_prop: Decimal = Field(default=Decimal(0), ge=0, le=1, decimal_places=4,
-                                  json_schema_extra=decimal_schema(4, 1))
-    pric_uplmt_amt: Decimal | None = Field(default=None, ge=0, le=MAX_WIRE_YUAN, decimal_places=2,
-                                           json_schema_extra=decimal_schema(2, MAX_WIRE_YUAN))
-
-
-class CatalogueImport(BaseModel):
-    items: list[CatalogueEntry] = Field(min_length=1, max_length=20000)
-    # A province code: entries for treatment in that province (就医地目录); absent: national entries.
-    admdvs: str | None = Field(default=None, pattern=r"^[1-9][0-9]0000$")
+    chrgitm_lv: Literal["01", "02", "03"]  # 甲/乙/丙 class (hospitals and clinics)
+    selfpay_prop: Decimal  # 乙类 first self-pay share
+    pric_uplmt_amt: Decimal | None  # price ceiling in yuan per unit
 
 
 def token_hash(paas_token: str) -> str:
@@ -63,7 +50,7 @@ class Registered:
     created: bool  # False: registered again (new credentials, the old paas_id stops working)
 
 
-async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: InstitutionRegistration) -> Registered:
+async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: Registration) -> Registered:
     """New credentials on every registration: registering an institution again rotates them (the old paas_id
     stops working at once). Replays of the same Idempotency-Key get the same answer (run_idempotent)."""
     paas_id = "PAAS" + uuid.uuid4().hex.upper()
@@ -84,14 +71,15 @@ async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: Insti
         created=existing is None)
 
 
-async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: CatalogueImport) -> dict[str, Any]:
+async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, admdvs: str | None,
+                           items: list[CatalogueItem]) -> dict[str, Any]:
     """Upsert by med_list_codg; the last entry wins when a code repeats in one import. With `admdvs` the entries
     are for treatment in that province only (the medical catalogue), else national (both catalogues)."""
     now = ctx.clock.now()
-    entries = {entry.med_list_codg: entry for entry in body.items}
-    await medical_admin.import_medical_entries(ctx, uow, body.admdvs, list(entries.values()))
-    if body.admdvs is not None:
-        return {"imported": len(entries), "admdvs": body.admdvs, "by_category": _by_category(entries)}
+    entries = {entry.med_list_codg: entry for entry in items}
+    await medical_admin.import_medical_entries(ctx, uow, admdvs, list(entries.values()))
+    if admdvs is not None:
+        return {"imported": len(entries), "admdvs": admdvs, "by_category": _by_category(entries)}
     known = set((await uow.execute(sa.select(CATALOGUE.c.med_list_codg).where(
         CATALOGUE.c.med_list_codg.in_(list(entries))))).scalars())
     for code, entry in entries.items():
@@ -103,7 +91,7 @@ async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, body: Catalogue
     return {"imported": len(entries), "by_category": _by_category(entries)}
 
 
-def _by_category(entries: dict[str, CatalogueEntry]) -> dict[str, int]:
+def _by_category(entries: dict[str, CatalogueItem]) -> dict[str, int]:
     by_category: dict[str, int] = {}
     for entry in entries.values():
         by_category[entry.category] = by_category.get(entry.category, 0) + 1

@@ -13,7 +13,7 @@ from shared.db import ReadView, UnitOfWork
 from shared.money import yuan_to_fen
 
 if TYPE_CHECKING:
-    from services.pharmacy_gateway.service_layer.admin import CatalogueEntry
+    from services.pharmacy_gateway.service_layer.admin import CatalogueItem
 
 
 async def record_profile(ctx: GatewayContext, uow: UnitOfWork, fixmedins_code: str, kind: str, hosp_lv: str) -> None:
@@ -26,7 +26,7 @@ async def record_profile(ctx: GatewayContext, uow: UnitOfWork, fixmedins_code: s
 
 
 async def import_medical_entries(ctx: GatewayContext, uow: UnitOfWork, admdvs: str | None,
-                                 entries: list[CatalogueEntry]) -> None:
+                                 entries: list[CatalogueItem]) -> None:
     scope = admdvs or NATIONAL_SCOPE
     now = ctx.clock.now()
     codes = [entry.med_list_codg for entry in entries]
