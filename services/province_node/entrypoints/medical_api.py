@@ -4,10 +4,12 @@ filings (citizen, API.md "Filings"), and the internal medical API the gateway ca
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.datastructures import Headers
 
 from services.province_node.domain.medical_policy import MedicalPolicy, PolicyInvalid
@@ -16,7 +18,7 @@ from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.entrypoints.pos_api import internal_only
 from services.province_node.service_layer import filings, medical
 from services.province_node.service_layer.context import NodeContext
-from services.province_node.service_layer.filings import FilingCreate
+from services.province_node.service_layer.filings import FilingRequest
 from shared.contracts.medical_api import MedicalCall, MedicalResult
 from shared.db import ReadView, in_unit_of_work
 from shared.idempotency import run_idempotent
@@ -25,6 +27,25 @@ from shared.openapi import decimal_schema, json_body, refusal
 from shared.web import ApiError, FastDoc, FastRoute, parse_body, require_operator
 
 router = APIRouter(tags=["medical"])
+
+
+def _day_text(value: object) -> object:
+    """A day is the text YYYY-MM-DD (its schema: a string, format date), never a number of seconds."""
+    if not isinstance(value, str | date):
+        raise ValueError("a date is the text YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day_text)]
+
+
+class FilingCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mdtrtarea_admdvs: str = Field(pattern=r"^[1-9][0-9]{5}$", description="a province or a city (6 digits)")
+    kind: Literal["resident", "temporary"]
+    begndate: Day
+    enddate: Day | None = None
 
 _POLICY_EXAMPLE = {"rules": [{"insutype": "310", "setting": "inpatient", "hosp_lv": "3", "deductible_fen": 80000,
                               "ratio": "0.85", "annual_cap_fen": 50000000}], "unfiled_ratio_cut": "0.10"}
@@ -75,7 +96,8 @@ async def put_policy(request: Request, ctx: CtxDep,
     "INVALID_FILING", "INSURANCE_ENDED", when="enddate before begndate, a place in the home province")})
 async def create_filing(request: Request, ctx: CtxDep, body: FilingCreate, claims: CitizenDep) -> Response:
     return await run_idempotent(request, ctx.db, claims.psn_no,
-                                lambda uow: filings.create_filing(ctx, uow, claims.psn_no, body), status=201)
+                                lambda uow: filings.create_filing(ctx, uow, claims.psn_no, FilingRequest(
+                                    **body.model_dump())), status=201)
 
 
 @router.get("/v1/filings")

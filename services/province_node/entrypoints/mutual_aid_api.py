@@ -3,16 +3,17 @@ hub forwards to the beneficiary's node."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.entrypoints.auth import CitizenDep
 from services.province_node.entrypoints.citizen_api import BindingId, bounded_amount, json_body
 from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import binding_freshness, premiums, quotas
-from services.province_node.service_layer.premiums import PremiumRequest
+from services.province_node.service_layer.premiums import PremiumPaymentRequest
 from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservationRequest
 from shared.db import in_unit_of_work
 from shared.idempotency import run_idempotent
@@ -21,6 +22,22 @@ from shared.openapi import refusal
 from shared.web import require_internal
 
 router = APIRouter(tags=["citizen"])
+
+
+class PremiumRequest(BaseModel):
+    # What the use case checks with its own codes (INVALID_ID_NO, INVALID_AMOUNT, VALIDATION_ERROR for a quota
+    # payment without its binding), written into the schema (API.md "Conventions": the document tells the truth).
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "if": {"properties": {"payer": {"const": "quota"}}, "required": ["payer"]},
+        "then": {"required": ["binding_id"], "properties": {"binding_id": {"type": "string", "minLength": 1}}}})
+
+    beneficiary_id_no: str = Field(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})
+    year: int = Field(ge=2000, le=2100)
+    amount_fen: Any = Field(json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN})
+    payer: Literal["wallet", "quota"]
+    binding_id: str | None = None
+
+
 internal_router = APIRouter(prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_internal)])
 
 
@@ -45,10 +62,11 @@ async def set_quota(request: Request, ctx: CtxDep, binding_id: BindingId, body: 
                  when="a wrong check digit; the rules")})
 async def pay_premium(request: Request, ctx: CtxDep, body: PremiumRequest, claims: CitizenDep) -> Response:
     body.amount_fen = bounded_amount(body.amount_fen, "amount_fen")
+    command = PremiumPaymentRequest(**body.model_dump())
     return await run_idempotent(
         request, ctx.db, claims.psn_no,
-        lambda uow, reservation: premiums.pay(ctx, uow, claims, body, reservation),
-        prepare=lambda: premiums.prepare(ctx, claims, body, request.headers.get("idempotency-key")), status=201)
+        lambda uow, reservation: premiums.pay(ctx, uow, claims, command, reservation),
+        prepare=lambda: premiums.prepare(ctx, claims, command, request.headers.get("idempotency-key")), status=201)
 
 
 

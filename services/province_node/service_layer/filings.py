@@ -5,11 +5,11 @@ policy, without the `unfiled_ratio_cut` (service_layer/medical.py reads them at 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.province_node.adapters.medical_tables import FilingRow
 from services.province_node.domain.errors import DomainError, NotFound
@@ -22,23 +22,13 @@ from shared.tables import table
 FILINGS = table(FilingRow)
 
 
-def _day_text(value: object) -> object:
-    """A day is the text YYYY-MM-DD (its schema: a string, format date), never a number of seconds."""
-    if not isinstance(value, str | date):
-        raise ValueError("a date is the text YYYY-MM-DD")
-    return value
-
-
-Day = Annotated[date, BeforeValidator(_day_text)]
-
-
-class FilingCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mdtrtarea_admdvs: str = Field(pattern=r"^[1-9][0-9]{5}$", description="a province or a city (6 digits)")
+@dataclass(frozen=True)
+class FilingRequest:
+    """`POST /v1/filings` (entrypoints/medical_api.FilingCreate): where, which kind, from when until when."""
+    mdtrtarea_admdvs: str
     kind: Literal["resident", "temporary"]
-    begndate: Day
-    enddate: Day | None = None
+    begndate: date
+    enddate: date | None
 
 
 def _view(row: Any) -> dict[str, Any]:
@@ -48,7 +38,7 @@ def _view(row: Any) -> dict[str, Any]:
             "created_at": row.created_at.isoformat(), "ended_at": row.ended_at.isoformat() if row.ended_at else None}
 
 
-async def create_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, body: FilingCreate) -> dict[str, Any]:
+async def create_filing(ctx: NodeContext, uow: UnitOfWork, psn_no: str, body: FilingRequest) -> dict[str, Any]:
     person = await person_by_psn_no(uow, psn_no)
     if not person.insured:
         raise DomainError("INSURANCE_ENDED", "this person's insurance has ended")

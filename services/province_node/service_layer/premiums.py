@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.mutual_aid_tables import PremiumPayment
@@ -30,7 +30,6 @@ from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservatio
 from shared.contracts.mutual_aid_events import PremiumPaid
 from shared.db import ReadView, UnitOfWork, for_update
 from shared.ids import InvalidIdNo, id_hash
-from shared.money import MAX_AMOUNT_FEN
 from shared.outbox import emit
 from shared.tables import table
 from shared.tokens import Claims
@@ -40,18 +39,14 @@ PAYMENTS = table(PremiumPayment)
 log = logging.getLogger("yibao.node.premiums")
 
 
-class PremiumRequest(BaseModel):
-    # What the use case checks with its own codes (INVALID_ID_NO, INVALID_AMOUNT, VALIDATION_ERROR for a quota
-    # payment without its binding), written into the schema (API.md "Conventions": the document tells the truth).
-    model_config = ConfigDict(extra="ignore", json_schema_extra={
-        "if": {"properties": {"payer": {"const": "quota"}}, "required": ["payer"]},
-        "then": {"required": ["binding_id"], "properties": {"binding_id": {"type": "string", "minLength": 1}}}})
-
-    beneficiary_id_no: str = Field(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})
-    year: int = Field(ge=2000, le=2100)
-    amount_fen: Any = Field(json_schema_extra={"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_FEN})
+@dataclass(frozen=True)
+class PremiumPaymentRequest:
+    """`POST /v1/premiums` (entrypoints/mutual_aid_api.PremiumRequest); the amount as it came (checked here)."""
+    beneficiary_id_no: str
+    year: int
+    amount_fen: Any
     payer: Literal["wallet", "quota"]
-    binding_id: str | None = None
+    binding_id: str | None
 
 
 def _amount(value: Any) -> int:
@@ -74,7 +69,7 @@ def payment_id_for(principal: str, idempotency_key: str | None) -> str:
     return "P" + hashlib.sha256(f"{principal}|{idempotency_key}".encode()).hexdigest()[:32]
 
 
-async def prepare(ctx: NodeContext, claims: Claims, body: PremiumRequest,
+async def prepare(ctx: NodeContext, claims: Claims, body: PremiumPaymentRequest,
                   idempotency_key: str | None) -> PremiumReservation:
     """Outside the write lock: the synchronous part through the hub (reserve the slot, or pay from quota)."""
     amount_fen = _amount(body.amount_fen)
@@ -101,7 +96,7 @@ async def prepare(ctx: NodeContext, claims: Claims, body: PremiumRequest,
     return reservation
 
 
-async def pay(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: PremiumRequest,
+async def pay(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: PremiumPaymentRequest,
               reservation: PremiumReservation) -> dict[str, Any]:
     now = ctx.clock.now()
     if body.payer == "quota":
