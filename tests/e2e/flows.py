@@ -135,6 +135,30 @@ async def wait_transfer(client: FederationClient, session: Session, transfer_id:
     raise AssertionError(f"transfer {transfer_id} stuck: {last}")
 
 
+async def hub_hops(client: FederationClient, transfer_id: str) -> list[str]:
+    """A transfer's hops as the hub's trace lists them (GET /v1/ops/transfers/{id}/trace); none before the hub
+    has heard of it."""
+    response = await client.http.get(f"{client.hub_url()}/v1/ops/transfers/{transfer_id}/trace",
+                                     headers={"authorization": f"Bearer {client.operator_token}"})
+    if response.status_code == 404:
+        return []
+    assert response.status_code == 200, response.text
+    return [hop["hop"] for hop in response.json()["hops"]]
+
+
+async def hub_has_hop(client: FederationClient, transfer_id: str, hop: str) -> bool:
+    return hop in await hub_hops(client, transfer_id)
+
+
+async def hub_heard_every_answer(client: FederationClient, transfer_id: str) -> bool:
+    """The hub decided the transfer, and the destination answered everything the hub asked it (the credit, and
+    each cancel): no answer about the transfer is still on its way."""
+    hops = await hub_hops(client, transfer_id)
+    asked = 1 + sum(hop.endswith("_CANCEL_REQUESTED") for hop in hops)
+    answered = sum(hop.startswith("DESTINATION_") for hop in hops)
+    return answered >= asked and any(hop.startswith("DECIDED_") for hop in hops)
+
+
 async def me(client: FederationClient, session: Session) -> dict[str, Any]:
     response = await client.call(session, "GET", "/v1/me")
     assert response.status_code == 200, response.text

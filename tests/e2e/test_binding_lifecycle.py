@@ -8,7 +8,6 @@ tests/integration/test_lifecycle_flows.py."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import uuid
 from typing import Any
@@ -24,7 +23,11 @@ from tests.e2e.flows import (
     bind,
     bound_pair,
     enrol,
+    eventually,
     face_login,
+    hub_has_hop,
+    hub_heard_every_answer,
+    hub_hops,
     me,
     money_totals,
     notices,
@@ -184,7 +187,8 @@ async def test_a_transfer_in_flight_when_its_binding_ends_is_settled_exactly_onc
     supervisor.signal_service(federation.home, "node-620000", signal.SIGTERM)
     try:
         accepted = await send(client, pair, 25_000)
-        await asyncio.sleep(1.0)  # the hub routes it towards the stopped node
+        await eventually(lambda: hub_has_hop(client, accepted["transfer_id"], "ROUTING"),
+                         "the hub routes it towards the stopped node")
         ended = await client.call(pair.giver_session, "DELETE", f"/v1/bindings/{pair.binding_id}",
                                   idempotency_key=uuid.uuid4().hex)
         assert ended.status_code == 200, ended.text
@@ -201,7 +205,10 @@ async def test_a_transfer_in_flight_when_its_binding_ends_is_settled_exactly_onc
     else:  # it had credited first: the cancel was answered CREDITED
         assert done["state"] == "CREDITED"
         assert (wallet_fen, giver_fen) == (25_000, giver_start - 25_000)
-    await asyncio.sleep(1.0)  # any second answer would have arrived by now
+    await eventually(lambda: hub_heard_every_answer(client, accepted["transfer_id"]),
+                     "the destination answers the credit and the cancel")
+    hops = await hub_hops(client, accepted["transfer_id"])
+    assert [hop for hop in hops if hop.startswith("DECIDED_")] == [f"DECIDED_{done['state']}"], hops
     again = await client.call(pair.giver_session, "GET", f"/v1/transfers/{accepted['transfer_id']}")
     assert again.json()["state"] == done["state"]
     after = await money_totals(client, federation)
@@ -216,7 +223,7 @@ async def test_a_fourth_transfer_in_a_day_is_refused(federation: Federation, cli
     pair = await bound_pair(client, "640100", "620100")
     for _ in range(3):
         accepted = await send(client, pair, 100)
-        await wait_transfer(client, pair.giver_session, accepted["transfer_id"])
+        assert (await wait_transfer(client, pair.giver_session, accepted["transfer_id"]))["state"] == "CREDITED"
     await refused_changes_nothing(client, federation, pair, lambda: transfer(client, pair, 100), 422,
                                   "TRANSFER_LIMIT_DAILY")
 

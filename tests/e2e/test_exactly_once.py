@@ -3,7 +3,6 @@ refunded once, and the money in the federation is unchanged."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from launcher import supervisor
 from launcher.client import FederationClient
 from tests.conftest import TEST_TRANSFER_TIMEOUT_S, Federation
-from tests.e2e.flows import bound_pair, me, money_totals, send, wait_transfer
+from tests.e2e.flows import bound_pair, eventually, hub_has_hop, me, money_totals, send, wait_transfer
 
 pytestmark = pytest.mark.federation
 
@@ -22,7 +21,8 @@ async def test_destination_down_receives_the_transfer_when_it_comes_back(
     supervisor.signal_service(federation.home, "node-620000", signal.SIGTERM)
     try:
         accepted = await send(client, pair, 20_000)
-        await asyncio.sleep(1.0)
+        await eventually(lambda: hub_has_hop(client, accepted["transfer_id"], "ROUTING"),
+                         "the hub routes it towards the stopped node")
         pending = await client.call(pair.giver_session, "GET", f"/v1/transfers/{accepted['transfer_id']}")
         assert pending.json()["state"] == "ACCEPTED"
     finally:
@@ -60,7 +60,8 @@ async def test_timeout_refunds_once_and_destination_never_credits_late(
     try:
         accepted = await send(client, pair, 40_000)
         # The hub's timeout passes while the destination is down: it asks for a cancel and waits for the answer.
-        await asyncio.sleep(TEST_TRANSFER_TIMEOUT_S + 2)
+        await eventually(lambda: hub_has_hop(client, accepted["transfer_id"], "TIMEOUT_CANCEL_REQUESTED"),
+                         "the hub's timeout passes", timeout_s=TEST_TRANSFER_TIMEOUT_S + 15)
         still = await client.call(pair.giver_session, "GET", f"/v1/transfers/{accepted['transfer_id']}")
         assert still.json()["state"] == "ACCEPTED"  # never refunded before the destination promised not to credit
     finally:

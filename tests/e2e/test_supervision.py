@@ -444,7 +444,13 @@ async def test_thousands_of_transfers_then_every_chain_verifies(federation: Fede
     report = await bench._run(200, 10, Console(quiet=True))
     assert report["final_states"] == {"CREDITED": report["sent"]} and report["sent"] >= 2_000, report
     assert report["money"]["conserved"], report["money"]
-    await asyncio.sleep(6)  # a checkpoint round after the last transfer
+    heads = {row["service"]: row["head_seq"] for row in await ops_json(client, federation, "/audit")}
+
+    async def checkpointed_past_the_load() -> bool:
+        now = {row["service"]: row for row in await ops_json(client, federation, "/audit")}
+        return all((now[service]["last_checkpoint_seq"] or 0) >= (head_seq or 0) for service, head_seq in heads.items())
+
+    await eventually(checkpointed_past_the_load, "a checkpoint round after the last transfer", timeout_s=15)
     results = await verify(client, federation)
     assert all(row["ok"] for row in results.values()), results
     assert results["node-640000"]["entries_checked"] > 4_000 and results["hub"]["entries_checked"] > 4_000

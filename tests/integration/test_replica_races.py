@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.requests import Request
 
 from services.national_hub.service_layer import bindings as hub_bindings
@@ -75,8 +77,12 @@ from tests.support.stories import (
 )
 from tests.support.wire import Wired, consumer_accepts
 
-# How long the second task gets to reach the database (and block there, or finish) before the first goes on.
-SECOND_TASK_HEAD_START_S = 0.3
+# The longest the second task is given to reach the database (and block there, or finish) before the first
+# goes on: a second task that blocks on nothing in PostgreSQL goes on when it gets there.
+SECOND_TASK_HEAD_START_MAX_S = 5.0
+# Backends of this database waiting for a lock, not counting the one asking.
+_LOCK_WAITERS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
 RACE_TIMEOUT_S = 30.0
 PHARMACY = "P51010000001"
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -162,10 +168,28 @@ async def race(gate: Gate, first: Coroutine[Any, Any, Any], second: Coroutine[An
         raise AssertionError(f"the first task ended without reaching the gate: {first_task.result()!r}")
     assert gate.reached.is_set(), "the first task never reached the gate"
     second_task = asyncio.ensure_future(second)
-    await asyncio.sleep(SECOND_TASK_HEAD_START_S)
+    await until_blocked_in_postgresql(1, second_task)
     gate.release.set()
     done = await asyncio.wait_for(asyncio.gather(first_task, second_task, return_exceptions=True), RACE_TIMEOUT_S)
     return list(done)
+
+
+async def until_blocked_in_postgresql(waiters: int, *tasks: asyncio.Future[Any],
+                                      statement: sa.TextClause = _LOCK_WAITERS) -> None:
+    """Poll until `waiters` backends wait for a lock in PostgreSQL (`statement` counts them) or every task is
+    done; at most SECOND_TASK_HEAD_START_MAX_S. (Another test's lock waits in the same database would end
+    this early: the race then runs with less of a head start, as it would on a fast machine.)"""
+    engine = create_async_engine(os.environ["YIBAO_TEST_POSTGRES_URL"])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SECOND_TASK_HEAD_START_MAX_S
+    try:
+        while loop.time() < deadline and not all(task.done() for task in tasks):
+            async with engine.connect() as connection:
+                if (await connection.execute(statement)).scalar_one() >= waiters:
+                    return
+            await asyncio.sleep(0.01)
+    finally:
+        await engine.dispose()
 
 
 async def committed(db: Database, work: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:
@@ -535,7 +559,10 @@ async def test_two_window_closes_on_two_hub_replicas_net_each_obligation_once(pg
         await blocker.execute(sa.text(f'LOCK TABLE "{windows_t.name}" IN EXCLUSIVE MODE'))
         closes = [asyncio.ensure_future(committed(hub.db, functools.partial(hub_ops.close_current_window, hub)))
                   for hub in (hub_a, hub_b)]
-        await asyncio.sleep(SECOND_TASK_HEAD_START_S * 2)
+        # Both closes wait behind the blocker's table lock before it lets go.
+        await until_blocked_in_postgresql(2, *closes, statement=sa.text(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = CAST(:name AS regclass)").bindparams(
+            name=f'"{pg_fed.hub.db.schema}"."{windows_t.name}"'))
         await blocker.commit()
     answers = await asyncio.wait_for(asyncio.gather(*closes, return_exceptions=True), RACE_TIMEOUT_S)
     assert all(isinstance(answer, dict) and "window_id" in answer for answer in answers), answers
