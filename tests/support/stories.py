@@ -67,7 +67,7 @@ async def import_person(fed: InProcessFederation, admdvs: str, first17: str, nam
     raw: dict[str, Any] = {"id_no": id_no, "name": name, "phone": "13800138000", "insutype": insutype,
                            "pooling_admdvs": admdvs[:2] + "0100", "personal_account_fen": personal_account_fen,
                            "password": password, "face_image_b64": face_image_b64}
-    plan = await node_persons.prepare_import(ctx, node_persons.ImportRequest(persons=[raw]))
+    plan = await node_persons.prepare_import(ctx, [raw])
     body = await in_uow(ctx.db, lambda uow: node_persons.import_persons(ctx, uow, plan))
     assert body == {"imported": 1, "rejected": []}, body
     psn_no = node_persons.psn_no_for(admdvs, id_hash(ctx.settings.id_hash_key_bytes, id_no))
@@ -76,10 +76,9 @@ async def import_person(fed: InProcessFederation, admdvs: str, first17: str, nam
 
 async def import_kinship(fed: InProcessFederation, a: Person, b: Person, relation: str) -> None:
     """Operator import at the hub: `b` is `relation` of `a`."""
-    body = hub_directory.KinshipImport(relations=[
-        hub_directory.KinshipRelation(id_no_a=a.id_no, id_no_b=b.id_no, relation=relation)])
+    relations = [hub_directory.Relationship(id_no_a=a.id_no, id_no_b=b.id_no, relation=relation)]
     async with UnitOfWork(fed.hub.db) as uow:
-        await hub_directory.import_kinship(fed.hub, uow, body)
+        await hub_directory.import_kinship(fed.hub, uow, relations)
         await uow.commit()
 
 

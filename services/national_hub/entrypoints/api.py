@@ -3,12 +3,14 @@ the internal API the province nodes call (internal token)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.national_hub.domain.kinship import RELATIONS
 from services.national_hub.entrypoints.deps import CtxDep
 from services.national_hub.service_layer import (
     binding_push,
@@ -19,7 +21,7 @@ from services.national_hub.service_layer import (
     transfers,
 )
 from services.national_hub.service_layer.context import HubContext
-from services.national_hub.service_layer.directory import KinshipImport, SessionRequest
+from services.national_hub.service_layer.directory import ID_NO_SCHEMA, Relationship, SignIn
 from shared.contracts.internal_api import (
     BindingActionRequest,
     BindingCreateRequest,
@@ -42,6 +44,26 @@ admin = APIRouter(tags=["admin"])
 internal = APIRouter(prefix="/internal/v1", tags=["internal"])
 
 
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id_no: str = Field(json_schema_extra=ID_NO_SCHEMA)
+    name: str
+    method: Literal["password", "face"]
+    password: str | None = None
+    face_image_b64: str | None = None
+
+
+class KinshipRelation(BaseModel):
+    id_no_a: str = Field(json_schema_extra=ID_NO_SCHEMA)
+    id_no_b: str = Field(json_schema_extra=ID_NO_SCHEMA)
+    relation: str = Field(json_schema_extra={"enum": list(RELATIONS)})
+
+
+class KinshipImport(BaseModel):
+    relations: list[KinshipRelation]
+
+
 @public.post("/v1/identity/sessions", status_code=201, responses={
     401: refusal("AUTHENTICATION_FAILED"), 422: refusal("INVALID_ID_NO", when="a wrong check digit"),
     429: refusal("TOO_MANY_ATTEMPTS", when="5 failures for this ID number, or 30 from this address, in 15 minutes")})
@@ -52,7 +74,7 @@ async def open_session(request: Request, ctx: CtxDep, body: SessionRequest) -> d
     had_failures = await sign_in_throttle.refuse_if_blocked(ctx, subjects)
     try:
         async with ReadView(ctx.db) as view:
-            session = await directory.open_session(ctx, view, body)
+            session = await directory.open_session(ctx, view, SignIn(**body.model_dump()))
     except ApiError as refused:
         if refused.code == "AUTHENTICATION_FAILED":
             await sign_in_throttle.record_failure(ctx, subjects)
@@ -65,8 +87,9 @@ async def open_session(request: Request, ctx: CtxDep, body: SessionRequest) -> d
 @admin.post("/v1/admin/kinship:import", dependencies=[Depends(require_operator)], responses={422: refusal(
     "INVALID_ID_NO", "INVALID_RELATION", when="a wrong check digit; a person named as their own relative")})
 async def import_kinship(request: Request, ctx: CtxDep, body: KinshipImport) -> Response:
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: directory.import_kinship(ctx, uow, body),
-                                status=200)
+    relations = [Relationship(**relation.model_dump()) for relation in body.relations]
+    return await run_idempotent(request, ctx.db, "operator",
+                                lambda uow: directory.import_kinship(ctx, uow, relations), status=200)
 
 
 @admin.get("/v1/ops/transfers/{transfer_id}/trace", dependencies=[Depends(require_operator)])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from services.national_hub.adapters.tables import DirectoryPerson, KinshipFact
@@ -28,24 +28,22 @@ KINSHIP = table(KinshipFact)
 ID_NO_SCHEMA: JsonDict = {"pattern": r"^\s*\d{17}[\dXx]\s*$"}
 
 
-class SessionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id_no: str = Field(json_schema_extra=ID_NO_SCHEMA)
+@dataclass(frozen=True)
+class SignIn:
+    """`POST /v1/identity/sessions` (entrypoints/api.SessionRequest)."""
+    id_no: str
     name: str
     method: Literal["password", "face"]
-    password: str | None = None
-    face_image_b64: str | None = None
+    password: str | None
+    face_image_b64: str | None
 
 
-class KinshipRelation(BaseModel):
-    id_no_a: str = Field(json_schema_extra=ID_NO_SCHEMA)
-    id_no_b: str = Field(json_schema_extra=ID_NO_SCHEMA)
-    relation: str = Field(json_schema_extra={"enum": list(RELATIONS)})
-
-
-class KinshipImport(BaseModel):
-    relations: list[KinshipRelation]
+@dataclass(frozen=True)
+class Relationship:
+    """One line of `POST /v1/admin/kinship:import` (entrypoints/api.KinshipRelation): b is `relation` of a."""
+    id_no_a: str
+    id_no_b: str
+    relation: str  # checked here (INVALID_RELATION)
 
 
 # A node's import registers up to thousands of persons in one call: looked up by chunk, written with one
@@ -93,7 +91,7 @@ def _authentication_failed() -> ApiError:
     return ApiError(401, "AUTHENTICATION_FAILED", "identity could not be verified")
 
 
-async def open_session(ctx: HubContext, view: ReadView, body: SessionRequest) -> dict[str, Any]:
+async def open_session(ctx: HubContext, view: ReadView, body: SignIn) -> dict[str, Any]:
     key = ctx.settings.id_hash_key_bytes
     try:
         hashed = id_hash(key, body.id_no)
@@ -123,10 +121,10 @@ async def open_session(ctx: HubContext, view: ReadView, body: SessionRequest) ->
             "insuplc_admdvs": person.insuplc_admdvs, "amr": list(amr), "expires_in": ttl_s}
 
 
-async def import_kinship(ctx: HubContext, uow: UnitOfWork, body: KinshipImport) -> dict[str, Any]:
+async def import_kinship(ctx: HubContext, uow: UnitOfWork, relations: list[Relationship]) -> dict[str, Any]:
     key = ctx.settings.id_hash_key_bytes
     rows = []
-    for index, fact in enumerate(body.relations):
+    for index, fact in enumerate(relations):
         if fact.relation not in RELATIONS:
             raise ApiError(422, "INVALID_RELATION", f"relations[{index}].relation must be one of {RELATIONS}")
         try:

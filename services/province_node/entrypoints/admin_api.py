@@ -6,20 +6,36 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.entrypoints.citizen_api import bounded_amount
 from services.province_node.entrypoints.deps import CtxDep
 from services.province_node.service_layer import person_status, persons
-from services.province_node.service_layer.persons import ImportRequest, MonthlyCreditRequest
 from shared.contracts.internal_api import LedgerSummary
 from shared.db import ReadView
 from shared.idempotency import run_idempotent
+from shared.money import MAX_AMOUNT_FEN, whole_number
 from shared.openapi import refusal
 from shared.web import require_internal, require_operator
 
 router = APIRouter(tags=["admin"])
+
+
+class ImportRequest(BaseModel):
+    persons: list[dict[str, Any]] = Field(max_length=5000)
+
+
+class MonthlyCredit(BaseModel):
+    # The ID's check digit is the use case's (INVALID_ID_NO), the bound the entrypoint's (INVALID_AMOUNT): both in
+    # the schema. A whole JSON number (`500.0`) is the integer its schema admits.
+    id_no: str = Field(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})
+    amount_fen: Annotated[int, BeforeValidator(whole_number)] = Field(gt=0, strict=True,
+                                                                      json_schema_extra={"maximum": MAX_AMOUNT_FEN})
+
+
+class MonthlyCreditRequest(BaseModel):
+    credits: list[MonthlyCredit] = Field(min_length=1, max_length=5000)
 
 
 class PoolingChange(BaseModel):
@@ -34,7 +50,7 @@ async def import_persons(request: Request, ctx: CtxDep, body: ImportRequest) -> 
         bounded_amount(person.get("personal_account_fen"), f"persons[{index}].personal_account_fen")
     return await run_idempotent(request, ctx.db, "operator",
                                 lambda uow, plan: persons.import_persons(ctx, uow, plan),
-                                prepare=lambda: persons.prepare_import(ctx, body), status=200)
+                                prepare=lambda: persons.prepare_import(ctx, body.persons), status=200)
 
 
 # The ID's check digit is the use case's to refuse (INVALID_ID_NO); its shape is in the document.
@@ -67,7 +83,8 @@ async def change_pooling(request: Request, ctx: CtxDep, id_no: IdNo, body: Pooli
 async def credit_monthly(request: Request, ctx: CtxDep, body: MonthlyCreditRequest) -> Response:
     for index, credit in enumerate(body.credits):
         bounded_amount(credit.amount_fen, f"credits[{index}].amount_fen")
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, body),
+    credits = [persons.Credit(credit.id_no, credit.amount_fen) for credit in body.credits]
+    return await run_idempotent(request, ctx.db, "operator", lambda uow: persons.credit_monthly(ctx, uow, credits),
                                 status=200)
 
 

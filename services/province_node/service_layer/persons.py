@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.adapters.tables import Person
@@ -31,7 +31,6 @@ from shared.ids import (
     name_hash,
     normalize_id_no,
 )
-from shared.money import MAX_AMOUNT_FEN, whole_number
 from shared.tables import table
 
 PERSONS = table(Person)
@@ -51,20 +50,11 @@ class PersonIn(BaseModel):
     face_image_b64: str | None = None
 
 
-class ImportRequest(BaseModel):
-    persons: list[dict[str, Any]] = Field(max_length=5000)
-
-
-class MonthlyCredit(BaseModel):
-    # The ID's check digit is the use case's (INVALID_ID_NO), the bound the entrypoint's (INVALID_AMOUNT): both in
-    # the schema. A whole JSON number (`500.0`) is the integer its schema admits.
-    id_no: str = Field(json_schema_extra={"pattern": r"^\s*\d{17}[\dXx]\s*$"})
-    amount_fen: Annotated[int, BeforeValidator(whole_number)] = Field(gt=0, strict=True,
-                                                                      json_schema_extra={"maximum": MAX_AMOUNT_FEN})
-
-
-class MonthlyCreditRequest(BaseModel):
-    credits: list[MonthlyCredit] = Field(min_length=1, max_length=5000)
+@dataclass(frozen=True)
+class Credit:
+    """One line of `POST /v1/admin/accounts:credit-monthly` (entrypoints/admin_api.MonthlyCredit)."""
+    id_no: str
+    amount_fen: int
 
 
 def psn_no_for(admdvs: str, hashed_id: str) -> str:
@@ -80,13 +70,13 @@ class ImportPlan:
     rejected: list[dict[str, Any]]
 
 
-async def prepare_import(ctx: NodeContext, request: ImportRequest) -> ImportPlan:
+async def prepare_import(ctx: NodeContext, persons: list[dict[str, Any]]) -> ImportPlan:
     """Prepare of `persons:import`, outside the write lock (run_idempotent): validation, hashing (deliberately
     slow for passwords) and the registration in the hub directory, so neither stalls this node's writes."""
     key = ctx.settings.id_hash_key_bytes
     rejected: list[dict[str, Any]] = []
     accepted: list[tuple[PersonIn, str, DirectoryRegistration]] = []
-    for index, raw in enumerate(request.persons):
+    for index, raw in enumerate(persons):
         try:
             person = PersonIn.model_validate(raw)
         except ValueError:
@@ -181,18 +171,18 @@ async def _upsert_person(ctx: NodeContext, uow: UnitOfWork, person: PersonIn, id
                                                     person.personal_account_fen), now)
 
 
-async def credit_monthly(ctx: NodeContext, uow: UnitOfWork, request: MonthlyCreditRequest) -> dict[str, Any]:
+async def credit_monthly(ctx: NodeContext, uow: UnitOfWork, credits: list[Credit]) -> dict[str, Any]:
     """Payroll contributions into employees' personal accounts; all or nothing."""
     now = ctx.clock.now()
     total_fen = 0
-    for index, credit in enumerate(request.credits):
+    for index, credit in enumerate(credits):
         person = await person_by_id_no(ctx, uow, credit.id_no)
         if person.insutype != "310":
             raise DomainError("NOT_EMPLOYEE", f"credits[{index}]: only employees have a personal account")
         await ledger_repo.post(uow, ledger.move("MONTHLY_CREDIT", person.psn_no, ledger.FUNDING,
                                                 ledger.personal_account(person.psn_no), credit.amount_fen), now)
         total_fen += credit.amount_fen
-    return {"credited": len(request.credits), "total_fen": total_fen}
+    return {"credited": len(credits), "total_fen": total_fen}
 
 
 async def person_by_id_no(ctx: NodeContext, view: UnitOfWork | ReadView, id_no: str) -> Any:
