@@ -18,8 +18,9 @@ from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
 from services.province_node.config import NodeSettings
 from shared.db import Database, Prepared, ReadView, UnitOfWork, drop_schemas, open_database
 from shared.messaging_tables import OutboxMessage
+from shared.tables import table
 
-OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+OUTBOX = table(OutboxMessage)
 AT = datetime(2026, 12, 1, 8, 30, 15, 123456, tzinfo=UTC)
 
 NEW = Prepared(sa.insert(OUTBOX))

@@ -61,6 +61,7 @@ from shared.ids import id_hash
 from shared.kafka import filter_new
 from shared.messaging_tables import OutboxMessage
 from shared.outbox import OutboxRelay, add_to_outbox
+from shared.tables import table
 from tests.support.inprocess import DESTINATION, SOURCE, TRANSFER_TIMEOUT_S, InProcessFederation
 from tests.support.stories import (
     GIVER_PA_FEN,
@@ -85,7 +86,7 @@ _LOCK_WAITERS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = c
                         "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
 RACE_TIMEOUT_S = 30.0
 PHARMACY = "P51010000001"
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OUTBOX = table(OutboxMessage)
 
 
 # ------------------------------------------------------------------------------------------ replicas

@@ -43,6 +43,7 @@ from shared.contracts.envelope import Envelope
 from shared.db import Database, UnitOfWork, open_database
 from shared.kafka import filter_new
 from shared.messaging_tables import OutboxMessage
+from shared.tables import table
 from tests.support.wire import Wired, consumer_accepts, with_unknown_fields
 
 # 10:00 in Asia/Shanghai: outside the default quiet hours (22:00-06:00), which stay on in these tests.
@@ -60,7 +61,7 @@ SECRETS: dict[str, Any] = {
     "operator_token": "contract-test-operator-token",
     "hub_url": "http://hub.contract-test",
 }
-_OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+_OUTBOX = table(OutboxMessage)
 
 
 # ------------------------------------------------------------------------------------------ internal HTTP

@@ -27,6 +27,7 @@ from services.national_hub.service_layer.context import HubContext
 from shared.clock import FixedClock
 from shared.db import ReadView, UnitOfWork, open_database
 from shared.ids import make_id_no
+from shared.tables import table
 
 NOW = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 TOKEN = "console-unit-operator-token"
@@ -61,23 +62,23 @@ class Console:
     async def windows(self) -> int:
         async with ReadView(self.ctx.db) as view:
             return int((await view.execute(sa.select(sa.func.count()).select_from(
-                SettlementWindow.__table__))).scalar_one())  # type: ignore[attr-defined]
+                table(SettlementWindow)))).scalar_one())
 
 
 async def seed(ctx: HubContext) -> str:
     """A credited cross-province transfer (its trace, its statistics fact, its obligation) and an open alert."""
     async with UnitOfWork(ctx.db) as uow:
-        await uow.execute(sa.insert(HubTransfer.__table__).values(  # type: ignore[attr-defined]
+        await uow.execute(sa.insert(table(HubTransfer)).values(
             transfer_id="T-console-1", binding_id="B1", giver_psn_no="P640000A", giver_admdvs="640000",
             receiver_psn_no="P620000B", receiver_admdvs="620000", amount_fen=123_450, state="CREDITED",
             accepted_at=NOW, routed_at=NOW, deadline_at=NOW, decided_at=NOW))
         for hop in ("REQUESTED", "ROUTED", "CREDITED"):
-            await uow.execute(sa.insert(TransferHop.__table__).values(  # type: ignore[attr-defined]
+            await uow.execute(sa.insert(table(TransferHop)).values(
                 transfer_id="T-console-1", hop=hop, service="hub", at=NOW))
         await ops.record_use(uow, ref="TRANSFER:T-console-1", from_admdvs="640000", to_admdvs="620000",
                              use="transfer", person_key="P620000B", amount_fen=123_450, at=NOW, kind="transfer",
                              scope="cross_province", payer_psn_no="P640000A")
-        await uow.execute(sa.insert(ClearingObligation.__table__).values(  # type: ignore[attr-defined]
+        await uow.execute(sa.insert(table(ClearingObligation)).values(
             kind="TRANSFER", ref="TRANSFER:T-console-1", debtor_admdvs="640000", creditor_admdvs="620000",
             amount_fen=123_450, created_at=NOW))
         alert_id = await risk.raise_alert(
