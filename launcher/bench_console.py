@@ -35,17 +35,13 @@ from services.national_hub.service_layer import ops
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SystemClock
 from shared.db import UnitOfWork, drop_schemas, open_database
+from shared.tables import table
 
 BUDGET_MS = 300.0
 PROVINCES = ["640000", "620000", "610000", "510000", "350000", "130000"]
 USES = ["transfer", "pharmacy", "outpatient", "inpatient", "premium"]
 CHUNK = 5_000
 TOKEN = "bench-console-operator-token"
-
-
-def _table(model: Any) -> sa.Table:
-    table: sa.Table = model.__table__
-    return table
 
 
 async def seed(ctx: HubContext, transfers: int) -> dict[str, Any]:
@@ -80,10 +76,10 @@ async def seed(ctx: HubContext, transfers: int) -> dict[str, Any]:
                                 "creditor_admdvs": receiver, "amount_fen": amount_fen, "created_at": at,
                                 "window_id": None})
         async with UnitOfWork(ctx.db) as uow:
-            await uow.execute(sa.insert(_table(HubTransfer)), rows)
-            await uow.execute(sa.insert(_table(TransferHop)), hops)
-            await uow.execute(sa.insert(_table(AidFact)), facts)
-            await uow.execute(sa.insert(_table(ClearingObligation)), obligations)
+            await uow.execute(sa.insert(table(HubTransfer)), rows)
+            await uow.execute(sa.insert(table(TransferHop)), hops)
+            await uow.execute(sa.insert(table(AidFact)), facts)
+            await uow.execute(sa.insert(table(ClearingObligation)), obligations)
             await uow.commit()
         # Most obligations netted in earlier windows (a window closed every 20,000), the rest still open.
         if (start + CHUNK) % 20_000 == 0 and start + CHUNK < transfers:
@@ -91,7 +87,7 @@ async def seed(ctx: HubContext, transfers: int) -> dict[str, Any]:
                 await ops.close_current_window(ctx, uow)
                 await uow.commit()
     async with UnitOfWork(ctx.db) as uow:
-        await uow.execute(sa.insert(_table(RiskAlert)), [
+        await uow.execute(sa.insert(table(RiskAlert)), [
             {"alert_id": f"A{n:06d}", "rule": "HIGH_FREQUENCY_TRANSFERS", "subject": f"P640000{n}",
              "ref": f"bench:{n}", "details_json": json.dumps({"count": 6, "transfer_id": f"T{n:09d}"}),
              "state": "OPEN" if n % 2 else "RESOLVED", "created_at": now - timedelta(minutes=n),

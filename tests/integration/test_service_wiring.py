@@ -33,6 +33,7 @@ from shared.dispatch import Inbox
 from shared.kafka import ConsumerLoop
 from shared.messaging_tables import InboxMessage
 from shared.runtime import Runtime
+from shared.tables import table
 
 ADMDVS = "640000"
 TOPIC = topics.province_inbound(ADMDVS)
@@ -43,7 +44,7 @@ SETTINGS: dict[str, Any] = {
     "operator_token": "wiring-test-operator-token", "hub_url": "http://hub.wiring-test",
     "password_hash_iterations": 1000,
 }
-_INBOX = InboxMessage.__table__  # type: ignore[attr-defined]
+_INBOX = table(InboxMessage)
 _offsets = iter(range(1_000_000))
 
 
