@@ -147,19 +147,22 @@ def test_only_settles_and_cancels_are_reversed_here() -> None:
         ms.after_reversal("2401", "SETTLED")
 
 
-def test_rows_map_to_the_wire_field_by_field() -> None:
+def test_typed_rows_are_their_tables_columns_and_map_to_the_wire_field_by_field() -> None:
     from collections import namedtuple
     from datetime import UTC, datetime
 
+    from services.province_node.adapters import medical_repo
     from services.province_node.service_layer import medical
 
     at = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-    columns = list(medical.SETTLEMENTS.c.keys())
+    columns = list(medical_repo.SETTLEMENTS.c.keys())
+    assert medical_repo.SettlementRow._fields == tuple(columns)
+    assert medical_repo.OperationRow._fields == tuple(medical_repo.OPERATIONS.c.keys())
     values: dict[str, object] = {name: f"{name}-value" for name in columns}
     values |= {name: index for index, name in enumerate(columns)
                if name.endswith("_fen") or name in ("version", "year")}
     values |= {"setting": "inpatient", "state": "CANCELLED", "settled_at": at, "updated_at": at}
-    row = namedtuple("Row", columns)(**values)
+    row = medical_repo.SettlementRow(**values)  # type: ignore[arg-type]
     settlement = medical._settlement_view(row)
     assert settlement.model_dump() == {name: values[name] for name in type(settlement).model_fields}
 

@@ -27,14 +27,13 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from services.province_node.adapters import ledger_repo
+from services.province_node.adapters import ledger_repo, medical_repo
+from services.province_node.adapters.medical_repo import OperationRow, SettlementRow
 from services.province_node.adapters.medical_tables import (
     FilingRow,
     MedicalAccumulator,
     MedicalLineRow,
-    MedicalOperation,
     MedicalPolicyRow,
-    MedicalSettlementRow,
     MedicalVisitRow,
 )
 from services.province_node.domain import ledger, medical_settlement, quota_rules
@@ -76,9 +75,7 @@ from shared.tables import table
 
 VISITS = table(MedicalVisitRow)
 LINES = table(MedicalLineRow)
-SETTLEMENTS = table(MedicalSettlementRow)
 ACCUMULATORS = table(MedicalAccumulator)
-OPERATIONS = table(MedicalOperation)
 POLICY = table(MedicalPolicyRow)
 FILINGS = table(FilingRow)
 
@@ -147,7 +144,7 @@ def _visit_view(row: Any) -> MedicalVisit:
                         ipt_otp_no=row.ipt_otp_no)
 
 
-def _settlement_view(row: Any) -> MedicalSettlement:
+def _settlement_view(row: SettlementRow) -> MedicalSettlement:
     """A `medical_settlements` row as the wire's MedicalSettlement, field by field (a renamed column or contract
     field is an error here, not a silent mismatch)."""
     return MedicalSettlement(
@@ -204,7 +201,7 @@ def _amounts(row: Any) -> LineAmounts:
 
 
 async def _result(ctx: NodeContext, uow: UnitOfWork, psn_no: str, *, effect: Effect = Effect.NONE,
-                  visit: Any = None, settlement: Any = None, lines: list[MedicalLine] | None = None,
+                  visit: Any = None, settlement: SettlementRow | None = None, lines: list[MedicalLine] | None = None,
                   undone: bool = False, balances: PosBalances | None = None,
                   with_balances: bool = True) -> MedicalResult:
     """The answer. Balances are read again unless given (or not wanted: a message that moves no money)."""
@@ -249,9 +246,8 @@ async def register(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person:
     return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
 
 
-async def _settled_of_visit(uow: UnitOfWork, mdtrt_id: str) -> list[Any]:
-    return list(await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.mdtrt_id == mdtrt_id,
-                                                               SETTLEMENTS.c.state == SettlementState.SETTLED.value)))
+async def _settled_of_visit(uow: UnitOfWork, mdtrt_id: str) -> list[SettlementRow]:
+    return await medical_repo.in_effect_of_visit(uow, mdtrt_id)
 
 
 async def cancel_registration(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: Any) -> MedicalResult:
@@ -474,7 +470,7 @@ async def preview(ctx: NodeContext, uow: ReadView, call: MedicalCall) -> Medical
                          balances_after=after)
 
 
-async def _journal(uow: UnitOfWork, row: Any, at: datetime) -> None:
+async def _journal(uow: UnitOfWork, row: SettlementRow, at: datetime) -> None:
     """Every state of a medical settlement goes into the node's audit journal, in the same transaction."""
     await audit.append(uow, "medical_settlement.state", row.setl_id, {
         "state": row.state, "version": row.version, "psn_no": row.psn_no, "mdtrt_id": row.mdtrt_id,
@@ -500,7 +496,7 @@ async def _ensure_fund_account(ctx: NodeContext, uow: UnitOfWork) -> None:
     _FUND_ACCOUNT_SEEN.add(key)
 
 
-async def _move(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, *, refund: bool) -> None:
+async def _move(ctx: NodeContext, uow: UnitOfWork, row: SettlementRow, kind: str, *, refund: bool) -> None:
     """Charge (or give back) exactly the parts this settlement was paid from, the fund's included."""
     now = ctx.clock.now()
     posting = account_posting(kind, row.setl_id, row.psn_no, row.acct_pay_fen, row.wallet_pay_fen, refund=refund)
@@ -523,7 +519,7 @@ async def _move(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str, *, refun
             await quotas.spend_quota(ctx, uow, str(binding_id), int(amount_fen), row.setl_id, use=row.setting)
 
 
-async def _apply_accumulators(ctx: NodeContext, uow: UnitOfWork, row: Any, *, sign: int) -> None:
+async def _apply_accumulators(ctx: NodeContext, uow: UnitOfWork, row: SettlementRow, *, sign: int) -> None:
     """What a settlement took from the deductible and the cap, taken (sign 1) or given back (sign -1)."""
     deductible_fen = sign * row.act_pay_dedc_fen
     await _accumulate(ctx, uow, row.psn_no, row.year, row.setting,
@@ -549,8 +545,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
                                 chrg_bchno=call.chrg_bchno or "", psn_no=visit.psn_no,
                                 fixmedins_code=visit.fixmedins_code, insutype=visit.insutype, setting=visit.setting,
                                 state=transition.state.value, version=1, year=year, settled_at=now, updated_at=now)
-    await uow.execute(sa.insert(SETTLEMENTS).values(**values))
-    row = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == setl_id))).one()
+    row = await medical_repo.add_settlement(uow, values)
     await _journal(uow, row, now)
     await uow.execute(sa.update(LINES).where(LINES.c.mdtrt_id == visit.mdtrt_id,
                                              LINES.c.feedetl_sn.in_([line.feedetl_sn for line in lines]))
@@ -571,8 +566,8 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
 
 
 async def _own_settlement(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_code: str,
-                          mdtrt_id: str | None) -> Any:
-    row = (await uow.execute(for_update(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == setl_id)))).first()
+                          mdtrt_id: str | None) -> SettlementRow:
+    row = await medical_repo.settlement_locked(uow, setl_id)
     if row is None:
         raise NotFound("SETTLEMENT_NOT_FOUND", f"no settlement {setl_id} in this province")
     if row.psn_no != psn_no or row.fixmedins_code != fixmedins_code:
@@ -582,19 +577,16 @@ async def _own_settlement(uow: UnitOfWork, setl_id: str, psn_no: str, fixmedins_
     return row
 
 
-async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: Any, state: SettlementState) -> Any:
-    """The settlement's new state over the one read under lock (the UPDATE names it: rowcount 1 or a bug)."""
-    changed = await uow.execute(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == row.setl_id,
-                                                             SETTLEMENTS.c.state == row.state).values(
-        state=state.value, version=row.version + 1, updated_at=ctx.clock.now()))
-    assert changed.rowcount == 1, f"settlement {row.setl_id} changed under a lock"
-    changed_row = (await uow.execute(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == row.setl_id))).one()
+async def _change_state(ctx: NodeContext, uow: UnitOfWork, row: SettlementRow,
+                        state: SettlementState) -> SettlementRow:
+    """The settlement's new state over the one read under lock, journaled."""
+    changed_row = await medical_repo.change_state(uow, row, state, ctx.clock.now())
     await _journal(uow, changed_row, ctx.clock.now())
     return changed_row
 
 
-async def _give_back(ctx: NodeContext, uow: UnitOfWork, row: Any, kind: str,
-                     transition: medical_settlement.Transition) -> Any:
+async def _give_back(ctx: NodeContext, uow: UnitOfWork, row: SettlementRow, kind: str,
+                     transition: medical_settlement.Transition) -> SettlementRow:
     """Everything back: money where it came from, deductible and cap, the lines unsettled, the visit unsettled."""
     assert row.state == SettlementState.SETTLED and transition.effect == Effect.REFUND, row
     await _move(ctx, uow, row, kind, refund=True)
@@ -623,7 +615,7 @@ async def cancel(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: A
 # ------------------------------------------------------------------------------------------------ 2601
 
 
-async def _undo(ctx: NodeContext, uow: UnitOfWork, original: Any, call: MedicalCall) -> MedicalResult:
+async def _undo(ctx: NodeContext, uow: UnitOfWork, original: OperationRow, call: MedicalCall) -> MedicalResult:
     infno = original.infno
     if infno == "2401":
         visit = (await uow.execute(for_update(sa.select(VISITS).where(VISITS.c.mdtrt_id == original.mdtrt_id)))).one()
@@ -633,6 +625,7 @@ async def _undo(ctx: NodeContext, uow: UnitOfWork, original: Any, call: MedicalC
             return await _result(ctx, uow, call.psn_no, visit=visit, with_balances=False)
         visit = await _set_visit(ctx, uow, visit, state=state.value)
         return await _result(ctx, uow, call.psn_no, visit=visit, undone=True)
+    assert original.setl_id is not None, f"a {infno} names its settlement"
     row = await _own_settlement(uow, original.setl_id, call.psn_no, call.fixmedins_code, None)
     transition = medical_settlement.after_reversal(infno, row.state)
     if infno in medical_settlement.SETTLES:
@@ -666,13 +659,11 @@ async def reverse(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: 
     """2601: undo what `omsgid` did while it is in force; if it never arrived, make sure it never takes effect."""
     if not call.omsgid or call.oinfno not in REVERSIBLE_INFNOS:
         raise refused(f"2601 reverses {', '.join(REVERSIBLE_INFNOS)} (oinfno) by their msgid (omsgid)")
-    original = (await uow.execute(for_update(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == call.omsgid)))).first()
+    original = await medical_repo.operation_locked(uow, call.omsgid)
     if original is None:
-        await uow.execute(sa.insert(OPERATIONS).values(
-            msgid=call.omsgid, infno="PREEMPTED", mdtrt_id=None, setl_id=None, effect="NONE", request_hash="",
-            response=b"", reversed_by=call.msgid, created_at=ctx.clock.now()))
+        await medical_repo.preempt(uow, call.omsgid, call.msgid, ctx.clock.now())
         return await _result(ctx, uow, call.psn_no)
-    if original.infno == "PREEMPTED" or original.reversed_by is not None:
+    if original.infno == medical_repo.PREEMPTED or original.reversed_by is not None:
         return await _result(ctx, uow, call.psn_no)
     if original.infno != call.oinfno:
         raise refused(f"message {call.omsgid} was a {original.infno}, not a {call.oinfno}", "OINFNO_MISMATCH")
@@ -681,7 +672,7 @@ async def reverse(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall, person: 
                                                                                           call.psn_no):
         raise Forbidden("NOT_YOUR_MESSAGE", f"message {call.omsgid} is of another institution or person")
     result = await _undo(ctx, uow, original, call)
-    await uow.execute(sa.update(OPERATIONS).where(OPERATIONS.c.msgid == call.omsgid).values(reversed_by=call.msgid))
+    await medical_repo.mark_reversed(uow, call.omsgid, call.msgid)
     return result
 
 
@@ -711,9 +702,9 @@ async def apply(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall) -> Medical
     request_hash = _request_hash(call)
     # The person first: every medical message of one person runs after the other (see the module docstring).
     person = await _locked_person(uow, call.psn_no)
-    row = (await uow.execute(sa.select(OPERATIONS).where(OPERATIONS.c.msgid == call.msgid))).first()
+    row = await medical_repo.operation(uow, call.msgid)
     if row is not None:
-        if row.infno == "PREEMPTED":
+        if row.infno == medical_repo.PREEMPTED:
             raise Conflict("MSGID_REVERSED", f"message {call.msgid} was reversed (2601 {row.reversed_by}) before it "
                                              "arrived; it can never take effect")
         if row.infno != call.infno or row.request_hash != request_hash:
@@ -723,7 +714,7 @@ async def apply(ctx: NodeContext, uow: UnitOfWork, call: MedicalCall) -> Medical
         raise Conflict("TOO_LATE", "the gateway stopped waiting for this message before it could be applied; "
                                    "nothing was done")
     result = await handler(ctx, uow, call, person)
-    await uow.execute(sa.insert(OPERATIONS).values(
+    await medical_repo.add_operation(uow, OperationRow(
         msgid=call.msgid, infno=call.infno, mdtrt_id=result.visit.mdtrt_id if result.visit else call.mdtrt_id,
         setl_id=result.settlement.setl_id if result.settlement else None, effect=result.effect,
         request_hash=request_hash, response=result.model_dump_json().encode(), reversed_by=None,
