@@ -29,7 +29,7 @@ from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
 from shared.db import UnitOfWork, open_database
 from tests.support.inprocess import SECRETS, InProcessFederation
-from tests.support.wire import Wired, consumer_accepts, load_sample
+from tests.support.wire import Wired, accepted_as, consumer_accepts, load_sample
 
 CHENGDU = InstitutionView("P51010000001", "成都康泰大药房", "510100", "PAAS0", "0" * 64)
 YINCHUAN = InstitutionView("P64010000001", "银川新华药店", "640100", "PAAS1", "1" * 64)
@@ -67,7 +67,7 @@ def payment(fed: InProcessFederation, *, state: str = "SETTLED", version: int = 
     medfee_fen = acct_fen + wallet_fen + quota_fen + cash_fen
     return PosPayment(setl_id="640000A1B2C3D4E5F60718293A4B5C", mdtrt_id="640000F00000000000000000000001",
                       msgid="P51010000001202501151000000001", psn_no="6400003141592653",
-                      fixmedins_code=CHENGDU.fixmedins_code, insutype="310", state=state,  # type: ignore[arg-type]
+                      fixmedins_code=CHENGDU.fixmedins_code, insutype="310", state=state,
                       version=version, medfee_fen=medfee_fen, eligible_fen=medfee_fen - cash_fen,
                       acct_pay_fen=acct_fen, wallet_pay_fen=wallet_fen, quota_pay_fen=quota_fen,
                       cash_pay_fen=cash_fen, settled_at=fed.clock.now())
@@ -156,8 +156,8 @@ async def test_only_changes_of_effect_across_provinces_are_published(fed: InProc
     await gateway.record(again.model_copy(update={"state": "CANCELLED", "version": 2}))
     await gateway.record(again.model_copy(update={"state": "SETTLED", "version": 3}))
     await gateway.record(again.model_copy(update={"state": "CANCELLED", "version": 2}))  # stale
-    effects = [consumer_accepts(w) for w in await published(fed, gateway)]
-    assert [(e.effect, e.version) for e in effects] == [("CHARGE", 1), ("REFUND", 2), ("CHARGE", 3)]  # type: ignore[attr-defined]
+    effects = [accepted_as(w, PosSettlementRecorded) for w in await published(fed, gateway)]
+    assert [(e.effect, e.version) for e in effects] == [("CHARGE", 1), ("REFUND", 2), ("CHARGE", 3)]
     # Supervision (issue 12) hears of every change of effect, in-province and cash-only ones too.
     reports = [(r.setl_id, r.effect, r.version, r.institution_admdvs) for r in await reported(fed, gateway)]
     assert reports == [(payment(fed).setl_id, "CHARGE", 1, "640100"), (cash_only.setl_id, "CHARGE", 1, "510100"),

@@ -76,7 +76,7 @@ from tests.support.stories import (
     open_wallet,
     send_transfer,
 )
-from tests.support.wire import Wired, consumer_accepts
+from tests.support.wire import Wired, accepted_as, consumer_accepts
 
 # The longest the second task is given to reach the database (and block there, or finish) before the first
 # goes on: a second task that blocks on nothing in PostgreSQL goes on when it gets there.
@@ -310,7 +310,7 @@ async def test_accept_and_hub_cancel_on_two_replicas_end_the_transfer_once(pg_fe
         consume(other.db, node_consumer(other), cancels))
     assert cancelled is None, cancelled
     answers = of_type(await pg_fed.take_outbox(held.db), TransferCreditResult.TYPE)
-    outcomes = {consumer_accepts(wired).outcome for wired in answers}  # type: ignore[attr-defined]
+    outcomes = {accepted_as(wired, TransferCreditResult).outcome for wired in answers}
     assert len(outcomes) == 1, f"the destination answered the hub both ways: {outcomes}"
     wallet = await balance_fen(pg_fed, DESTINATION, ledger.wallet_account(mother.psn_no))
     if isinstance(accepted, dict):  # the use case answers the transfer view
@@ -349,7 +349,7 @@ async def test_hub_result_and_timeout_scan_on_two_replicas_decide_once(pg_fed: I
     await pg_fed.deliver(await pg_fed.take_outbox(pg_fed.node(SOURCE).db))  # TransferRequested -> hub
     await pg_fed.deliver(await pg_fed.take_outbox(pg_fed.hub.db))  # TransferCredit -> destination
     credited = of_type(await pg_fed.take_outbox(pg_fed.node(DESTINATION).db), TransferCreditResult.TYPE)
-    assert [consumer_accepts(w).outcome for w in credited] == ["CREDITED"]  # type: ignore[attr-defined]
+    assert [accepted_as(w, TransferCreditResult).outcome for w in credited] == ["CREDITED"]
     pg_fed.clock.advance(TRANSFER_TIMEOUT_S + 1)  # the answer arrives as the hub's deadline passes
     hub_a = pg_fed.hub
     hub_b = await replicas.hub()
@@ -440,7 +440,7 @@ async def test_two_quota_raises_on_two_replicas_reserve_once(pg_fed: InProcessFe
     assert await balance_fen(pg_fed, SOURCE, ledger.quota_reserve_account(binding_id, year)) == 50_000
     assert await balance_fen(pg_fed, SOURCE, ledger.personal_account(giver.psn_no)) == GIVER_PA_FEN - 50_000
     quota_sets = of_type(await pg_fed.take_outbox(node_a.db), QuotaSet.TYPE)
-    versions = sorted(consumer_accepts(wired).version for wired in quota_sets)  # type: ignore[attr-defined]
+    versions = sorted(accepted_as(wired, QuotaSet).version for wired in quota_sets)
     assert versions == [2, 3], f"one version given to two changes: {versions}"
 
 
@@ -649,7 +649,7 @@ async def test_binding_confirm_and_end_on_two_hub_replicas_agree_everywhere(pg_f
     published = of_type(await pg_fed.take_outbox(hub_a.db), BindingChanged.TYPE)
     states_by_version: dict[int, set[str]] = {}
     for wired in published:
-        snapshot = consumer_accepts(wired).binding  # type: ignore[attr-defined]
+        snapshot = accepted_as(wired, BindingChanged).binding
         states_by_version.setdefault(snapshot.version, set()).add(snapshot.state)
     assert all(len(states) == 1 for states in states_by_version.values()), (
         f"one version published with different states: {states_by_version}")

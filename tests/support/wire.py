@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
@@ -15,6 +15,7 @@ from shared.contracts.envelope import Envelope
 from shared.contracts.events import EVENT_TYPES, Payload
 
 SAMPLES = Path(__file__).parents[1] / "contract" / "samples"
+P = TypeVar("P", bound=Payload)
 
 
 def load_sample(name: str) -> dict[str, Any]:
@@ -80,6 +81,13 @@ def consumer_accepts(wired: Wired) -> Payload:
     about = _subject_id(payload)
     if about is not None:
         assert wired.key == about, f"{env.type} keyed by {wired.key!r}, not by the id it is about ({about!r})"
+    return payload
+
+
+def accepted_as(wired: Wired, payload_type: type[P]) -> P:
+    """`consumer_accepts`, for a message the test knows the type of: its payload as that class."""
+    payload = consumer_accepts(wired)
+    assert isinstance(payload, payload_type), f"{wired.type} is not a {payload_type.__name__}"
     return payload
 
 
