@@ -79,6 +79,12 @@ async def open_of_person_for_update(uow: UnitOfWork, psn_no: str) -> list[Bindin
     return [_binding(row) for row in rows]
 
 
+async def active_givers_of(uow: UnitOfWork, relative_psn_no: str) -> int:
+    """How many givers have an ACTIVE binding with this relative (the fake-kinship rule's count)."""
+    return int((await uow.execute(sa.select(sa.func.count(sa.distinct(BINDINGS.c.giver_psn_no))).where(
+        BINDINGS.c.relative_psn_no == relative_psn_no, BINDINGS.c.state == BindingState.ACTIVE))).scalar_one())
+
+
 async def add(uow: UnitOfWork, binding: BindingRow) -> None:
     await uow.execute(sa.insert(BINDINGS).values(**binding._asdict()))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -123,11 +122,7 @@ async def binding_snapshot(ctx: CtxDep, body: BindingLookup) -> dict[str, Any]:
     before deciding a transfer or a quota, so that a confirm or an end the hub answered is never out-raced by
     the BindingChanged event that reports it."""
     async with ReadView(ctx.db) as view:
-        row = (await view.execute(sa.select(bindings.BINDINGS).where(
-            bindings.BINDINGS.c.binding_id == body.binding_id))).first()
-    if row is None:
-        raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
-    return {"binding": bindings.snapshot_of(row).model_dump(mode="json")}
+        return await bindings.current(view, body.binding_id)
 
 
 @internal.post("/bindings/{binding_id}:confirm", dependencies=[Depends(require_internal)])

@@ -22,7 +22,7 @@ from shared import audit
 from shared.contracts import topics
 from shared.contracts.events import BindingChanged, BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
-from shared.db import UnitOfWork
+from shared.db import ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.outbox import emit
 
@@ -50,6 +50,14 @@ async def _binding(uow: UnitOfWork, binding_id: str) -> BindingRow:
 
 def _answer(row: BindingRow) -> dict[str, Any]:
     return {"binding": snapshot_of(row).model_dump(mode="json")}
+
+
+async def current(view: ReadView, binding_id: str) -> dict[str, Any]:
+    """The registry's current view of one binding (the giver's node asks before a transfer or a quota)."""
+    row = await binding_repo.by_id(view, binding_id)
+    if row is None:
+        raise ApiError(404, "BINDING_NOT_FOUND", "no such binding")
+    return _answer(row)
 
 
 async def create(ctx: HubContext, uow: UnitOfWork, request: BindingCreateRequest) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.national_hub.adapters import binding_repo
 from services.national_hub.adapters.ops_tables import RiskAlert, RiskRuleSetting, SupervisedSettlement
-from services.national_hub.adapters.tables import Binding, HubTransfer
+from services.national_hub.adapters.tables import HubTransfer
 from services.national_hub.domain import risk_rules
 from services.national_hub.domain.risk_rules import RuleConfigError, RuleSetting
 from services.national_hub.service_layer.context import HubContext
@@ -32,7 +33,6 @@ ALERTS = table(RiskAlert)
 SETTINGS = table(RiskRuleSetting)
 SETTLEMENTS = table(SupervisedSettlement)
 TRANSFERS = table(HubTransfer)
-BINDINGS = table(Binding)
 
 _ALL_SETTINGS = Prepared(sa.select(SETTINGS))
 _ALERT_BY_REF = Prepared(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == sa.bindparam("ref")))
@@ -242,8 +242,7 @@ async def on_binding_active(ctx: HubContext, uow: UnitOfWork, binding: Any) -> N
     rule = (await rule_settings(ctx, uow))[risk_rules.MANY_GIVERS_ONE_RELATIVE]
     if not rule.enabled:
         return
-    givers = int((await uow.execute(sa.select(sa.func.count(sa.distinct(BINDINGS.c.giver_psn_no))).where(
-        BINDINGS.c.relative_psn_no == binding.relative_psn_no, BINDINGS.c.state == "ACTIVE"))).scalar_one())
+    givers = await binding_repo.active_givers_of(uow, binding.relative_psn_no)
     if risk_rules.many_givers_one_relative(rule, givers):
         await raise_alert(ctx, uow, rule_id=rule.rule_id, subject_key=binding.relative_psn_no,
                           subject={"psn_no": binding.relative_psn_no, "binding_id": binding.binding_id,
