@@ -161,12 +161,12 @@ async def test_a_decision_repeated_in_another_transaction_moves_nothing(
     """A reviewer's retry after a lost answer (another key) or a second reviewer: 409, and the money moved once."""
     giver, _, transfer_id, alert_id = await held_transfer(fed, ops)
     async with UnitOfWork(fed.hub.db) as uow:
-        resolved = await holds.resolve(fed.hub, uow, alert_id, {"decision": "reject", "reviewer": "a"})
+        resolved = await holds.resolve(fed.hub, uow, alert_id, holds.Decision("reject", "a"))
         await uow.commit()
     assert resolved["decision"] == "reject", resolved
     with pytest.raises(Exception) as second:
         async with UnitOfWork(fed.hub.db) as uow:
-            await holds.resolve(fed.hub, uow, alert_id, {"decision": "release", "reviewer": "b"})
+            await holds.resolve(fed.hub, uow, alert_id, holds.Decision("release", "b"))
     assert getattr(second.value, "code", None) == "ALERT_ALREADY_RESOLVED"
     await fed.pump()
     assert await transfer_out_state(fed, giver, transfer_id) == "REFUNDED"

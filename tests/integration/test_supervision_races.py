@@ -33,7 +33,7 @@ async def pg_ops(pg_fed: InProcessFederation) -> AsyncIterator[httpx.AsyncClient
 async def decide(ctx: HubContext, alert_id: str, decision: str) -> object:
     try:
         async with UnitOfWork(ctx.db) as uow:
-            answer = await holds.resolve(ctx, uow, alert_id, {"decision": decision, "reviewer": decision})
+            answer = await holds.resolve(ctx, uow, alert_id, holds.Decision(decision, decision))
             await uow.commit()
         return answer
     except ApiError as refused:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.national_hub.domain import risk_rules as rules
 from services.national_hub.domain import statistics
@@ -93,15 +94,34 @@ async def alerts(ctx: CtxDep, state: str | None = Query(None, pattern="^(open|re
         return await holds.list_alerts(view, state, rule_id)
 
 
-@router.post("/alerts/{alert_id}:resolve", openapi_extra=json_body(holds.Resolution.model_json_schema()), responses={
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: str = Field(pattern="^(dismiss|release|reject)$")
+    reviewer: str = Field(min_length=1, max_length=64)
+    note: str = Field(default="", max_length=200)
+
+
+def _decision(body: Any) -> holds.Decision | None:
+    """The reviewer's decision, or None for a body that is not one (the use case refuses it, 422 VALIDATION_ERROR,
+    once it has found the alert: an unknown alert is 404 whatever the body)."""
+    try:
+        resolution = Resolution.model_validate(body if body is not None else {})
+    except ValidationError:
+        return None
+    return holds.Decision(resolution.decision, resolution.reviewer, resolution.note)
+
+
+@router.post("/alerts/{alert_id}:resolve", openapi_extra=json_body(Resolution.model_json_schema()), responses={
     404: refusal("ALERT_NOT_FOUND"), 409: refusal("ALERT_ALREADY_RESOLVED"),
     422: refusal("ALERT_HOLDS_NOTHING", when="release or reject on an alert that holds no transfer")})
 async def resolve_alert(request: Request, ctx: CtxDep, alert_id: str, body: Any = Body(None)) -> Response:
     """`{decision: dismiss|release|reject, reviewer, note}`. release/reject on an alert holding nothing → 422
     ALERT_HOLDS_NOTHING; an alert already resolved → 409 ALERT_ALREADY_RESOLVED (the same Idempotency-Key gets
     the first answer back)."""
-    return await run_idempotent(request, ctx.db, "operator", lambda uow: holds.resolve(ctx, uow, alert_id, body),
-                                status=200)
+    decision = _decision(body)
+    return await run_idempotent(request, ctx.db, "operator",
+                                lambda uow: holds.resolve(ctx, uow, alert_id, decision), status=200)
 
 
 @router.get("/persons/{id_no}/activity", responses={

@@ -8,11 +8,11 @@ before the answer), a decision moves the money once. The same Idempotency-Key ge
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.national_hub.adapters import transfer_repo
 from services.national_hub.adapters.ops_tables import AccessLogEntry, RiskAlert
@@ -36,12 +36,12 @@ DECISIONS = ("dismiss", "release", "reject")
 ALERT_STATES = {"open": "OPEN", "resolved": "RESOLVED"}
 
 
-class Resolution(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision: str = Field(pattern="^(dismiss|release|reject)$")
-    reviewer: str = Field(min_length=1, max_length=64)
-    note: str = Field(default="", max_length=200)
+@dataclass(frozen=True)
+class Decision:
+    """`POST /v1/ops/alerts/{id}:resolve` (entrypoints/ops_api.Resolution): what the reviewer decided."""
+    decision: str  # dismiss | release | reject (the route's model checks)
+    reviewer: str
+    note: str = ""
 
 
 def alert_view(row: Any) -> dict[str, Any]:
@@ -74,15 +74,14 @@ async def log_access(ctx: HubContext, uow: UnitOfWork, reviewer: str | None, act
                                                    subject_masked=subject_masked[:64]))
 
 
-async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, raw_body: Any) -> dict[str, Any]:
+async def resolve(ctx: HubContext, uow: UnitOfWork, alert_id: str, body: Decision | None) -> dict[str, Any]:
+    """`body` None: the route could not read a decision from the request; refused after the alert is found (an
+    unknown alert is 404 whatever the body)."""
     row = (await uow.execute(for_update(sa.select(ALERTS).where(ALERTS.c.alert_id == alert_id)))).first()
     if row is None:
         raise ApiError(404, "ALERT_NOT_FOUND", "no such alert")
-    try:
-        body = Resolution.model_validate(raw_body if raw_body is not None else {})
-    except ValidationError as exc:
-        raise ApiError(422, "VALIDATION_ERROR",
-                       "the body is {decision: dismiss|release|reject, reviewer, note?}") from exc
+    if body is None:
+        raise ApiError(422, "VALIDATION_ERROR", "the body is {decision: dismiss|release|reject, reviewer, note?}")
     if row.state != "OPEN":
         raise ApiError(409, "ALERT_ALREADY_RESOLVED", f"the alert was resolved ({row.decision}) by {row.reviewer}")
     if body.decision != "dismiss" and not row.held_transfer_id:
