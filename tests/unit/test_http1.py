@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pytest
 
@@ -42,18 +43,25 @@ class Server:
             writer.close()
 
 
+class Serve(Protocol):
+    """The `serve` fixture: a server answering with `answer`, and its URL."""
+
+    async def __call__(self, answer: Callable[[int], bytes], *,
+                       close_after_answer: bool = False) -> tuple[Server, str]: ...
+
+
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., asyncio.Future[tuple[Server, str]]]]:
+async def serve() -> AsyncIterator[Serve]:
     servers: list[asyncio.Server] = []
 
-    async def start(answer: Callable[[int], bytes], **options: bool) -> tuple[Server, str]:
-        server = Server(answer, **options)
+    async def start(answer: Callable[[int], bytes], *, close_after_answer: bool = False) -> tuple[Server, str]:
+        server = Server(answer, close_after_answer=close_after_answer)
         listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
         servers.append(listening)
         port = listening.sockets[0].getsockname()[1]
         return server, f"http://127.0.0.1:{port}"
 
-    yield start  # type: ignore[misc]
+    yield start
     for listening in servers:
         listening.close()
 
@@ -62,7 +70,7 @@ def ok(body: bytes, extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: " + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body
 
 
-async def test_keep_alive_reuses_one_connection(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_keep_alive_reuses_one_connection(serve: Serve) -> None:
     server, url = await serve(lambda n: ok(b'{"n":%d}' % n))
     pool = http1.KeepAlivePool(url, 4)
     assert await pool.post("/x", b"{}") == (200, b'{"n":1}')
@@ -71,7 +79,7 @@ async def test_keep_alive_reuses_one_connection(serve) -> None:  # type: ignore[
     await pool.close()
 
 
-async def test_chunked_body_is_read_whole(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_chunked_body_is_read_whole(serve: Serve) -> None:
     chunked = (b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n"
                b"4\r\n{\"a\"\r\n6;ext=1\r\n:true}\r\n0\r\n\r\n")
     server, url = await serve(lambda n: chunked)
@@ -82,7 +90,7 @@ async def test_chunked_body_is_read_whole(serve) -> None:  # type: ignore[no-unt
     await pool.close()
 
 
-async def test_connection_close_is_not_reused(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_connection_close_is_not_reused(serve: Serve) -> None:
     server, url = await serve(lambda n: ok(b"{}", b"connection: close\r\n"), close_after_answer=True)
     pool = http1.KeepAlivePool(url, 1)
     for _ in range(3):
@@ -91,7 +99,7 @@ async def test_connection_close_is_not_reused(serve) -> None:  # type: ignore[no
     await pool.close()
 
 
-async def test_http10_without_length_reads_to_the_end(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_http10_without_length_reads_to_the_end(serve: Serve) -> None:
     server, url = await serve(lambda n: b"HTTP/1.0 200 OK\r\n\r\nthe whole body", close_after_answer=True)
     pool = http1.KeepAlivePool(url, 1)
     assert await pool.post("/x", b"{}") == (200, b"the whole body")
@@ -107,7 +115,7 @@ async def test_http10_without_length_reads_to_the_end(serve) -> None:  # type: i
     b"HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n",
     b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
 ])
-async def test_malformed_answers_are_broken_exchanges(serve, answer: bytes) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_answers_are_broken_exchanges(serve: Serve, answer: bytes) -> None:
     _, url = await serve(lambda n: answer, close_after_answer=True)
     pool = http1.KeepAlivePool(url, 1)
     with pytest.raises(http1.BrokenExchange):
@@ -115,7 +123,7 @@ async def test_malformed_answers_are_broken_exchanges(serve, answer: bytes) -> N
     await pool.close()
 
 
-async def test_bodies_over_the_cap_are_refused(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_bodies_over_the_cap_are_refused(serve: Serve) -> None:
     _, url = await serve(lambda n: ok(b"x" * 2048))
     pool = http1.KeepAlivePool(url, 1, max_body_bytes=1024)
     with pytest.raises(http1.BrokenExchange, match="cap"):
@@ -129,7 +137,7 @@ async def test_bodies_over_the_cap_are_refused(serve) -> None:  # type: ignore[n
     await capped.close()
 
 
-async def test_idle_connections_expire_and_a_closed_one_is_retried_once(serve) -> None:  # type: ignore[no-untyped-def]
+async def test_idle_connections_expire_and_a_closed_one_is_retried_once(serve: Serve) -> None:
     server, url = await serve(lambda n: ok(b"{}"))
     pool = http1.KeepAlivePool(url, 1, idle_s=0.05)
     await pool.post("/x", b"{}")

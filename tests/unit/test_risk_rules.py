@@ -4,6 +4,7 @@ changes are validated (unknown param, bad value, forbidden action → refused, s
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -120,7 +121,7 @@ def test_scope_compares_pooling_regions(a: str | None, b: str | None, scope: str
 
 
 def test_statistics_totals_and_csv() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"month": "2026-03", "kind": "transfer", "use": "transfer", "from_admdvs": "640000", "to_admdvs": "620000",
          "scope": "cross_province", "person_times": 2, "amount_fen": 30_000},
         {"month": "2026-03", "kind": "wallet_use", "use": "pharmacy", "from_admdvs": "640000",
