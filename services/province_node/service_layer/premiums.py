@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from services.province_node.adapters import ledger_repo
+from services.province_node.adapters import binding_repo, ledger_repo
 from services.province_node.adapters.mutual_aid_tables import PremiumPayment
 from services.province_node.domain import ledger, notices
 from services.province_node.domain.errors import DomainError, NotFound
-from services.province_node.service_layer.bindings import BINDINGS, binding_for_giver, notify
+from services.province_node.service_layer.bindings import binding_for_giver, notify
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from services.province_node.service_layer.quotas import spend_quota
@@ -172,7 +172,7 @@ async def release(ctx: NodeContext, uow: UnitOfWork, request: PremiumReservation
 
 async def pay_from_quota(ctx: NodeContext, uow: UnitOfWork, request: PremiumQuotaRequest) -> dict[str, Any]:
     person = await _resident(uow, request.beneficiary_id_hash)
-    binding = (await uow.execute(sa.select(BINDINGS).where(BINDINGS.c.binding_id == request.binding_id))).first()
+    binding = await binding_repo.binding(uow, request.binding_id)
     if binding is None or binding.giver_psn_no != request.payer_psn_no or binding.relative_psn_no != person.psn_no:
         raise DomainError("QUOTA_NOT_FOUND", "the quota of this binding cannot pay this person's premium")
     if not await _claim_slot(ctx, uow, person, request, "PAID", "quota", request.binding_id):
