@@ -14,6 +14,7 @@ from shared.db import UnitOfWork
 from tests.support.inprocess import InProcessFederation
 from tests.support.stories import (
     GIVER_PA_FEN,
+    Person,
     active_binding,
     balance_fen,
     family,
@@ -42,11 +43,10 @@ async def test_a_failing_notice_never_loses_or_delays_money(fed: InProcessFedera
     assert all("已收到" not in row.text for row in notices)
 
 
-async def set_quota(fed: InProcessFederation, giver: object, binding_id: str, annual_quota_fen: int) -> None:
-    ctx = fed.node(giver.admdvs)  # type: ignore[attr-defined]
+async def set_quota(fed: InProcessFederation, giver: Person, binding_id: str, annual_quota_fen: int) -> None:
+    ctx = fed.node(giver.admdvs)
     async with UnitOfWork(ctx.db) as uow:
-        body = await quotas.set_quota(ctx, uow, giver.claims(fed.clock.now()),  # type: ignore[attr-defined]
-                                      binding_id, annual_quota_fen)
+        body = await quotas.set_quota(ctx, uow, giver.claims(fed.clock.now()), binding_id, annual_quota_fen)
         await uow.commit()
     assert body["annual_quota_fen"] == annual_quota_fen
 
