@@ -7,7 +7,9 @@ The gateway parses and checks each message, splits fee lines by the catalogue of
 read, every later message by its mdtrt_id, which the home node issued with its province in front. The node
 keeps the visit's state, the policy and the accumulators, computes the fund's share and moves the money, once
 per msgid (services/province_node/service_layer/medical.py). Every state-changing message is logged PENDING
-before the node is asked (Exchange.begin), so that 2601 finds it whatever happened to its answer."""
+before the node is asked (Exchange.begin), so that 2601 finds it whatever happened to its answer. The 2601 and
+3201 flows are the pharmacies' (service_layer/pos/reversal.py, reconcile.py) with this interface's rules; the
+answers' output is rendered by domain/nhsa_output.py."""
 
 from __future__ import annotations
 
