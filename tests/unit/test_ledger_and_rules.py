@@ -26,11 +26,10 @@ def test_only_system_accounts_may_go_negative() -> None:
     assert not ledger.may_go_negative(ledger.wallet_account("6400001"))
 
 
-def refusal(**overrides: object) -> str | None:
-    args: dict[str, object] = {"amount_fen": 50_000, "now": NOON_SHANGHAI, "sent_today": 0, "balance_fen": 10**7}
-    args.update(overrides)
+def refusal(*, amount_fen: int = 50_000, now: datetime = NOON_SHANGHAI, sent_today: int = 0,
+            balance_fen: int = 10**7) -> str | None:
     try:
-        check_transfer(POLICY, **args)  # type: ignore[arg-type]
+        check_transfer(POLICY, amount_fen=amount_fen, now=now, sent_today=sent_today, balance_fen=balance_fen)
     except DomainError as exc:
         return exc.code
     return None

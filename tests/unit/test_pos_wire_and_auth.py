@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TypedDict
 
 import pytest
 
@@ -22,6 +23,16 @@ def test_signature_is_sha256_of_timestamp_token_nonce_timestamp() -> None:
     expected = hashlib.sha256(b"1736906400secret-tokenabcdef12345678901736906400").hexdigest()
     assert tif_auth.tif_signature("1736906400", "secret-token", "abcdef1234567890") == expected
     assert expected == expected.lower() and len(expected) == 64
+
+
+class CheckArgs(TypedDict, total=False):
+    """What a case of `_check` changes."""
+
+    timestamp: str | None
+    nonce: str | None
+    signature: str | None
+    now_s: float
+    token: str
 
 
 def _check(timestamp: str | None = str(NOW_S), nonce: str | None = "abcdef1234567890",
@@ -50,9 +61,9 @@ def test_a_fresh_correct_signature_passes_at_the_window_edges() -> None:
     ({"signature": "A" * 64}, "does not match"),  # upper-case hex is not the scheme
     ({"signature": "0" * 63}, "does not match"),
 ])
-def test_anything_wrong_is_refused(kwargs: dict[str, object], reason: str) -> None:
+def test_anything_wrong_is_refused(kwargs: CheckArgs, reason: str) -> None:
     with pytest.raises(tif_auth.SignatureRefused, match=reason):
-        _check(**kwargs)  # type: ignore[arg-type]
+        _check(**kwargs)
 
 
 def test_paas_tokens_are_derived_per_paas_id_and_key() -> None:
