@@ -92,6 +92,8 @@ def _validated(handler: EventHandler[Any], env: Envelope) -> Payload:
         return handler.payload.model_validate(env.data)
     except ValidationError as exc:
         raise InvalidPayload(env.type, describe(exc)) from None
+    except Exception as exc:  # a validator raising what pydantic does not wrap: still the message's fault
+        raise InvalidPayload(env.type, f"{type(exc).__name__} while validating") from None
 
 
 async def dispatch(handlers: EventHandlers[Ctx], ctx: Ctx, uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
+from pydantic import field_validator
 
 from services.national_hub.service_layer import messages as hub_messages
 from services.province_node.service_layer import messages as node_messages
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import EVENT_TYPES, PersonNotice, TransferSettled
+from shared.contracts.events import EVENT_TYPES, Payload, PersonNotice, TransferSettled
 from shared.db import UnitOfWork
 from shared.dispatch import Inbox, InvalidPayload, dispatch, event_handlers, on, on_envelope, problem
 
@@ -104,3 +105,27 @@ def test_the_node_and_the_hub_each_handle_what_the_other_sends_them() -> None:
     assert {"wallet.transfer.credit.v1", "wallet.transfer.cancel.v1", "wallet.transfer.settled.v1",
             "wallet.binding.changed.v1", "wallet.person.notice.v1"} <= set(node_messages.EVENT_HANDLERS)
     assert {"wallet.transfer.requested.v1", "wallet.transfer.credit-result.v1"} <= set(hub_messages.EVENT_HANDLERS)
+
+
+class Fussy(Payload):
+    TYPE: ClassVar[str] = "test.fussy.v1"
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def _odd(cls, n: int) -> int:
+        if n % 2 == 0:
+            raise TypeError(f"{n} is even")  # not wrapped by pydantic
+        return n
+
+
+async def test_a_validator_failing_otherwise_is_still_a_problem_of_the_message_not_a_crash() -> None:
+    async def keep(_ctx: str, _uow: UnitOfWork, _msg: Fussy) -> None:
+        return None
+
+    handlers = event_handlers(on(Fussy, keep))
+    assert problem(handlers, envelope(Fussy.TYPE, {"n": 1})) is None
+    found = problem(handlers, envelope(Fussy.TYPE, {"n": 2}))
+    assert found == "invalid test.fussy.v1 payload: TypeError while validating"  # not "2 is even": no values
+    with pytest.raises(InvalidPayload, match="TypeError while validating"):
+        await dispatch(handlers, "ctx", UOW, [envelope(Fussy.TYPE, {"n": 2})])
