@@ -21,18 +21,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
+from services.province_node.adapters import binding_repo
 from services.province_node.domain.binding_replica import BindingState
-from services.province_node.service_layer.bindings import BINDINGS, apply_snapshot
+from services.province_node.service_layer.bindings import apply_snapshot
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.events import BindingSnapshot
 from shared.db import ReadView, UnitOfWork
 
 MAX_BINDING_ID_CHARS = 64
 R = TypeVar("R")
-_REPLICA_STATE = sa.select(BINDINGS.c.state, BINDINGS.c.giver_psn_no).where(
-    BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 
 
 async def hub_view(ctx: NodeContext, giver_psn_no: str, binding_id: Any) -> BindingSnapshot | None:
@@ -42,7 +39,7 @@ async def hub_view(ctx: NodeContext, giver_psn_no: str, binding_id: Any) -> Bind
     if not isinstance(binding_id, str) or not 0 < len(binding_id) <= MAX_BINDING_ID_CHARS:
         return None
     async with ReadView(ctx.db) as view:
-        replica = (await view.execute(_REPLICA_STATE, {"binding_id": binding_id})).first()
+        replica = await binding_repo.binding(view, binding_id)
     if replica is not None and (replica.state == BindingState.ACTIVE or replica.giver_psn_no != giver_psn_no):
         return None  # the hub tells this node of an end before it answers it (binding_push.py)
     snapshot = await ctx.hub.binding_if_reachable(binding_id)

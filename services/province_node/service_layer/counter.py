@@ -20,9 +20,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.province_node.adapters import binding_repo
+from services.province_node.adapters.binding_repo import BindingRow
 from services.province_node.adapters.confirmation_tables import Clerk
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.service_layer.bindings import BINDINGS, apply_snapshot, view_of
+from services.province_node.service_layer.bindings import apply_snapshot, view_of
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import PERSONS
 from services.province_node.service_layer.sms_confirmation import record_confirmation
@@ -86,12 +88,10 @@ async def confirm_at_hub(ctx: NodeContext, clerk_id: str, binding_id: str, relat
     except InvalidIdNo as exc:
         raise DomainError("INVALID_ID_NO", "relative_id_no fails the GB 11643 check") from exc
     async with ReadView(ctx.db) as view:
-        binding = (await view.execute(sa.select(BINDINGS.c.relative_psn_no, BINDINGS.c.relative_admdvs).where(
-            BINDINGS.c.binding_id == binding_id))).first()
+        binding: BindingRow | BindingSnapshot | None = await binding_repo.binding(view, binding_id)
         if binding is None and len(binding_id) <= 64:
             # The request may not have reached this node yet: the hub's registry knows.
-            snapshot = await ctx.hub.binding(binding_id)
-            binding = snapshot
+            binding = await ctx.hub.binding(binding_id)
         if binding is None or binding.relative_admdvs != ctx.admdvs:
             raise _not_found()
         person = (await view.execute(sa.select(PERSONS.c.id_hash, PERSONS.c.name).where(
