@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -290,11 +290,13 @@ def add_fast_routes(app: FastAPI, routes: Sequence[FastRoute]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _schema_of(part: type[BaseModel] | dict[str, Any], mode: str, components: dict[str, Any]) -> dict[str, Any]:
+def _schema_of(part: type[BaseModel] | dict[str, Any], mode: Literal["validation", "serialization"],
+               components: dict[str, Any]) -> dict[str, Any]:
+    """A model's schema among the document's components (its nested models too), referenced; a written-down
+    schema as it is."""
     if isinstance(part, dict):
         return part
-    schema = part.model_json_schema(ref_template="#/components/schemas/{model}",
-                                    mode="serialization" if mode == "serialization" else "validation")
+    schema = part.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
     for name, definition in schema.pop("$defs", {}).items():
         components.setdefault(name, definition)
     components.setdefault(part.__name__, schema)
