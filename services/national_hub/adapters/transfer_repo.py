@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from services.national_hub.adapters.tables import ClearingObligation, HubTransfer, TransferHop
 from services.national_hub.domain.transfer_state import Move, TransferState
-from shared.db import ReadView, UnitOfWork, for_update
+from shared.db import Prepared, ReadView, UnitOfWork, for_update
 from shared.tables import table
 
 TRANSFERS = table(HubTransfer)
@@ -59,15 +59,16 @@ def _transfer(row: Any) -> HubTransferRow:
     return HubTransferRow._make(values)
 
 
-# Hot-path statements, built once: their compiled forms are reused for every transfer.
-_NEW_HOP = sa.insert(HOPS)
-_NEW_TRANSFER = sa.insert(TRANSFERS)
-_STATE_BY_ID = sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
+# Hot-path statements, built once and Prepared (shared/db.py): run straight on the driver for every transfer.
+_NEW_HOP = Prepared(sa.insert(HOPS))
+_NEW_TRANSFER = Prepared(sa.insert(TRANSFERS))
+_STATE_BY_ID = Prepared(sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id")))
 # Locked: a result and the timeout scan (on another replica, perhaps) decide one transfer one after another.
-_LOCKED_BY_ID = for_update(sa.select(*_COLUMNS).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id")))
-_DECIDE = sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("b_transfer_id")).values(
-    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), decided_at=sa.bindparam("b_decided_at"))
-_NEW_OBLIGATION = sa.insert(OBLIGATIONS)
+_LOCKED_BY_ID = Prepared(for_update(sa.select(*_COLUMNS).where(
+    TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))))
+_DECIDE = Prepared(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bindparam("b_transfer_id")).values(
+    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"), decided_at=sa.bindparam("b_decided_at")))
+_NEW_OBLIGATION = Prepared(sa.insert(OBLIGATIONS))
 
 
 async def state_of(uow: UnitOfWork, transfer_id: str) -> TransferState | None:
@@ -131,7 +132,8 @@ async def routed_of_binding(uow: UnitOfWork, binding_id: str) -> list[CancelTarg
 
 
 async def add_hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: datetime) -> None:
-    await uow.execute(_NEW_HOP, {"transfer_id": transfer_id, "hop": hop, "service": service, "at": at})
+    # Nothing reads hops back in the transaction: written as it commits, with the batch's others (one statement).
+    uow.defer(_NEW_HOP, {"transfer_id": transfer_id, "hop": hop, "service": service, "at": at})
 
 
 async def add_obligation(uow: UnitOfWork, transfer: HubTransferRow, created_at: datetime) -> None:
