@@ -45,8 +45,16 @@ class Federation:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Chaos tests start their own replicated federation on the same public ports as the shared `federation`
-    fixture, which lives until the session ends: they run first, before it starts."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("chaos") else 1)
+    fixture, which lives until the session ends: they run first, before it starts. The Schemathesis test runs last
+    on its federation: it leaves the client address throttled and operator settings changed."""
+    def order(item: pytest.Item) -> tuple[int, int, int]:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("federation") if callspec is not None else None
+        return (0 if item.get_closest_marker("chaos") else 1,
+                _backends().index(backend) if backend in _backends() else -1,
+                1 if item.get_closest_marker("schemathesis") else 0)
+
+    items.sort(key=order)
 
 
 def _backends() -> list[str]:
