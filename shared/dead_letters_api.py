@@ -85,7 +85,9 @@ def host_of(request: Request) -> DeadLetterHost:
 
 
 @router.get("")
-async def list_dead_letters(request: Request, state: str | None = Query(None)) -> dict[str, Any]:
+async def list_dead_letters(request: Request, state: str | None = Query(None, json_schema_extra={  # parse_state
+        "pattern": "^([Pp][Aa][Rr][Kk][Ee][Dd]|[Rr][Ee][Pp][Ll][Aa][Yy][Ee][Dd])?$"})) -> dict[str, Any]:
+    """`state`: PARKED or REPLAYED in any case, empty for both; anything else → 422 INVALID_STATE."""
     return {"dead_letters": await host_of(request).list(state)}
 
 
