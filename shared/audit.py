@@ -309,7 +309,7 @@ def verify_chain(rows: Iterable[Any], checkpoints: Mapping[int, str], verdict: V
         if chain_hash(prev_hash, body) != row.hash:
             verdict.fail(seq, "hash mismatch: the entry was changed")
         try:
-            decoded = json.loads(body)
+            decoded = json.loads(row.body)  # the str: json skips guessing the bytes' encoding
         except ValueError:
             decoded = {}
         if decoded.get("seq") != seq:
