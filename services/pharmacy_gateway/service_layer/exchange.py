@@ -112,9 +112,17 @@ async def check_signed_in(ctx: GatewayContext, envelope: dict[str, Any], institu
         raise Refused("sign in first (9001) and send its sign_no in every message")
 
 
+# Envelope fields that say when and under which sign-in a message was sent, not what it asks: a till that resends
+# a message after a lost answer stamps a new inf_time (its SDK does, to the second), and after a restart it may
+# have signed in again. The resend is still the same message.
+_SENDING_FIELDS = frozenset({"inf_time", "sign_no"})
+
+
 def request_hash(envelope: dict[str, Any]) -> str:
-    """The message's identity for "same msgid, same body": its content, whatever the key order or spacing."""
-    canonical = json.dumps(envelope, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    """The message's identity for "same msgid, same body": its content, whatever the key order or spacing, and
+    whenever it was sent."""
+    content = {key: value for key, value in envelope.items() if key not in _SENDING_FIELDS}
+    canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
