@@ -95,10 +95,11 @@ def run_schemathesis(name: str, base_url: str, tokens: dict[str, str | None], wo
     document = httpx.get(f"{base_url}/openapi.json", timeout=10).json()
     config = workdir / f"{name}.schemathesis.toml"
     config.write_text(config_for(document, tokens), encoding="utf-8")
+    # 60 s per request: at the end of the e2e session an audit verification replays every journal written so far.
     command = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), "--no-color", "run",
                f"{base_url}/openapi.json", "--checks", "all", "--phases", "coverage,fuzzing",
                "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--generation-deterministic",
-               "--workers", "1", "--request-timeout", "10", "--exclude-path-regex", NOT_TESTED]
+               "--workers", "1", "--request-timeout", "60", "--exclude-path-regex", NOT_TESTED]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
     output = result.stdout + result.stderr
     (workdir / f"{name}.out").write_text(output, encoding="utf-8")
