@@ -60,7 +60,7 @@ demo: install
 # importing another: tests/unit/test_structure.py).
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared services launcher
+	$(VENV)/bin/mypy shared services launcher tests
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_structure.py
 
 # Unit and integration tests (in-process services, real databases), then the real federation (Kafka + services) on SQLite, and on PostgreSQL when

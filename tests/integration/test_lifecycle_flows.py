@@ -28,6 +28,7 @@ from services.province_node.config import TransferOverride
 from services.province_node.domain import ledger
 from services.province_node.domain.errors import DomainError
 from services.province_node.service_layer import bindings as node_bindings
+from services.province_node.service_layer import persons as node_persons
 from services.province_node.service_layer import transfers as node_transfers
 from shared import tokens
 from shared.clock import SHANGHAI
@@ -403,8 +404,8 @@ async def test_person_status_refusals_change_nothing(fed: InProcessFederation,
     assert unauthenticated.status_code == 401
     assert await outbox_is_empty(fed)
     async with UnitOfWork(fed.node(DESTINATION).db) as uow:
-        row = (await uow.execute(sa.select(node_transfers.PERSONS).where(
-            node_transfers.PERSONS.c.psn_no == mother.psn_no))).one()
+        row = (await uow.execute(sa.select(node_persons.PERSONS).where(
+            node_persons.PERSONS.c.psn_no == mother.psn_no))).one()
     assert (row.insured, row.pooling_admdvs) == (True, "620100")
 
 
@@ -459,8 +460,8 @@ async def test_reimport_neither_moves_the_person_nor_reinstates_the_insurance(
     reimported = await http[SOURCE].post("/v1/admin/persons:import", json=body, headers=keyed(OPERATOR))
     assert reimported.json() == {"imported": 1, "rejected": []}
     async with UnitOfWork(fed.node(SOURCE).db) as uow:
-        row = (await uow.execute(sa.select(node_transfers.PERSONS).where(
-            node_transfers.PERSONS.c.psn_no == giver.psn_no))).one()
+        row = (await uow.execute(sa.select(node_persons.PERSONS).where(
+            node_persons.PERSONS.c.psn_no == giver.psn_no))).one()
     assert (row.insured, row.pooling_admdvs, row.phone) == (False, "640100", "13900139000")
     async with UnitOfWork(fed.hub.db) as uow:
         assert (await uow.execute(sa.select(DIRECTORY.c.insured).where(
@@ -694,11 +695,11 @@ async def test_the_node_holds_no_write_lock_while_the_hub_answers(
     giver, mother = await family(fed)
     binding_id = await active_binding(fed, giver, mother) if call in ("end",) else None
     if call == "confirm":
-        binding_id = await node_bindings.request_binding(fed.node(SOURCE), giver.claims(fed.clock.now()),
-                                                         node_bindings.BindingRequest(
-                                                             relative_id_no=mother.id_no, relative_name="李秀英",
-                                                             relation="parent"), None)
-        binding_id = binding_id.binding_id
+        requested = await node_bindings.request_binding(fed.node(SOURCE), giver.claims(fed.clock.now()),
+                                                        node_bindings.BindingRequest(
+                                                            relative_id_no=mother.id_no, relative_name="李秀英",
+                                                            relation="parent"), None)
+        binding_id = requested.binding_id
     caller = {"create": giver, "confirm": mother, "end": giver, "import": giver}[call]
     ctx = fed.node(caller.admdvs)
     stalling = StallingTransport(fed.transport)

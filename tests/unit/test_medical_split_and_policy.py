@@ -151,7 +151,7 @@ def test_every_default_province_has_a_full_policy() -> None:
         for insutype in ("310", "390"):
             for setting in ("outpatient", "inpatient"):
                 for hosp_lv in ("1", "2", "3"):
-                    assert policy.rule_for(insutype, setting, hosp_lv) is not None  # type: ignore[arg-type]
+                    assert policy.rule_for(insutype, setting, hosp_lv) is not None
     hebei = default_policy("130000").rule_for("390", "inpatient", "3")
     assert hebei is not None and (hebei.deductible_fen, hebei.ratio) == (100_000, Decimal("0.65"))
 
