@@ -82,16 +82,16 @@ async def _setup(client: FederationClient, giver_admdvs: str, receiver_admdvs: s
         client.login(r.id_no, r.name, face_label=r.face_label) for r in relatives])
     by_id = {r.id_no: s for r, s in zip(relatives, relative_sessions, strict=True)}
     for session in relative_sessions:
-        await client.call(session, "POST", "/v1/wallet:open")
+        (await client.call_keyed(session, "POST", "/v1/wallet:open")).raise_for_status()
 
     async def bind(person: Person) -> Giver:
         session = await client.login(person.id_no, person.name, face_label=person.face_label)
         parent = parent_of[person.id_no]
-        created = await client.call(session, "POST", "/v1/bindings", {
+        created = await client.call_keyed(session, "POST", "/v1/bindings", {
             "relative_id_no": parent.id_no, "relative_name": parent.name, "relation": "parent"})
         created.raise_for_status()
         binding_id = created.json()["binding_id"]
-        confirmed = await client.call(by_id[parent.id_no], "POST", f"/v1/bindings/{binding_id}:confirm")
+        confirmed = await client.call_keyed(by_id[parent.id_no], "POST", f"/v1/bindings/{binding_id}:confirm")
         confirmed.raise_for_status()
         return Giver(person, session, binding_id)
 

@@ -27,8 +27,8 @@ class Session:
     admdvs: str
 
 
-# Waits between tries of an operator write that met a 503; None marks the last try.
-OPERATOR_RETRY_DELAYS_S: tuple[float | None, ...] = (0.5, 1.0, 2.0, 4.0, None)
+# Waits between tries of a keyed write that met a 503; None marks the last try.
+RETRY_DELAYS_S: tuple[float | None, ...] = (0.5, 1.0, 2.0, 4.0, None)
 
 
 class FederationClient:
@@ -58,24 +58,27 @@ class FederationClient:
             headers["idempotency-key"] = idempotency_key
         return headers
 
-    async def _operator_post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        """An operator write under one Idempotency-Key, sent again (same key) while the service answers 503 or
-        the connection fails: a peer it needed was slow (the node's import waits on the hub's directory), and
-        the key makes the retry safe. Any other answer is final."""
-        headers = self._operator(uuid.uuid4().hex)
-        for delay_s in OPERATOR_RETRY_DELAYS_S:
+    async def _send_keyed(self, method: str, url: str, body: Any, headers: dict[str, str]) -> httpx.Response:
+        """A state-changing call under one Idempotency-Key (in `headers`), sent again with the same key while the
+        service answers 503 or the connection fails: a peer it needed was slow (a node's import or binding waits
+        on the hub), and the key makes the retry safe (a 503 is never remembered). Any other answer is final."""
+        for delay_s in RETRY_DELAYS_S:
             try:
-                response = await self.http.post(url, json=body, headers=headers)
+                response = await self.http.request(method, url, json=body, headers=headers)
             except httpx.TransportError:
                 if delay_s is None:
                     raise
             else:
                 if response.status_code != 503 or delay_s is None:
-                    response.raise_for_status()
-                    result: dict[str, Any] = response.json()
-                    return result
+                    return response
             await asyncio.sleep(delay_s)
         raise AssertionError("unreachable: the last delay is None")
+
+    async def _operator_post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._send_keyed("POST", url, body, self._operator(uuid.uuid4().hex))
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
 
     async def import_persons(self, admdvs: str, persons: list[dict[str, Any]]) -> dict[str, Any]:
         return await self._operator_post(f"{self.node_url(admdvs)}/v1/admin/persons:import", {"persons": persons})
@@ -101,6 +104,12 @@ class FederationClient:
         if idempotency_key:
             headers["idempotency-key"] = idempotency_key
         return await self.http.request(method, f"{self.node_url(session.admdvs)}{path}", json=json, headers=headers)
+
+    async def call_keyed(self, session: Session, method: str, path: str, json: Any = None) -> httpx.Response:
+        """`call` as a careful client makes a state-changing call: under a fresh Idempotency-Key, sent again with
+        it while the node answers 503 (see `_send_keyed`)."""
+        headers = {"authorization": f"Bearer {session.token}", "idempotency-key": uuid.uuid4().hex}
+        return await self._send_keyed(method, f"{self.node_url(session.admdvs)}{path}", json, headers)
 
     async def register_institution(self, fixmedins_code: str, fixmedins_name: str, admdvs: str) -> dict[str, Any]:
         """Gateway admin: a pharmacy or clinic and its paas_id / paas_token (answer of the contract, plus the

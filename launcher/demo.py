@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -105,7 +104,7 @@ class Demo:
         return await self.client.login(body["id_no"], body["name"], face_label=body["id_no"])
 
     async def call(self, session: Session, method: str, path: str, json: Any = None) -> Any:
-        response = await self.client.call(session, method, path, json, idempotency_key=uuid.uuid4().hex)
+        response = await self.client.call_keyed(session, method, path, json)
         if response.status_code >= 400:
             raise LaunchError(f"{method} {path} refused: {response.text}")
         return response.json()

@@ -89,7 +89,8 @@ def federation(request: pytest.FixtureRequest) -> Iterator[Federation]:
         supervisor.stop_federation(home)
         os.environ.clear()
         os.environ.update(saved)
-        shutil.rmtree(home, ignore_errors=True)
+        if not os.environ.get("YIBAO_E2E_KEEP_HOME"):  # set it to read the services' logs after a failure
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ async def bound_pair(client: FederationClient, giver_pooling: str, relative_pool
     giver_session = await face_login(client, giver)
     relative_session = await face_login(client, relative)
     if open_wallet:
-        opened = await client.call(relative_session, "POST", "/v1/wallet:open")
+        opened = await client.call_keyed(relative_session, "POST", "/v1/wallet:open")
         assert opened.status_code == 201, opened.text
     return await bind(client, giver, giver_session, relative, relative_session, relation)
 
@@ -58,14 +58,14 @@ async def bind(client: FederationClient, giver: Person, giver_session: Session, 
     """Two enrolled people: kinship on file, the giver binds, the relative confirms by face; many to many, so
     either may already be part of other bindings."""
     await client.import_kinship([{"id_no_a": giver.id_no, "id_no_b": relative.id_no, "relation": relation}])
-    created = await client.call(giver_session, "POST", "/v1/bindings", {
+    created = await client.call_keyed(giver_session, "POST", "/v1/bindings", {
         "relative_id_no": relative.id_no, "relative_name": relative.name, "relation": relation})
     assert created.status_code == 201, created.text
     binding_id = created.json()["binding_id"]
     # As in life, she confirms what her app shows her: the request reaches her province over Kafka, and a
     # confirmation that overtook it would leave her without the "please confirm" notice the tests read.
     await wait_binding_state(client, relative_session, binding_id, "PENDING_CONSENT")
-    confirmed = await client.call(relative_session, "POST", f"/v1/bindings/{binding_id}:confirm")
+    confirmed = await client.call_keyed(relative_session, "POST", f"/v1/bindings/{binding_id}:confirm")
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["state"] == "ACTIVE"
     await wait_binding_state(client, giver_session, binding_id, "ACTIVE")
