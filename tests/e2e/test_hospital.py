@@ -10,7 +10,6 @@ import contextlib
 import os
 import random
 import signal
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from launcher.client import FederationClient, Session
 from launcher.people import Person, new_person
@@ -39,10 +37,9 @@ from launcher.pos_client import (
 )
 from launcher.state import StatePaths, read_pid_file
 from shared.clock import SHANGHAI
-from shared.db import ReadView, open_database
-from shared.settings import ServiceSettings
 from tests.conftest import Federation
 from tests.e2e.flows import bound_pair, eventually, face_login, me, money_totals
+from tests.e2e.pos import obligations
 
 pytestmark = pytest.mark.federation
 
@@ -126,29 +123,6 @@ def _failed(response: dict[str, Any], why: str) -> None:
     assert why in str(response["err_msg"]), response["err_msg"]
 
 
-async def _obligations(federation: Federation, setl_id: str, expected: int) -> list[tuple[str, str, str, int]]:
-    """(kind, debtor, creditor, amount_fen) the hub recorded for a settlement, waiting until `expected` are there."""
-    database = await open_database(ServiceSettings(home=federation.home), "hub")
-    table = sa.table("clearing_obligations", sa.column("id"), sa.column("kind"), sa.column("ref"),
-                     sa.column("debtor_admdvs"), sa.column("creditor_admdvs"), sa.column("amount_fen"))
-    deadline = time.monotonic() + 15
-    rows: list[tuple[str, str, str, int]] = []
-    try:
-        while time.monotonic() < deadline:
-            async with ReadView(database) as view:
-                found = await view.execute(sa.select(table.c.kind, table.c.debtor_admdvs, table.c.creditor_admdvs,
-                                                     table.c.amount_fen)
-                                           .where(table.c.ref.like(f"POS:{setl_id}:%")).order_by(table.c.id))
-                rows = [(str(row.kind), str(row.debtor_admdvs), str(row.creditor_admdvs), int(row.amount_fen))
-                        for row in found]
-            if len(rows) >= expected:
-                return rows
-            await asyncio.sleep(0.1)
-    finally:
-        await database.dispose()
-    return rows
-
-
 async def _operator(admin: FederationClient, method: str, admdvs: str, path: str, body: Any = None) -> httpx.Response:
     return await admin.http.request(method, f"{admin.node_url(admdvs)}{path}", json=body, headers={
         "authorization": f"Bearer {admin.operator_token}", "idempotency-key": uuid.uuid4().hex})
@@ -214,14 +188,14 @@ async def test_outpatient_chain_cross_province_filing_cancel_and_clearing(
 
     # Clearing: Ningxia owes Gansu fund 54.00 + account 71.00.
     setl_id = info["setl_id"]
-    assert await _obligations(federation, setl_id, 1) == [("MEDICAL", "640000", "620000", 12_500)]
+    assert await obligations(federation, setl_id, 1) == [("MEDICAL", "640000", "620000", 12_500)]
 
     # 2208: everything back, negated; the cash part also as pdn_cash_pay; a second cancel is refused.
     cancelled = ok(await his.cancel_visit_settlement(setl_id, mdtrt_id, payer.psn_no))["setlinfo"]
     assert (cancelled["medfee_sumamt"], cancelled["hifp_pay"], cancelled["acct_pay"], cancelled["pdn_cash_pay"],
             cancelled["balc"]) == (-135.0, -54.0, -71.0, -10.0, 1000.0)
     _failed(await his.cancel_visit_settlement(setl_id, mdtrt_id, payer.psn_no), "nothing to cancel")
-    assert await _obligations(federation, setl_id, 2) == [("MEDICAL", "640000", "620000", 12_500),
+    assert await obligations(federation, setl_id, 2) == [("MEDICAL", "640000", "620000", 12_500),
                                                           ("MEDICAL_REFUND", "640000", "620000", -12_500)]
 
     # He files long-term residence in Gansu: the same bill, re-settled, is paid at the full 0.70: 63.00.
@@ -350,7 +324,7 @@ async def test_inpatient_stay_paid_from_a_sons_quota_cancelled_resettled_and_rev
     assert {key: settled[key] for key in expected} == expected
     # In-province for her (Gansu at a Lanzhou hospital): nothing to clear between provinces for the fund; the
     # quota use is her son's province's debt (the quota path's own obligation).
-    assert await _obligations(federation, settled["setl_id"], 0) == []
+    assert await obligations(federation, settled["setl_id"], 0) == []
     _failed(await his.upload_stay(mdtrt_id, payer.psn_no, [Fee(BED, 1, "60.00", "S9")]), "no more fee lines")
     _failed(await his.cancel_discharge(mdtrt_id, payer.psn_no), "cancel the settlement first")
     # Another institution cannot cancel it.
