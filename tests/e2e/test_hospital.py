@@ -6,12 +6,9 @@ with the catalogue of the province of treatment, accumulators that cancels give 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -35,11 +32,10 @@ from launcher.pos_client import (
     register_medical_institution,
     total,
 )
-from launcher.state import StatePaths, read_pid_file
 from shared.clock import SHANGHAI
 from tests.conftest import Federation
 from tests.e2e.flows import bound_pair, eventually, face_login, me, money_totals
-from tests.e2e.pos import obligations
+from tests.e2e.pos import frozen, obligations
 
 pytestmark = pytest.mark.federation
 
@@ -65,15 +61,6 @@ class Institutions:
     lanzhou_hospital: HisClient  # 620100, level 3
     lanzhou_other: HisClient  # another level-3 Lanzhou hospital
     pharmacy: PosClient  # a Lanzhou pharmacy
-
-
-@pytest.fixture(scope="module")
-async def admin(federation: Federation) -> AsyncIterator[FederationClient]:
-    api = federation.client()
-    try:
-        yield api
-    finally:
-        await api.aclose()
 
 
 async def _his(admin: FederationClient, federation: Federation, name: str, admdvs: str, kind: str,
@@ -465,18 +452,6 @@ async def test_hebei_catalogue_applies_to_treatment_in_hebei(
 
 
 PROVINCE_TIMEOUT_S = 3.0  # GatewaySettings.province_call_timeout_s (default)
-
-
-@contextlib.contextmanager
-def frozen(federation: Federation, service: str) -> Iterator[None]:
-    """SIGSTOP one service (a province that accepts connections but never answers), SIGCONT on the way out."""
-    record = read_pid_file(StatePaths(federation.home.resolve()).pid_file(service))
-    assert record is not None
-    os.kill(record.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(record.pid, signal.SIGCONT)
 
 
 async def test_a_silent_home_province_hurts_only_its_own_patients_and_2601_settles_the_doubt(
