@@ -384,7 +384,7 @@ class LedgerTables:
     """A service whose journal carries ledger postings (the province node): where its postings and balances are."""
 
     lines: sa.Table  # entry_id, account_id, amount_fen
-    accounts: sa.Table  # account_id, balance_fen
+    balances: Any  # a SELECT of every account's account_id and balance_fen
 
 
 async def verify(db: Database, checkpoints: Mapping[int, str], ledger: LedgerTables | None) -> Verdict:
@@ -405,8 +405,8 @@ async def verify(db: Database, checkpoints: Mapping[int, str], ledger: LedgerTab
             lines = stored_lines_from((await view.execute(sa.select(
                 ledger.lines.c.entry_id, ledger.lines.c.account_id, ledger.lines.c.amount_fen).where(
                 ledger.lines.c.entry_id > replay.genesis_max_entry_id))).all())
-            balances = {row.account_id: int(row.balance_fen) for row in (await view.execute(sa.select(
-                ledger.accounts.c.account_id, ledger.accounts.c.balance_fen))).all()}
+            balances = {row.account_id: int(row.balance_fen)
+                        for row in (await view.execute(ledger.balances)).all()}
             check_ledger(replay, lines, balances, verdict)
     return verdict
 
@@ -424,8 +424,8 @@ async def ensure_genesis(db: Database, ledger: LedgerTables | None, entries: sa.
             return
         data: dict[str, Any] = {}
         if ledger is not None:
-            data["balances"] = {row.account_id: int(row.balance_fen) for row in (await uow.execute(sa.select(
-                ledger.accounts.c.account_id, ledger.accounts.c.balance_fen))).all() if row.balance_fen}
+            data["balances"] = {row.account_id: int(row.balance_fen)
+                                for row in (await uow.execute(ledger.balances)).all() if row.balance_fen}
             data["max_entry_id"] = int((await uow.execute(sa.select(sa.func.coalesce(
                 sa.func.max(ledger.lines.c.entry_id), 0)))).scalar_one())
         await _chain(uow, [(GENESIS, "genesis", data, datetime.now(UTC))])

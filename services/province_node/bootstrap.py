@@ -60,6 +60,8 @@ def _jobs(runtime: Runtime, ctx: NodeContext) -> None:
     runtime.every("quota-year-end", settings.housekeeping_interval_s, lambda: housekeeping.close_past_years(ctx))
     runtime.every("premium-reservations", settings.housekeeping_interval_s,
                   lambda: housekeeping.expire_premium_reservations(ctx))
+    runtime.every("system-balances", settings.system_fold_interval_s,
+                  lambda: housekeeping.fold_system_balances(ctx))
     runtime.every("transfer-acceptance", settings.acceptance_scan_interval_s,
                   lambda: transfers.expire_unaccepted(ctx))
 

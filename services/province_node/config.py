@@ -55,6 +55,8 @@ class NodeSettings(ServiceSettings):
     ec_token_ttl_s: int = 300
     # Year-end quota closing and premium reservation expiry run this often.
     housekeeping_interval_s: float = 30.0
+    # How often system accounts' delta rows are folded into their balances (adapters/ledger_repo.py).
+    system_fold_interval_s: float = 1.0
     # A premium slot reserved for a wallet payment that never came is freed after this long.
     premium_reservation_ttl_s: float = 300.0
     # Password hashing cost for credentials enrolled at import (PBKDF2-SHA256).

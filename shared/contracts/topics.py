@@ -1,5 +1,8 @@
 """Kafka topics. Every message is keyed by the id of the thing it is about (transfer_id, binding_id), so all
-messages of one transfer stay in one partition, in order.
+messages of one transfer stay in one partition, in order. Except what the hub asks of a receiver's wallet (a
+transfer's credit, and its cancel): keyed by the receiver's psn_no, so that one consumer at a time credits a
+wallet and replicas do not queue on its row (national_hub transfers.receiver_key); a credit and its cancel still
+share that key, so their order holds.
 
 Partition counts are sized once for the largest replica count (`yibao up --replicas N`, N <= 9) with room to
 spare: the replicas of a service form one consumer group and split the partitions, so a replica beyond the

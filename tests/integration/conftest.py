@@ -3,6 +3,7 @@ PostgreSQL when YIBAO_TEST_POSTGRES_URL names a server. The helpers the tests ca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import pytest
 
 from shared.db import drop_schemas
 from tests.support.inprocess import PROVINCES, InProcessFederation, in_process_federation
+from tests.support.replicas import Replicas
 
 
 @pytest.fixture
@@ -24,6 +26,23 @@ async def fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
 async def pg_fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
     """The same federation on PostgreSQL (YIBAO_TEST_POSTGRES_URL; skipped without it), in schemas of its own
     that are dropped afterwards. Several `Database`s opened on one of its schemas are replicas of that service."""
+    async with _postgresql_federation(tmp_path) as federation:
+        yield federation
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessFederation]:
+    """`fed`, then `pg_fed`: a test of something both backends must do alike."""
+    if request.param == "sqlite":
+        async with in_process_federation(tmp_path) as federation:
+            yield federation
+    else:
+        async with _postgresql_federation(tmp_path) as federation:
+            yield federation
+
+
+@contextlib.asynccontextmanager
+async def _postgresql_federation(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
     database_url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
     if not database_url:
         pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
@@ -33,4 +52,15 @@ async def pg_fed(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
             yield federation
     finally:
         await drop_schemas(database_url, [f"{prefix}hub"] + [f"{prefix}node_{admdvs}" for admdvs in PROVINCES])
+
+
+@pytest.fixture
+async def replicas(pg_fed: InProcessFederation) -> AsyncIterator[Replicas]:
+    """Second replicas of pg_fed's services (tests/support/replicas.py), closed afterwards."""
+    opened = Replicas(pg_fed)
+    try:
+        yield opened
+    finally:
+        for db in opened.opened:
+            await db.dispose()
 

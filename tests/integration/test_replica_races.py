@@ -15,18 +15,15 @@ Skipped without YIBAO_TEST_POSTGRES_URL (the `pg_fed` fixture): SQLite has one w
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import json
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.requests import Request
 
 from services.national_hub.service_layer import bindings as hub_bindings
@@ -55,7 +52,7 @@ from shared.contracts.internal_api import (
     PremiumReservationRequest,
 )
 from shared.contracts.mutual_aid_events import PremiumPaid, QuotaSet
-from shared.db import Database, UnitOfWork, open_database
+from shared.db import Database, UnitOfWork
 from shared.idempotency import run_idempotent
 from shared.ids import id_hash
 from shared.kafka import filter_new
@@ -63,6 +60,7 @@ from shared.messaging_tables import OutboxMessage
 from shared.outbox import OutboxRelay, add_to_outbox
 from shared.tables import table
 from tests.support.inprocess import DESTINATION, SOURCE, TRANSFER_TIMEOUT_S, InProcessFederation
+from tests.support.replicas import RACE_TIMEOUT_S, Gate, Replicas, race, until_blocked_in_postgresql
 from tests.support.stories import (
     GIVER_PA_FEN,
     Person,
@@ -78,119 +76,8 @@ from tests.support.stories import (
 )
 from tests.support.wire import Wired, accepted_as, consumer_accepts
 
-# The longest the second task is given to reach the database (and block there, or finish) before the first
-# goes on: a second task that blocks on nothing in PostgreSQL goes on when it gets there.
-SECOND_TASK_HEAD_START_MAX_S = 5.0
-# Backends of this database waiting for a lock, not counting the one asking.
-_LOCK_WAITERS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
-RACE_TIMEOUT_S = 30.0
 PHARMACY = "P51010000001"
 _OUTBOX = table(OutboxMessage)
-
-
-# ------------------------------------------------------------------------------------------ replicas
-
-
-@dataclasses.dataclass
-class Replicas:
-    """Second replicas of the federation's services: each a `Database` of its own on the same schema."""
-
-    fed: InProcessFederation
-    opened: list[Database] = dataclasses.field(default_factory=list)
-
-    async def node(self, admdvs: str) -> NodeContext:
-        ctx = self.fed.node(admdvs)
-        db = await open_database(ctx.settings, ctx.settings.db_instance)
-        self.opened.append(db)
-        return dataclasses.replace(ctx, db=db)
-
-    async def hub(self) -> HubContext:
-        db = await open_database(self.fed.hub.settings, "hub")
-        self.opened.append(db)
-        return dataclasses.replace(self.fed.hub, db=db)
-
-    async def database_of(self, ctx: NodeContext | HubContext) -> Database:
-        instance = ctx.settings.db_instance if isinstance(ctx, NodeContext) else "hub"
-        db = await open_database(ctx.settings, instance)
-        self.opened.append(db)
-        return db
-
-
-@pytest.fixture
-async def replicas(pg_fed: InProcessFederation) -> AsyncIterator[Replicas]:
-    opened = Replicas(pg_fed)
-    try:
-        yield opened
-    finally:
-        for db in opened.opened:
-            await db.dispose()
-
-
-# ------------------------------------------------------------------------------------------ the pause
-
-
-class Gate:
-    """Wraps async functions so that the FIRST call through any of them stops (before or after running the
-    original) until `release` is set; every later call passes straight through."""
-
-    def __init__(self) -> None:
-        self.reached = asyncio.Event()
-        self.release = asyncio.Event()
-        self.calls = 0
-
-    def wrap(self, original: Callable[..., Awaitable[Any]], *, after: bool = False) -> Callable[..., Awaitable[Any]]:
-        async def gated(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            first = self.calls == 1
-            if first and not after:
-                await self._hold()
-            result = await original(*args, **kwargs)
-            if first and after:
-                await self._hold()
-            return result
-
-        return gated
-
-    async def _hold(self) -> None:
-        self.reached.set()
-        await self.release.wait()
-
-
-async def race(gate: Gate, first: Coroutine[Any, Any, Any], second: Coroutine[Any, Any, Any]) -> list[Any]:
-    """Start `first` until it stops at the gate, then `second`; after a head start, let `first` go on. The
-    results (or exceptions) of both, in that order."""
-    first_task = asyncio.ensure_future(first)
-    reached = asyncio.ensure_future(gate.reached.wait())
-    await asyncio.wait([first_task, reached], timeout=RACE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-    reached.cancel()
-    if first_task.done():
-        second.close()
-        raise AssertionError(f"the first task ended without reaching the gate: {first_task.result()!r}")
-    assert gate.reached.is_set(), "the first task never reached the gate"
-    second_task = asyncio.ensure_future(second)
-    await until_blocked_in_postgresql(1, second_task)
-    gate.release.set()
-    done = await asyncio.wait_for(asyncio.gather(first_task, second_task, return_exceptions=True), RACE_TIMEOUT_S)
-    return list(done)
-
-
-async def until_blocked_in_postgresql(waiters: int, *tasks: asyncio.Future[Any],
-                                      statement: sa.TextClause = _LOCK_WAITERS) -> None:
-    """Poll until `waiters` backends wait for a lock in PostgreSQL (`statement` counts them) or every task is
-    done; at most SECOND_TASK_HEAD_START_MAX_S. (Another test's lock waits in the same database would end
-    this early: the race then runs with less of a head start, as it would on a fast machine.)"""
-    engine = create_async_engine(os.environ["YIBAO_TEST_POSTGRES_URL"])
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SECOND_TASK_HEAD_START_MAX_S
-    try:
-        while loop.time() < deadline and not all(task.done() for task in tasks):
-            async with engine.connect() as connection:
-                if (await connection.execute(statement)).scalar_one() >= waiters:
-                    return
-            await asyncio.sleep(0.01)
-    finally:
-        await engine.dispose()
 
 
 async def committed(db: Database, work: Callable[[UnitOfWork], Awaitable[Any]]) -> Any:

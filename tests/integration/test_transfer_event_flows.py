@@ -99,7 +99,8 @@ async def test_cross_province_transfer_step_by_step(fed: InProcessFederation) ->
         await hub_transfers.on_requested(hub, uow, requested.envelope, request)
         await uow.commit()
     [credit_msg] = await fed.take_outbox(hub.db)
-    assert (credit_msg.topic, credit_msg.key) == (topics.province_inbound(DESTINATION), transfer_id)
+    # Keyed by the receiver: one consumer at a time credits a wallet (hub transfers.receiver_key).
+    assert (credit_msg.topic, credit_msg.key) == (topics.province_inbound(DESTINATION), mother.psn_no)
     credit = consumer_accepts(credit_msg)
     assert isinstance(credit, TransferCredit)
     assert credit.credit_by == request.accepted_at + timedelta(seconds=TRANSFER_TIMEOUT_S)

@@ -12,7 +12,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import EVENT_TYPES, Payload
+from shared.contracts.events import EVENT_TYPES, Payload, TransferCancel, TransferCredit
 
 SAMPLES = Path(__file__).parents[1] / "contract" / "samples"
 P = TypeVar("P", bound=Payload)
@@ -68,7 +68,8 @@ class Wired:
 def consumer_accepts(wired: Wired) -> Payload:
     """What every consumer does with a message, plus what the contract promises about it: the consumer's class
     for the type validates the data; the shape equals the golden sample's; the key is the id of the thing the
-    message is about (topics.py: that keeps one transfer's messages in one partition, in order)."""
+    message is about (topics.py: that keeps one transfer's messages in one partition, in order), or for what
+    changes a receiver's wallet, the receiver."""
     env = wired.envelope
     assert env.type in EVENT_TYPES, f"{env.type} has no consumer schema in shared.contracts.events"
     payload = EVENT_TYPES[env.type].model_validate(env.data)
@@ -92,6 +93,10 @@ def accepted_as(wired: Wired, payload_type: type[P]) -> P:
 
 
 def _subject_id(payload: Payload) -> str | None:
+    if isinstance(payload, TransferCredit):
+        return payload.receiver_psn_no  # topics.py: what the hub asks of a wallet is keyed by its owner
+    if isinstance(payload, TransferCancel):
+        return None  # keyed by the receiver too, whom the cancel does not name
     data = payload.model_dump()
     if "transfer_id" in data:
         return str(data["transfer_id"])

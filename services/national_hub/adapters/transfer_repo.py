@@ -41,6 +41,7 @@ class CancelTarget(NamedTuple):
 
     transfer_id: str
     receiver_admdvs: str
+    receiver_psn_no: str
 
 
 class Hop(NamedTuple):
@@ -117,18 +118,20 @@ async def state_and_deadline(uow: UnitOfWork, transfer_id: str) -> tuple[Transfe
 async def overdue(uow: UnitOfWork, now: datetime, limit: int) -> list[CancelTarget]:
     """ROUTED transfers past their deadline, locked; rows a result is deciding right now are skipped (locked
     elsewhere) and looked at again next round."""
-    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs,
+                                      TRANSFERS.c.receiver_psn_no).where(
         TRANSFERS.c.state == TransferState.ROUTED, TRANSFERS.c.deadline_at < now).limit(limit)
         .with_for_update(skip_locked=True))).all()
-    return [CancelTarget(row.transfer_id, row.receiver_admdvs) for row in rows]
+    return [CancelTarget(row.transfer_id, row.receiver_admdvs, row.receiver_psn_no) for row in rows]
 
 
 async def routed_of_binding(uow: UnitOfWork, binding_id: str) -> list[CancelTarget]:
     """The binding's transfers still on their way (the state index finds the few ROUTED ones; the binding is
     matched among them)."""
-    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs).where(
+    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs,
+                                      TRANSFERS.c.receiver_psn_no).where(
         TRANSFERS.c.binding_id == binding_id, TRANSFERS.c.state == TransferState.ROUTED))).all()
-    return [CancelTarget(row.transfer_id, row.receiver_admdvs) for row in rows]
+    return [CancelTarget(row.transfer_id, row.receiver_admdvs, row.receiver_psn_no) for row in rows]
 
 
 async def add_hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: datetime) -> None:

@@ -1,13 +1,16 @@
 """Applies postings to the node's database. The guard `balance + delta >= 0` is in the UPDATE itself, so no
 citizen account can go negative even if a use case forgot to check first.
 
-System accounts (SYS:CLEARING, SYS:IN_FLIGHT, ...) take part in nearly every posting, so their rows are the
-hottest in the database: on PostgreSQL every transaction that updates one holds its row lock until it
-commits, and all replicas queue behind it. Their balance changes are therefore summed over the transaction
-and applied as its last statements (one UPDATE per system account, in id order, so two transactions cannot
-deadlock on them), which holds those locks for one round trip and the commit only, and turns a consumer
-batch's hundreds of updates into a few. The ledger lines are written at once as before; nothing reads a
-system balance inside the transaction that changes it (`balance` adds what is pending, to be sure)."""
+Hot accounts. System accounts (SYS:CLEARING, SYS:IN_FLIGHT, ...) take part in nearly every posting. Updating
+their `accounts` row made it the hottest row in the database: on PostgreSQL each transaction held its lock from
+the UPDATE to its commit, so every transfer's accept queued behind the one before (issue 9, measured: 6.5 ms of
+lock wait per accept at 120 transfers/s, which capped the giver's node below 200/s). So a transaction does not
+touch a system account's row: it sums its changes per system account and, as it commits, inserts one
+`system_account_deltas` row per account (an insert takes no lock anyone waits for). A system account's balance
+is its row's plus its delta rows (`_EFFECTIVE`); `fold_system_deltas`, a job of each node, moves the delta rows it
+can see into the rows now and then, deleting exactly those rows in the transaction that adds them, so each delta
+counts once whatever commits meanwhile (and whichever replica folds). Citizen accounts keep their guarded
+UPDATE: their rows are only as hot as one person."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine
+from services.province_node.adapters.tables import Account, LedgerEntry, LedgerLine, SystemAccountDelta
 from services.province_node.domain.errors import DomainError
 from services.province_node.domain.ledger import SYSTEM_ACCOUNTS, Posting, may_go_negative
 from shared import audit
@@ -25,8 +28,20 @@ from shared.tables import table
 ACCOUNTS = table(Account)
 ENTRIES = table(LedgerEntry)
 LINES = table(LedgerLine)
-# What audit verification replays the journaled postings against (shared/audit.py).
-AUDITED_LEDGER = audit.LedgerTables(lines=LINES, accounts=ACCOUNTS)
+DELTAS = table(SystemAccountDelta)
+
+
+def _with_deltas(accounts: sa.Table) -> sa.ColumnElement[int]:
+    """An account's balance: its row's plus its system-account changes not folded yet (none for a citizen's)."""
+    pending = sa.select(sa.func.coalesce(sa.func.sum(DELTAS.c.delta_fen), 0)).where(
+        DELTAS.c.account_id == accounts.c.account_id).scalar_subquery()
+    return sa.type_coerce(accounts.c.balance_fen + pending, sa.BigInteger).label("balance_fen")
+
+
+# Every account's balance (one statement, so one snapshot of rows and deltas); what audit verification replays
+# the journaled postings against (shared/audit.py).
+ALL_BALANCES = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.kind, _with_deltas(ACCOUNTS))
+AUDITED_LEDGER = audit.LedgerTables(lines=LINES, balances=ALL_BALANCES)
 
 
 async def ensure_system_accounts(uow: UnitOfWork, now: datetime) -> None:
@@ -63,10 +78,12 @@ async def open_account(uow: UnitOfWork, account_id: str, kind: str, owner_psn_no
 
 
 _BALANCE = sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
+_SYSTEM_BALANCE = sa.select(_with_deltas(ACCOUNTS)).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
 
 
 async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
-    row = (await view.execute(_BALANCE, {"account": account_id})).first()
+    system = may_go_negative(account_id)
+    row = (await view.execute(_SYSTEM_BALANCE if system else _BALANCE, {"account": account_id})).first()
     if row is None:
         return None
     pending: dict[str, int] = view.state.get(_PENDING_SYSTEM, {}) if isinstance(view, UnitOfWork) else {}
@@ -78,8 +95,10 @@ _BALANCES = PreparedIn(lambda accounts: sa.select(ACCOUNTS.c.account_id, ACCOUNT
 
 
 async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[str, int]:
+    """Citizen accounts' balances (a system account's is `balance`'s: rows plus deltas)."""
     if not account_ids:
         return {}
+    assert not any(may_go_negative(a) for a in account_ids), "system balances are read through balance()"
     rows = await view.execute(*_BALANCES.bind(list(account_ids)))
     return {row.account_id: int(row.balance_fen) for row in rows}
 
@@ -88,10 +107,10 @@ async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[
 _NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id))
 _MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(
     balance_fen=ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.BigInteger))
-_MOVE = Prepared(_MOVE_ANY)
 _MOVE_GUARDED = Prepared(_MOVE_ANY.where(
     ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.BigInteger) >= 0))
 _NEW_LINES = Prepared(sa.insert(LINES))
+_NEW_DELTA = Prepared(sa.insert(DELTAS))
 
 
 _PENDING_SYSTEM = "ledger.pending_system_fen"
@@ -107,11 +126,34 @@ def _pending_system(uow: UnitOfWork) -> dict[str, int]:
 
 
 async def _apply_system_changes(uow: UnitOfWork, pending: dict[str, int]) -> None:
-    for account_id in sorted(pending):
-        if pending[account_id] and (await uow.execute(_MOVE, {"account": account_id, "delta_fen": pending[account_id]})
-                                    ).rowcount != 1:
-            raise AssertionError(f"system account {account_id} is missing")
+    rows = [{"account_id": account_id, "delta_fen": delta_fen} for account_id, delta_fen in sorted(pending.items())
+            if delta_fen]
+    if rows:
+        await uow.execute(_NEW_DELTA, rows if len(rows) > 1 else rows[0])
     pending.clear()
+
+
+FOLD_BATCH = 5000
+_FOLDED = sa.delete(DELTAS).where(DELTAS.c.id.in_(
+    sa.select(DELTAS.c.id).order_by(DELTAS.c.id).limit(FOLD_BATCH).scalar_subquery())).returning(
+    DELTAS.c.account_id, DELTAS.c.delta_fen)
+
+
+async def fold_system_deltas(uow: UnitOfWork) -> int:
+    """Move up to FOLD_BATCH committed delta rows into their accounts' rows; the number moved. The rows are
+    deleted by the statement that reads them, in the transaction that adds them: a delta committed meanwhile
+    is simply left for the next round, and two folders cannot both take one row (the second waits for the
+    first's delete, then finds the row gone)."""
+    sums: dict[str, int] = {}
+    moved = 0
+    for row in await uow.execute(_FOLDED):
+        sums[row.account_id] = sums.get(row.account_id, 0) + int(row.delta_fen)
+        moved += 1
+    for account_id in sorted(sums):  # id order: no deadlock with another folder
+        if sums[account_id] and (await uow.execute(
+                _MOVE_ANY, {"account": account_id, "delta_fen": sums[account_id]})).rowcount != 1:
+            raise AssertionError(f"system account {account_id} is missing")
+    return moved
 
 
 async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:
@@ -133,7 +175,7 @@ async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:
 
 async def totals_by_kind(view: UnitOfWork | ReadView) -> dict[str, int]:
     """Sum of balances per account kind, system accounts by name (for conservation checks)."""
-    rows = await view.execute(sa.select(ACCOUNTS.c.kind, ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen))
+    rows = await view.execute(ALL_BALANCES)
     totals: dict[str, int] = {}
     for row in rows:
         key = row.account_id if row.kind == "SYSTEM" else row.kind
@@ -150,7 +192,7 @@ async def journal_is_balanced(view: UnitOfWork | ReadView) -> bool:
         return False
     line_sums = dict((await view.execute(
         sa.select(LINES.c.account_id, sa.func.sum(LINES.c.amount_fen)).group_by(LINES.c.account_id))).all())
-    for row in await view.execute(sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen)):
+    for row in await view.execute(ALL_BALANCES):
         if int(line_sums.get(row.account_id, 0)) != int(row.balance_fen):
             return False
     return True

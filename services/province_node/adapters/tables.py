@@ -45,6 +45,17 @@ class Account(SQLModel, table=True):
     opened_at: datetime
 
 
+class SystemAccountDelta(SQLModel, table=True):
+    """A change of a system account's balance not yet folded into its `accounts` row (ledger_repo.py: hot
+    accounts). A system account's balance is its row's plus the sum of these."""
+
+    __tablename__ = "system_account_deltas"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIGINT)
+    account_id: str = Field(index=True, max_length=80)
+    delta_fen: int = Field(sa_type=BIGINT)
+
+
 class LedgerEntry(SQLModel, table=True):
     __tablename__ = "ledger_entries"
 
@@ -130,6 +141,6 @@ class Notification(SQLModel, table=True):
     text: str = Field(max_length=200)
 
 
-NODE_TABLES = (Person, Account, LedgerEntry, LedgerLine, BindingReplica, TransferOut, TransferIn, Notification,
-               OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES, *MUTUAL_AID_TABLES, DeadLetter,
-               *MEDICAL_TABLES, *AUDIT_TABLES, *CONFIRMATION_TABLES)
+NODE_TABLES = (Person, Account, SystemAccountDelta, LedgerEntry, LedgerLine, BindingReplica, TransferOut,
+               TransferIn, Notification, OutboxMessage, InboxMessage, IdempotencyRecord, *POS_TABLES,
+               *MUTUAL_AID_TABLES, DeadLetter, *MEDICAL_TABLES, *AUDIT_TABLES, *CONFIRMATION_TABLES)
