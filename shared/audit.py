@@ -162,13 +162,18 @@ _SEALERS: set[asyncio.Event] = set()
 async def seal(db: Database, batch: int = SEAL_BATCH) -> int:
     """Move the pending entries visible now into the chain, as the instance's sealer; returns how many (0 on
     SQLite, and when another replica is sealing: that one takes them)."""
+    return await _seal_as_leader(db, batch) or 0
+
+
+async def _seal_as_leader(db: Database, batch: int = SEAL_BATCH) -> int | None:
+    """`seal`, or None when another replica is the sealer now."""
     if db.inline:
         return 0
     total = 0
     while True:
         sealed = await run_retrying(lambda: _seal_round(db, batch))
         if sealed is None:
-            return total
+            return total if total else None
         total += sealed
         if sealed < batch:
             return total
@@ -199,7 +204,8 @@ class Sealer:
     """The background job that seals this instance's pending entries (PostgreSQL; on SQLite it returns at once):
     woken by this process's appends (it lingers a moment, so the commit that woke it is visible and the entries
     of commits close behind join the round), and polling for other replicas' entries, whose sealer may have
-    died (the advisory lock passes at once)."""
+    died (the advisory lock passes at once). A replica that found another sealing waits for its next poll
+    before it asks again: asking on every append cost a BEGIN, the lock's try and a ROLLBACK each (issue 9)."""
 
     def __init__(self, db: Database, *, poll_interval_s: float = 0.2, linger_s: float = 0.005) -> None:
         self._db = db
@@ -220,11 +226,16 @@ class Sealer:
         try:
             while not self._stopping:
                 try:
-                    self.sealed_total += await seal(self._db)
+                    sealed = await _seal_as_leader(self._db)
                 except Exception:
                     log.exception("sealing the audit journal failed; retrying")
                     await asyncio.sleep(1.0)
                     continue
+                if sealed is None:  # another replica seals: its own appends and polls wake it
+                    await asyncio.sleep(self._poll_interval_s)
+                    self._wakeup.clear()
+                    continue
+                self.sealed_total += sealed
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
                 self._wakeup.clear()

@@ -49,31 +49,40 @@ class IdempotentRequest:
 @overload
 async def run_idempotent(request: Request, db: Database, principal: str,
                          use_case: Callable[[UnitOfWork], Awaitable[R]], prepare: None = None, *,
-                         status: int | Callable[[R], int], view: Callable[[R], Any] | None = None) -> Response: ...
+                         status: int | Callable[[R], int], view: Callable[[R], Any] | None = None,
+                         replay_before_prepare: bool = True) -> Response: ...
 
 
 @overload
 async def run_idempotent(request: Request, db: Database, principal: str,
                          use_case: Callable[[UnitOfWork, P], Awaitable[R]], prepare: Callable[[], Awaitable[P]], *,
-                         status: int | Callable[[R], int], view: Callable[[R], Any] | None = None) -> Response: ...
+                         status: int | Callable[[R], int], view: Callable[[R], Any] | None = None,
+                         replay_before_prepare: bool = True) -> Response: ...
 
 
 async def run_idempotent(request: Request, db: Database, principal: str, use_case: Callable[..., Awaitable[Any]],
                          prepare: Callable[[], Awaitable[Any]] | None = None, *,
-                         status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None) -> Response:
+                         status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None,
+                         replay_before_prepare: bool = True) -> Response:
     """Run `use_case` once per Idempotency-Key in one unit of work (it commits nothing itself) and answer its
     result with `status`. `prepare` runs first, outside the unit of work and so outside the write lock: calls to
     other services (idempotent on their side) go there, so that a slow peer never stalls this service's writes;
-    the use case then gets what it returned."""
+    the use case then gets what it returned. A stored answer is looked for before `prepare` too (a retry then
+    calls nobody), unless `replay_before_prepare` is False: for a prepare step that is a local read, that look
+    costs every first request a read (on PostgreSQL a connection and a round trip) while saving a retry almost
+    nothing, since the unit of work looks anyway."""
     call = await IdempotentRequest.read(request, principal)
-    answer = await run_once(IdempotencyStore(db), db, call, use_case, prepare, status=status, view=view)
+    answer = await run_once(IdempotencyStore(db), db, call, use_case, prepare, status=status, view=view,
+                            replay_before_prepare=replay_before_prepare)
     return Response(content=answer.body, status_code=answer.status, media_type="application/json")
 
 
 async def run_once(store: IdempotencyStore, db: Database, call: IdempotentRequest,
                    use_case: Callable[..., Awaitable[Any]], prepare: Callable[[], Awaitable[Any]] | None, *,
-                   status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None) -> Answer:
-    if call.key is not None:
+                   status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None,
+                   replay_before_prepare: bool = True) -> Answer:
+    # Without a prepare step there is nothing to save: the unit of work looks for the answer first anyway.
+    if call.key is not None and prepare is not None and replay_before_prepare:
         previous = await store.get(call.scope, call.key)
         if previous is not None:
             return _replay(previous, call.request_hash)

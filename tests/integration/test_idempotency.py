@@ -108,3 +108,25 @@ async def test_prepare_runs_first_and_its_refusal_is_the_answer(db: Database) ->
 
     answer = await run_once(IdempotencyStore(db), db, call(None), use_case, refusing, status=200)
     assert answer.status == 404 and seen == ["from the peer"]
+
+
+@pytest.mark.parametrize("replay_before_prepare", [True, False])
+async def test_a_retry_gets_the_first_answer_whether_or_not_it_looks_before_prepare(
+        db: Database, replay_before_prepare: bool) -> None:
+    """Looking for a stored answer before `prepare` spares a retry the peer's call; without that look (a prepare
+    that is a local read) the retry runs `prepare` again and still gets the first answer, from the unit of work."""
+    prepared: list[int] = []
+    runs: list[int] = []
+
+    async def prepare() -> int:
+        prepared.append(len(prepared))
+        return len(prepared)
+
+    async def use_case(uow: UnitOfWork, value: int) -> dict[str, int]:
+        runs.append(value)
+        return {"run": len(runs)}
+
+    answers = [await run_once(IdempotencyStore(db), db, call("k"), use_case, prepare, status=201,
+                              replay_before_prepare=replay_before_prepare) for _ in range(2)]
+    assert [(a.status, orjson.loads(a.body)) for a in answers] == [(201, {"run": 1})] * 2
+    assert len(runs) == 1 and len(prepared) == (1 if replay_before_prepare else 2)
