@@ -104,8 +104,15 @@ class OutboxRelay:
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        await driver.add_listener(self._channel, lambda *_: self._wakeup.set())
+        await driver.add_listener(self._channel, self._notified)
         self._listener = connection
+
+    def _notified(self, *_: Any) -> None:
+        """A NOTIFY is for the leader. A replica that knows another leads ignores it: woken, it would tell the
+        leader again, and its NOTIFY would wake the other followers (and itself), which would do the same: a
+        storm measured at 1,400 NOTIFYs a second with 2 replicas (issue 9)."""
+        if time.monotonic() >= self._follower_until_s:
+            self._wakeup.set()
 
     async def _close_listener(self) -> None:
         if self._listener is not None:

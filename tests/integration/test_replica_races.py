@@ -649,6 +649,47 @@ async def test_two_outbox_relays_on_two_replicas_never_publish_one_row_twice(pg_
     assert await scalar(first_db, sa.select(sa.func.count()).select_from(_OUTBOX)) == 0
 
 
+async def test_running_relays_on_two_replicas_publish_everything_without_a_notify_storm(
+        pg_fed: InProcessFederation, replicas: Replicas, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both replicas run their relay loops and both commit outbox rows: the leader publishes every row once,
+    the follower's commits reach it by NOTIFY, and once all is published the relays fall quiet. Before, the
+    follower was woken by its own NOTIFY and sent another: about 1,400 a second with 2 replicas (issue 9)."""
+    node = pg_fed.node(SOURCE)
+    sent: list[tuple[str, bytes]] = []
+    producer = RecordingProducer(sent)
+    dbs = [await replicas.database_of(node) for _ in range(2)]
+    notified = [0]
+    original = OutboxRelay._notified
+
+    def counting(self: OutboxRelay, *args: Any) -> None:
+        notified[0] += 1
+        original(self, *args)
+
+    monkeypatch.setattr(OutboxRelay, "_notified", counting)
+    relays = [relay(db, producer) for db in dbs]
+    loops = [asyncio.ensure_future(one.run()) for one in relays]
+    try:
+        for number in range(10):
+            for index, db in enumerate(dbs):
+                async with UnitOfWork(db) as uow:
+                    name = f"N-{index}-{number}"
+                    await add_to_outbox(uow, topics.HUB_INBOUND, name, outbox_envelope(name))
+                    await uow.commit()
+        deadline = asyncio.get_running_loop().time() + RACE_TIMEOUT_S
+        while len(sent) < 20:
+            assert asyncio.get_running_loop().time() < deadline, f"published only {len(sent)} of 20"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        notified[0] = 0
+        await asyncio.sleep(1.0)
+        assert notified[0] <= 4, f"{notified[0]} NOTIFYs in a quiet second"
+        assert sorted(published_ids(sent)) == sorted(set(published_ids(sent)))
+    finally:
+        for one in relays:
+            one.stop()
+        await asyncio.gather(*loops, return_exceptions=True)
+
+
 # ------------------------------------------------------------------------------------------ Idempotency-Key
 
 
