@@ -19,17 +19,18 @@ class InternalModel(BaseModel):
 class DirectoryRegistration(InternalModel):
     """POST /internal/v1/directory/persons: a node registers (or updates) one of its persons."""
 
-    id_hash: str
-    id_no_masked: str
-    name_hash: str
-    psn_no: str
-    insuplc_admdvs: str
-    insutype: str
-    password_hash: str | None = None
-    face_hash: str | None = None
+    # Bounded as the directory's columns are (beyond them PostgreSQL refused the row: a 500, not a 422).
+    id_hash: str = Field(min_length=1, max_length=64)
+    id_no_masked: str = Field(min_length=1, max_length=18)
+    name_hash: str = Field(min_length=1, max_length=64)
+    psn_no: str = Field(min_length=1, max_length=32)
+    insuplc_admdvs: str = Field(pattern=r"^[0-9]{6}$")
+    insutype: str = Field(min_length=1, max_length=3)
+    password_hash: str | None = Field(default=None, max_length=200)
+    face_hash: str | None = Field(default=None, max_length=64)
     insured: bool = True
     # keyed_hash(id_hash_key, "card:" + social-security card number): lets a till find the person by card (03).
-    card_hash: str | None = None
+    card_hash: str | None = Field(default=None, max_length=64)
     # The person's pooling region (统筹区): the hub's statistics compare two persons' (issue 12).
     pooling_admdvs: str | None = Field(default=None, max_length=6)
 
@@ -170,6 +171,13 @@ class PosReverseRequest(InternalModel):
     oinfno: Literal["2102", "2103"]
     psn_no: str = Field(max_length=32)
     fixmedins_code: str = Field(max_length=12)
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> PosReverseRequest:
+        # A message cannot undo itself (its msgid would be both the reversal's and the preempted original's).
+        if self.msgid == self.omsgid:
+            raise ValueError("omsgid names this message itself")
+        return self
 
 
 class PosPayment(InternalModel):

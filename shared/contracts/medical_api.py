@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.contracts.internal_api import InternalModel, PosBalances
 from shared.money import MAX_AMOUNT_FEN
@@ -74,6 +74,13 @@ class MedicalCall(InternalModel):
     oinfno: str | None = Field(default=None, max_length=4)
     # As for POS payments: a call reaching the ledger after this is refused unapplied.
     answer_by: datetime | None = None
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> MedicalCall:
+        # A 2601 cannot undo itself (its msgid would be both the reversal's and the preempted original's).
+        if self.omsgid is not None and self.omsgid == self.msgid:
+            raise ValueError("omsgid names this message itself")
+        return self
 
 
 class MedicalVisit(InternalModel):

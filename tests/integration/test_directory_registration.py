@@ -5,11 +5,14 @@ known ones updated, a person twice in one batch as the later entry says."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from services.national_hub.service_layer import directory
 from shared.contracts.internal_api import DirectoryRegistration, DirectoryRegistrationBatch
 from shared.db import ReadView
+from shared.errors import ApiError
 from tests.support.inprocess import InProcessFederation
 from tests.support.stories import in_uow
 
@@ -49,3 +52,34 @@ async def test_registration_batch(fed: InProcessFederation) -> None:
 
 async def test_registration_batch_postgres(pg_fed: InProcessFederation) -> None:
     await _check_batches(pg_fed)
+
+
+async def test_a_psn_no_of_another_person_is_refused_and_nothing_is_registered(any_fed: InProcessFederation) -> None:
+    """A psn_no names one person: given to a second person (in the batch, or already in the directory), the
+    whole batch is refused with 409 PSN_NO_TAKEN and nothing of it is stored (the unique key's error was a 500
+    after five retries)."""
+    fed = any_fed
+    await in_uow(fed.hub.db, lambda uow: directory.register(fed.hub, uow, DirectoryRegistrationBatch(
+        persons=[_person(1)])))
+    taken = _person(2).model_copy(update={"psn_no": "P00001"})
+    twice = [_person(3), _person(4).model_copy(update={"psn_no": "P00003"})]
+    for persons in ([_person(5), taken], twice):
+        batch = DirectoryRegistrationBatch(persons=persons)
+        with pytest.raises(ApiError) as refused:
+            await in_uow(fed.hub.db, lambda uow: directory.register(fed.hub, uow, batch))  # noqa: B023
+        assert (refused.value.status, refused.value.code) == (409, "PSN_NO_TAKEN")
+    async with ReadView(fed.hub.db) as view:
+        stored = sorted((await view.execute(sa.select(directory.DIRECTORY.c.psn_no))).scalars())
+    assert stored == ["P00001"]
+    # The same person registered again under its own psn_no is an update, not a conflict.
+    await in_uow(fed.hub.db, lambda uow: directory.register(fed.hub, uow, DirectoryRegistrationBatch(
+        persons=[_person(1, name_hash="renamed")])))
+
+
+@pytest.mark.parametrize("field, value", [("id_hash", ""), ("id_hash", "h" * 65), ("psn_no", ""),
+                                          ("insuplc_admdvs", "64000"), ("insutype", "3100"),
+                                          ("id_no_masked", "x" * 19), ("card_hash", "c" * 65)])
+def test_registrations_beyond_the_directory_columns_are_refused_at_validation(field: str, value: str) -> None:
+    fields = _person(1).model_dump() | {field: value}
+    with pytest.raises(ValidationError):
+        DirectoryRegistration(**fields)

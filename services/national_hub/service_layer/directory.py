@@ -51,6 +51,8 @@ class Relationship:
 # past the node's timeout for the call).
 _REGISTRATION_CHUNK = 500
 _KNOWN = sa.select(DIRECTORY.c.id_hash).where(DIRECTORY.c.id_hash.in_(sa.bindparam("ids", expanding=True)))
+_HOLDERS = sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.id_hash).where(
+    DIRECTORY.c.psn_no.in_(sa.bindparam("psn_nos", expanding=True)))
 _NEW_PERSON = Prepared(sa.insert(DIRECTORY))
 _PERSON_CHANGED = Prepared(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == sa.bindparam("b_id_hash")))
 
@@ -59,6 +61,7 @@ async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistratio
     now = ctx.clock.now()
     # A person twice in one batch ends as the later registration says (as one after the other would).
     latest = {person.id_hash: person.model_dump() | {"updated_at": now} for person in batch.persons}
+    await _refuse_taken_psn_nos(uow, latest)
     hashes = list(latest)
     known: set[str] = set()
     for start in range(0, len(hashes), _REGISTRATION_CHUNK):
@@ -71,6 +74,20 @@ async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistratio
     if changed:
         await uow.execute(_PERSON_CHANGED, changed)
     return {"registered": len(batch.persons)}
+
+
+async def _refuse_taken_psn_nos(uow: UnitOfWork, latest: dict[str, dict[str, Any]]) -> None:
+    """A psn_no names one person: two persons of the batch with one psn_no, or a psn_no the directory holds for
+    another person, is refused (a 409 rather than the unique key's error, which no retry would cure)."""
+    holder_of: dict[str, str] = {}
+    for id_hash_, values in latest.items():
+        if holder_of.setdefault(values["psn_no"], id_hash_) != id_hash_:
+            raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {values['psn_no']} is given to two persons of this batch")
+    psn_nos = list(holder_of)
+    for start in range(0, len(psn_nos), _REGISTRATION_CHUNK):
+        for row in await uow.execute(_HOLDERS, {"psn_nos": psn_nos[start:start + _REGISTRATION_CHUNK]}):
+            if holder_of[row.psn_no] != row.id_hash:
+                raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {row.psn_no} belongs to another person")
 
 
 async def lookup(view: ReadView, query: DirectoryLookup) -> DirectoryLookupResult:
