@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class Payload(BaseModel):
@@ -84,17 +84,19 @@ class TransferSettled(Payload):
 class BindingSnapshot(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    binding_id: str
-    giver_psn_no: str
-    giver_admdvs: str
-    relative_psn_no: str
-    relative_admdvs: str
-    relative_name_masked: str
-    relation: str
+    # Bounded as the replicas' columns are: beyond them a node's database refused the row (a 500 on the hub's
+    # push to `bindings:apply`, a dead letter on the event), where a 422 says what is wrong.
+    binding_id: str = Field(min_length=1, max_length=40)
+    giver_psn_no: str = Field(min_length=1, max_length=32)
+    giver_admdvs: str = Field(pattern=r"^[0-9]{6}$")
+    relative_psn_no: str = Field(min_length=1, max_length=32)
+    relative_admdvs: str = Field(pattern=r"^[0-9]{6}$")
+    relative_name_masked: str = Field(max_length=64)
+    relation: str = Field(min_length=1, max_length=16)
     state: Literal["PENDING_CONSENT", "ACTIVE", "ENDED"]
-    version: int
-    created_at: datetime
-    ended_reason: str | None = None
+    version: int = Field(ge=0, le=2**31 - 1)  # a handful of changes in a binding's life: a 32-bit column
+    created_at: AwareDatetime
+    ended_reason: str | None = Field(default=None, max_length=64)
 
 
 class BindingChanged(Payload):

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
 
+from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import PosReverseRequest
 from shared.contracts.medical_api import MedicalCall
 
@@ -27,3 +30,15 @@ def test_a_medical_reversal_cannot_name_itself() -> None:
     assert MedicalCall(msgid=MSGID, omsgid=OTHER, **fields).omsgid == OTHER
     with pytest.raises(ValidationError, match="itself"):
         MedicalCall(msgid=MSGID, omsgid=MSGID, **fields)
+
+
+def test_a_binding_snapshot_is_bounded_as_the_replicas_columns() -> None:
+    """The hub's push (`bindings:apply`) and event carry it; beyond the columns the node's database refused it."""
+    good = {"binding_id": "B" + "0" * 32, "giver_psn_no": "640000000000001", "giver_admdvs": "640000",
+            "relative_psn_no": "620000000000001", "relative_admdvs": "620000", "relative_name_masked": "李*英",
+            "relation": "PARENT", "state": "ACTIVE", "version": 2, "created_at": datetime.now(UTC)}
+    assert BindingSnapshot(**good).version == 2
+    for field, value in [("binding_id", "B" * 41), ("version", 2**31), ("version", -1), ("giver_admdvs", "64"),
+                         ("created_at", datetime(2026, 12, 2, 12, 0)), ("relation", "R" * 17)]:
+        with pytest.raises(ValidationError):
+            BindingSnapshot(**(good | {field: value}))
