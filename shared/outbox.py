@@ -51,6 +51,7 @@ _PUBLISHED = sa.delete(_OUTBOX).where(_OUTBOX.c.seq < sa.bindparam("last_seq", t
 _OLDEST = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
            .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
 _PUBLISHED_EXACTLY = sa.delete(_OUTBOX).where(_OUTBOX.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+_NOTIFY = sa.text("SELECT pg_notify(:channel, '')")
 RELAY_JOB = "outbox-relay"
 
 
@@ -160,29 +161,23 @@ class OutboxRelay:
 
     async def _publish_as_leader(self) -> int:
         """PostgreSQL: one round as the instance's relay, or nothing when another replica is it."""
-        if time.monotonic() < self._follower_until_s and self._listener is not None:
-            await self._tell_leader()
-            return 0
-        async with UnitOfWork(self._db) as uow:
-            if not await uow.lead(RELAY_JOB):
-                self._follower_until_s = time.monotonic() + self._poll_interval_s
-                # Another replica relays; it may be waiting for its poll: tell it rows are there.
-                await uow.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": self._channel})
-                await uow.commit()
-                return 0
-            rows = (await uow.execute(_OLDEST, {"batch": self._batch_size})).all()
-            if not rows:
-                return 0
-            await self._send(rows)
-            await uow.execute(_PUBLISHED_EXACTLY, {"seqs": [row.seq for row in rows]})
-            await uow.commit()
-        self.published_total += len(rows)
-        return len(rows)
-
-    async def _tell_leader(self) -> None:
-        """NOTIFY the leading replica on the listening connection, outside any transaction (one round trip)."""
-        raw = await self._listener.get_raw_connection()
-        await raw.driver_connection.execute("SELECT pg_notify($1, '')", self._channel)
+        if time.monotonic() >= self._follower_until_s:
+            async with UnitOfWork(self._db) as uow:
+                if await uow.lead(RELAY_JOB):
+                    rows = (await uow.execute(_OLDEST, {"batch": self._batch_size})).all()
+                    if not rows:
+                        return 0
+                    await self._send(rows)
+                    await uow.execute(_PUBLISHED_EXACTLY, {"seqs": [row.seq for row in rows]})
+                    await uow.commit()
+                    self.published_total += len(rows)
+                    return len(rows)
+            self._follower_until_s = time.monotonic() + self._poll_interval_s
+        # Another replica relays; it may be waiting for its poll: tell it rows are there, outside any
+        # transaction (a read view runs its statement in autocommit: one round trip).
+        async with ReadView(self._db) as view:
+            await view.execute(_NOTIFY, {"channel": self._channel})
+        return 0
 
     async def _send(self, rows: list[Any]) -> None:
         # send() only enqueues; awaiting the futures waits for acks=all from the broker.

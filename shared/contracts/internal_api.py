@@ -174,10 +174,14 @@ class PosReverseRequest(InternalModel):
 
     @model_validator(mode="after")
     def _not_itself(self) -> PosReverseRequest:
-        # A message cannot undo itself (its msgid would be both the reversal's and the preempted original's).
-        if self.msgid == self.omsgid:
-            raise ValueError("omsgid names this message itself")
+        refuse_self_reversal(self.msgid, self.omsgid)
         return self
+
+
+def refuse_self_reversal(msgid: str, omsgid: str | None) -> None:
+    """A 2601 cannot undo itself: its msgid would be both the reversal's and the preempted original's."""
+    if omsgid == msgid:
+        raise ValueError("omsgid names this message itself")
 
 
 class PosPayment(InternalModel):

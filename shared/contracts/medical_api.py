@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from shared.contracts.internal_api import InternalModel, PosBalances
+from shared.contracts.internal_api import InternalModel, PosBalances, refuse_self_reversal
 from shared.money import MAX_AMOUNT_FEN
 
 Setting = Literal["outpatient", "inpatient"]
@@ -77,9 +77,7 @@ class MedicalCall(InternalModel):
 
     @model_validator(mode="after")
     def _not_itself(self) -> MedicalCall:
-        # A 2601 cannot undo itself (its msgid would be both the reversal's and the preempted original's).
-        if self.omsgid is not None and self.omsgid == self.msgid:
-            raise ValueError("omsgid names this message itself")
+        refuse_self_reversal(self.msgid, self.omsgid)
         return self
 
 

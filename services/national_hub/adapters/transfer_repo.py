@@ -115,23 +115,24 @@ async def state_and_deadline(uow: UnitOfWork, transfer_id: str) -> tuple[Transfe
     return None if row is None else (TransferState(row.state), row.deadline_at)
 
 
+_CANCEL_TARGETS = sa.select(*(TRANSFERS.c[name] for name in CancelTarget._fields))
+
+
 async def overdue(uow: UnitOfWork, now: datetime, limit: int) -> list[CancelTarget]:
     """ROUTED transfers past their deadline, locked; rows a result is deciding right now are skipped (locked
     elsewhere) and looked at again next round."""
-    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs,
-                                      TRANSFERS.c.receiver_psn_no).where(
+    rows = (await uow.execute(_CANCEL_TARGETS.where(
         TRANSFERS.c.state == TransferState.ROUTED, TRANSFERS.c.deadline_at < now).limit(limit)
         .with_for_update(skip_locked=True))).all()
-    return [CancelTarget(row.transfer_id, row.receiver_admdvs, row.receiver_psn_no) for row in rows]
+    return [CancelTarget._make(row) for row in rows]
 
 
 async def routed_of_binding(uow: UnitOfWork, binding_id: str) -> list[CancelTarget]:
     """The binding's transfers still on their way (the state index finds the few ROUTED ones; the binding is
     matched among them)."""
-    rows = (await uow.execute(sa.select(TRANSFERS.c.transfer_id, TRANSFERS.c.receiver_admdvs,
-                                      TRANSFERS.c.receiver_psn_no).where(
+    rows = (await uow.execute(_CANCEL_TARGETS.where(
         TRANSFERS.c.binding_id == binding_id, TRANSFERS.c.state == TransferState.ROUTED))).all()
-    return [CancelTarget(row.transfer_id, row.receiver_admdvs, row.receiver_psn_no) for row in rows]
+    return [CancelTarget._make(row) for row in rows]
 
 
 async def add_hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at: datetime) -> None:

@@ -62,11 +62,7 @@ async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistratio
     # A person twice in one batch ends as the later registration says (as one after the other would).
     latest = {person.id_hash: person.model_dump() | {"updated_at": now} for person in batch.persons}
     await _refuse_taken_psn_nos(uow, latest)
-    hashes = list(latest)
-    known: set[str] = set()
-    for start in range(0, len(hashes), _REGISTRATION_CHUNK):
-        rows = await uow.execute(_KNOWN, {"ids": hashes[start:start + _REGISTRATION_CHUNK]})
-        known.update(row.id_hash for row in rows)
+    known = {row.id_hash for row in await _by_chunk(uow, _KNOWN, "ids", list(latest))}
     new = [values for id_hash_, values in latest.items() if id_hash_ not in known]
     changed = [values | {"b_id_hash": id_hash_} for id_hash_, values in latest.items() if id_hash_ in known]
     if new:
@@ -83,11 +79,17 @@ async def _refuse_taken_psn_nos(uow: UnitOfWork, latest: dict[str, dict[str, Any
     for id_hash_, values in latest.items():
         if holder_of.setdefault(values["psn_no"], id_hash_) != id_hash_:
             raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {values['psn_no']} is given to two persons of this batch")
-    psn_nos = list(holder_of)
-    for start in range(0, len(psn_nos), _REGISTRATION_CHUNK):
-        for row in await uow.execute(_HOLDERS, {"psn_nos": psn_nos[start:start + _REGISTRATION_CHUNK]}):
-            if holder_of[row.psn_no] != row.id_hash:
-                raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {row.psn_no} belongs to another person")
+    for row in await _by_chunk(uow, _HOLDERS, "psn_nos", list(holder_of)):
+        if holder_of[row.psn_no] != row.id_hash:
+            raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {row.psn_no} belongs to another person")
+
+
+async def _by_chunk(uow: UnitOfWork, statement: Any, name: str, values: list[str]) -> list[Any]:
+    """The rows of `statement` for every value, its expanding parameter `name` bound _REGISTRATION_CHUNK at a time."""
+    rows: list[Any] = []
+    for start in range(0, len(values), _REGISTRATION_CHUNK):
+        rows += (await uow.execute(statement, {name: values[start:start + _REGISTRATION_CHUNK]})).all()
+    return rows
 
 
 async def lookup(view: ReadView, query: DirectoryLookup) -> DirectoryLookupResult:

@@ -7,7 +7,7 @@ the UPDATE to its commit, so every transfer's accept queued behind the one befor
 lock wait per accept at 120 transfers/s, which capped the giver's node below 200/s). So a transaction does not
 touch a system account's row: it sums its changes per system account and, as it commits, inserts one
 `system_account_deltas` row per account (an insert takes no lock anyone waits for). A system account's balance
-is its row's plus its delta rows (`_EFFECTIVE`); `fold_system_deltas`, a job of each node, moves the delta rows it
+is its row's plus its delta rows (`_WITH_DELTAS`); `fold_system_deltas`, a job of each node, moves the delta rows it
 can see into the rows now and then, deleting exactly those rows in the transaction that adds them, so each delta
 counts once whatever commits meanwhile (and whichever replica folds). Citizen accounts keep their guarded
 UPDATE: their rows are only as hot as one person."""
@@ -31,16 +31,14 @@ LINES = table(LedgerLine)
 DELTAS = table(SystemAccountDelta)
 
 
-def _with_deltas(accounts: sa.Table) -> sa.ColumnElement[int]:
-    """An account's balance: its row's plus its system-account changes not folded yet (none for a citizen's)."""
-    pending = sa.select(sa.func.coalesce(sa.func.sum(DELTAS.c.delta_fen), 0)).where(
-        DELTAS.c.account_id == accounts.c.account_id).scalar_subquery()
-    return sa.type_coerce(accounts.c.balance_fen + pending, sa.BigInteger).label("balance_fen")
-
+# An account's balance: its row's plus its system-account changes not folded yet (none for a citizen's).
+_WITH_DELTAS = sa.type_coerce(ACCOUNTS.c.balance_fen + sa.select(
+    sa.func.coalesce(sa.func.sum(DELTAS.c.delta_fen), 0)).where(
+    DELTAS.c.account_id == ACCOUNTS.c.account_id).scalar_subquery(), sa.BigInteger).label("balance_fen")
 
 # Every account's balance (one statement, so one snapshot of rows and deltas); what audit verification replays
 # the journaled postings against (shared/audit.py).
-ALL_BALANCES = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.kind, _with_deltas(ACCOUNTS))
+ALL_BALANCES = sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.kind, _WITH_DELTAS)
 AUDITED_LEDGER = audit.LedgerTables(lines=LINES, balances=ALL_BALANCES)
 
 
@@ -78,7 +76,7 @@ async def open_account(uow: UnitOfWork, account_id: str, kind: str, owner_psn_no
 
 
 _BALANCE = sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
-_SYSTEM_BALANCE = sa.select(_with_deltas(ACCOUNTS)).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
+_SYSTEM_BALANCE = sa.select(_WITH_DELTAS).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
 
 
 async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:
@@ -126,10 +124,10 @@ def _pending_system(uow: UnitOfWork) -> dict[str, int]:
 
 
 async def _apply_system_changes(uow: UnitOfWork, pending: dict[str, int]) -> None:
-    rows = [{"account_id": account_id, "delta_fen": delta_fen} for account_id, delta_fen in sorted(pending.items())
-            if delta_fen]
-    if rows:
-        await uow.execute(_NEW_DELTA, rows if len(rows) > 1 else rows[0])
+    # Deferred: written with the commit's other deferred rows, nothing reads them back in this transaction.
+    for account_id, delta_fen in sorted(pending.items()):
+        if delta_fen:
+            uow.defer(_NEW_DELTA, {"account_id": account_id, "delta_fen": delta_fen})
     pending.clear()
 
 
