@@ -208,41 +208,46 @@ class Sealer:
     before it asks again: asking on every append cost a BEGIN, the lock's try and a ROLLBACK each (issue 9)."""
 
     # Sealing is off every answer's path (checkpoints and verification seal first), so a round waits for the
-    # appends of the next 50 ms (at 200 audited commits a second, a round per commit was 7 statements each),
-    # and the poll for other replicas' entries comes every second (each poll is a transaction in every replica).
-    def __init__(self, db: Database, *, poll_interval_s: float = 1.0, linger_s: float = 0.05) -> None:
+    # appends of the next half second: at 200 audited commits a second a round per commit was 7 statements each,
+    # and a round every 50 ms still cost a node a third of its CPU per settle (issue 9). The poll for other
+    # replicas' entries comes every second (each poll is a transaction in every replica).
+    def __init__(self, db: Database, *, poll_interval_s: float = 1.0, linger_s: float = 0.5) -> None:
         self._db = db
         self._poll_interval_s = poll_interval_s
         self._linger_s = linger_s
         self._wakeup = asyncio.Event()
-        self._stopping = False
+        self._stopped = asyncio.Event()
         self.sealed_total = 0
 
     def stop(self) -> None:
-        self._stopping = True
+        self._stopped.set()
         self._wakeup.set()
+
+    async def _pause(self, event: asyncio.Event, timeout_s: float) -> None:
+        """Until `event` is set or `timeout_s` passed (stop sets both events)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=timeout_s)
 
     async def run(self) -> None:
         if self._db.inline:
             return
         _SEALERS.add(self._wakeup)
         try:
-            while not self._stopping:
+            while not self._stopped.is_set():
                 try:
                     sealed = await _seal_as_leader(self._db)
                 except Exception:
                     log.exception("sealing the audit journal failed; retrying")
-                    await asyncio.sleep(1.0)
+                    await self._pause(self._stopped, 1.0)
                     continue
                 if sealed is None:  # another replica seals: its own appends and polls wake it
-                    await asyncio.sleep(self._poll_interval_s)
+                    await self._pause(self._stopped, self._poll_interval_s)
                     self._wakeup.clear()
                     continue
                 self.sealed_total += sealed
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll_interval_s)
+                await self._pause(self._wakeup, self._poll_interval_s)
                 self._wakeup.clear()
-                await asyncio.sleep(self._linger_s)
+                await self._pause(self._stopped, self._linger_s)
         finally:
             _SEALERS.discard(self._wakeup)
 

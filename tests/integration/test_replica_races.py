@@ -31,7 +31,7 @@ from services.national_hub.service_layer import messages as hub_messages
 from services.national_hub.service_layer import ops as hub_ops
 from services.national_hub.service_layer import transfers as hub_transfers
 from services.national_hub.service_layer.context import HubContext
-from services.province_node.adapters import ledger_repo
+from services.province_node.adapters import ledger_repo, transfer_repo
 from services.province_node.domain import ledger, quota_rules
 from services.province_node.domain.errors import DomainError
 from services.province_node.service_layer import bindings as node_bindings
@@ -493,8 +493,9 @@ async def test_transfers_of_one_giver_on_two_replicas_keep_the_daily_limit(pg_fe
         return committed(ctx.db, lambda uow: node_transfers.send_transfer(ctx, uow, claims, binding_id, 10_000))
 
     gate = Gate()
-    # The balance read comes after today's count: the pause sits between the count and the insert.
-    monkeypatch.setattr(ledger_repo, "balance", gate.wrap(ledger_repo.balance, after=True))
+    # The pause sits between today's count and the insert.
+    monkeypatch.setattr(transfer_repo, "count_sent_on",
+                        gate.wrap(transfer_repo.count_sent_on, after=True))
     outcomes = await race(gate, send(node_a), send(node_b))
     accepted = [outcome for outcome in outcomes if isinstance(outcome, dict)]
     refused = [outcome for outcome in outcomes if isinstance(outcome, DomainError)]

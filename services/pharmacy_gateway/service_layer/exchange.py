@@ -47,6 +47,11 @@ _NEW_NONCE = Prepared(sa.insert(NONCES))
 _MESSAGE = Prepared(sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 _NEW_MESSAGE = Prepared(sa.insert(MESSAGES))
 _ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
+# The answer of a message logged PENDING by this exchange, unless a 2601 marked it reversed meanwhile (the row
+# lock of the UPDATE orders it after such a reversal's transaction, whose mark it then sees).
+_ANSWERED_UNLESS_REVERSED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid"),
+                                                              MESSAGES.c.state == "PENDING",
+                                                              MESSAGES.c.reversed_by.is_(None)))
 
 INFNOS = ("9001", "1101", "2101", "2102", "2103", "2601", "3201",
           # hospitals and clinics (service_layer/medical_handlers.py)
@@ -227,7 +232,12 @@ class Exchange:
 
     async def finish(self, build: Build) -> dict[str, Any]:
         """Store the answer `build` gives (it may write more in the same transaction, e.g. the settlement and
-        its clearing event) and return it. `build` gets the log row (None when nothing was begun)."""
+        its clearing event) and return it. `build` gets the log row when a 2601 marked it reversed meanwhile,
+        else None (also when nothing was begun)."""
+        if self.began:
+            answered = await self._finish_began(build)
+            if answered is not None:
+                return answered
         async with UnitOfWork(self.ctx.db) as uow:
             if self.began:
                 row = await self._row(uow)
@@ -243,6 +253,20 @@ class Exchange:
                 await uow.execute(_ANSWERED, {"b_msgid": self.msgid, **values})
             else:
                 await uow.execute(_NEW_MESSAGE, self._log_row(**values))
+            await uow.commit()
+        return response
+
+    async def _finish_began(self, build: Build) -> dict[str, Any] | None:
+        """`finish` for a message this exchange logged PENDING, without reading its row back (a settle's
+        statements are the gateway's CPU, issue 9): only a 2601 can have changed the row since, by marking it
+        reversed, so the answer is built for the row as begun and stored only where no reversal is marked.
+        Where one is (rare), nothing of this transaction stays and None says to build again from the row."""
+        async with UnitOfWork(self.ctx.db) as uow:
+            response = await build(uow, None)
+            values = {"state": "DONE", "response": orjson.dumps(response), "answered_at": self.ctx.clock.now()}
+            stored = await uow.execute(_ANSWERED_UNLESS_REVERSED, {"b_msgid": self.msgid, **values})
+            if stored.rowcount != 1:
+                return None  # leaving without commit rolls back what build wrote
             await uow.commit()
         return response
 

@@ -101,6 +101,21 @@ async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[
     return {row.account_id: int(row.balance_fen) for row in rows}
 
 
+_LOCKED_BALANCES = PreparedIn(lambda accounts: for_update(sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen)
+                                                          .where(ACCOUNTS.c.account_id.in_(accounts))
+                                                          .order_by(ACCOUNTS.c.account_id)))
+
+
+async def locked_balances(uow: UnitOfWork, account_ids: list[str]) -> dict[str, int]:
+    """`lock_accounts` and `balances` in one statement: citizen accounts' balances, their rows locked until
+    the transaction ends (a settle's split is computed from balances nobody else changes meanwhile)."""
+    if not uow.shares_rows:
+        return await balances(uow, account_ids)
+    assert not any(may_go_negative(a) for a in account_ids), "system balances are read through balance()"
+    rows = await uow.execute(*_LOCKED_BALANCES.bind(sorted(set(account_ids))))
+    return {row.account_id: int(row.balance_fen) for row in rows}
+
+
 # Built once: a constant statement's compiled form and cache key are reused, which matters on the hot path.
 _NEW_ENTRY = Prepared(sa.insert(ENTRIES).returning(ENTRIES.c.entry_id))
 _MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("account")).values(

@@ -64,9 +64,15 @@ async def _person(view: UnitOfWork | ReadView, query: PosPersonQuery) -> Any:
     return row
 
 
-async def _funds(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str) -> tuple[Funds, PosBalances]:
+async def _funds(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str, *,
+                 lock: bool = False) -> tuple[Funds, PosBalances]:
+    """What the person can pay from; `lock`: their accounts' rows locked until the transaction ends."""
     pa, wallet = ledger.personal_account(psn_no), ledger.wallet_account(psn_no)
-    held = await ledger_repo.balances(view, [pa, wallet])
+    if lock:
+        assert isinstance(view, UnitOfWork)
+        held = await ledger_repo.locked_balances(view, [pa, wallet])
+    else:
+        held = await ledger_repo.balances(view, [pa, wallet])
     spendable = await quotas.spendable_quotas(view, psn_no, quota_rules.quota_year(ctx.clock.now()))
     funds = Funds(held.get(pa, 0), held.get(wallet, 0),
                   tuple((quota.binding_id, quota.available_fen) for quota in spendable))
@@ -198,9 +204,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
     await _payable_person(uow, request)
     # Two tills paying for one person at once (two replicas): the split is computed from balances nobody
     # else changes meanwhile.
-    await ledger_repo.lock_accounts(uow, [ledger.personal_account(request.psn_no),
-                                          ledger.wallet_account(request.psn_no)])
-    funds, balances = await _funds(ctx, uow, request.psn_no)
+    funds, balances = await _funds(ctx, uow, request.psn_no, lock=True)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     now = ctx.clock.now()
     transition = pos_settlement.settled()

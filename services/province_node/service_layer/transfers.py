@@ -74,13 +74,12 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
         # Bindings end with the insurance (person_status.py): refused at once, before the hub's BindingChanged.
         raise DomainError("BINDING_NOT_ACTIVE", "the giver's insurance has ended, and every binding with it")
     pa = ledger.personal_account(claims.psn_no)
-    # The giver's account row, locked first: two sends of one giver (two replicas) count today's transfers
-    # and check the balance one after the other, so the daily limit holds.
-    await ledger_repo.lock_accounts(uow, [pa])
+    # The giver's account row, locked (and read) first: two sends of one giver (two replicas) count today's
+    # transfers and check the balance one after the other, so the daily limit holds.
+    balance_fen = (await ledger_repo.locked_balances(uow, [pa])).get(pa, 0)
     day = shanghai_day(now)
     check_transfer(ctx.policy, amount_fen=amount_fen, now=now,
-                   sent_today=await transfer_repo.count_sent_on(uow, claims.psn_no, day),
-                   balance_fen=await ledger_repo.balance(uow, pa) or 0)
+                   sent_today=await transfer_repo.count_sent_on(uow, claims.psn_no, day), balance_fen=balance_fen)
     transfer_id = "T" + uuid.uuid4().hex
     await ledger_repo.post(uow, lifecycle.hold(claims.psn_no, transfer_id, amount_fen), now)
     await transfer_repo.add_sent(uow, SentTransfer(
