@@ -5,9 +5,13 @@ The registry is a cache of the gateway's own tables, reloaded after each admin c
 sign-in commits; it keeps three queries off every message's path. On SQLite the gateway is one process and the
 only writer of those tables, so that is exact. On PostgreSQL other replicas write them too: a sign-in or an
 institution this replica does not know is read through from the table (and credentials that no longer match
-are checked against it), and the whole registry is reloaded every `registry_refresh_s`, so a change made
-through one replica holds on all within that time (a re-registration revokes old credentials on every replica
-within it)."""
+are checked against it), and the institutions and catalogues are reloaded every `registry_refresh_s`, so a
+change made through one replica holds on all within that time (a re-registration revokes old credentials on
+every replica within it).
+
+Sign-ins are not reloaded: one never changes once made, and every till signs in again each working day, so the
+table only grows (reloading it every second would cost more each day). The cache keeps the newest
+`SIGN_INS_CACHED` and reads an older one through from the table, on both backends."""
 
 from __future__ import annotations
 
@@ -43,6 +47,10 @@ class InstitutionView:
     paas_token_hash: str
 
 
+# Sign-ins the registry keeps in memory: a day's sign-ins of a province's tills, several times over.
+SIGN_INS_CACHED = 100_000
+
+
 @dataclass
 class Registry:
     by_paas_id: dict[str, InstitutionView] = field(default_factory=dict)
@@ -59,8 +67,6 @@ class Registry:
             institutions = [InstitutionView(r.fixmedins_code, r.fixmedins_name, r.admdvs, r.paas_id,
                                             r.paas_token_hash)
                             for r in await view.execute(sa.select(INSTITUTIONS))]
-            sign_ins = {r.sign_no: r.fixmedins_code
-                        for r in await view.execute(sa.select(SIGN_INS.c.sign_no, SIGN_INS.c.fixmedins_code))}
             catalogue = {r.med_list_codg: r.category
                          for r in await view.execute(sa.select(CATALOGUE.c.med_list_codg, CATALOGUE.c.category))}
             profiles = {r.fixmedins_code: (r.kind, r.hosp_lv) for r in await view.execute(sa.select(PROFILES))}
@@ -71,17 +77,22 @@ class Registry:
         self.medical_catalogue = medical
         self.by_paas_id = {i.paas_id: i for i in institutions}
         self.by_code = {i.fixmedins_code: i for i in institutions}
-        self.sign_ins = sign_ins
         self.category_of = catalogue
+
+    def remember_sign_in(self, sign_no: str, fixmedins_code: str) -> None:
+        """Keep a sign-in (made here, or read from the table), forgetting the oldest beyond SIGN_INS_CACHED."""
+        self.sign_ins[sign_no] = fixmedins_code
+        while len(self.sign_ins) > SIGN_INS_CACHED:
+            del self.sign_ins[next(iter(self.sign_ins))]  # dicts keep insertion order: the oldest first
 
     async def signed_in(self, db: Database, fixmedins_code: str, sign_no: str) -> bool:
         known = self.sign_ins.get(sign_no)
-        if known is None and not db.inline:
+        if known is None:
             async with ReadView(db) as view:
                 known = (await view.execute(sa.select(SIGN_INS.c.fixmedins_code).where(
                     SIGN_INS.c.sign_no == sign_no))).scalar()
             if known is not None:
-                self.sign_ins[sign_no] = known
+                self.remember_sign_in(sign_no, known)
         return known == fixmedins_code
 
     async def institution_from_table(self, db: Database, paas_id: str) -> InstitutionView | None:

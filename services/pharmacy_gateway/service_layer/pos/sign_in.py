@@ -33,5 +33,5 @@ async def sign_in(exchange: Exchange) -> dict[str, Any]:
     response = await exchange.finish(build)
     if response.get("infcode") == 0:
         signed = response["output"]["signinoutb"]["sign_no"]
-        ctx.registry.sign_ins[signed] = exchange.institution.fixmedins_code
+        ctx.registry.remember_sign_in(signed, exchange.institution.fixmedins_code)
     return response
