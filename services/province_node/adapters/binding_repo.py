@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from services.province_node.adapters.confirmation_tables import BindingConfirmation
 from services.province_node.adapters.tables import BindingReplica
 from services.province_node.domain.binding_replica import BindingState
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.tables import table
 
 BINDINGS = table(BindingReplica)
@@ -50,9 +50,10 @@ def _binding(row: Any) -> BindingRow:
     return BindingRow._make(values)
 
 
-_BY_ID = sa.select(*_COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
-_STATE_OF = sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
-_VERSION_OF = sa.select(BINDINGS.c.version).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
+# Run straight on the driver inside a unit of work (shared/db.py Prepared): every transfer reads its binding.
+_BY_ID = Prepared(sa.select(*_COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
+_STATE_OF = Prepared(sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
+_VERSION_OF = Prepared(sa.select(BINDINGS.c.version).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 
 
 async def binding(view: UnitOfWork | ReadView, binding_id: str) -> BindingRow | None:

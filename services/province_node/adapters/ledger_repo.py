@@ -75,8 +75,8 @@ async def open_account(uow: UnitOfWork, account_id: str, kind: str, owner_psn_no
     return True
 
 
-_BALANCE = sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
-_SYSTEM_BALANCE = sa.select(_WITH_DELTAS).where(ACCOUNTS.c.account_id == sa.bindparam("account"))
+_BALANCE = Prepared(sa.select(ACCOUNTS.c.balance_fen).where(ACCOUNTS.c.account_id == sa.bindparam("account")))
+_SYSTEM_BALANCE = Prepared(sa.select(_WITH_DELTAS).where(ACCOUNTS.c.account_id == sa.bindparam("account")))
 
 
 async def balance(view: UnitOfWork | ReadView, account_id: str) -> int | None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from services.province_node.adapters.tables import TransferIn, TransferOut
 from services.province_node.domain.transfer_lifecycle import ReceivedState, SentState
-from shared.db import ReadView, UnitOfWork, for_update
+from shared.db import Prepared, ReadView, UnitOfWork, for_update
 from shared.tables import table
 
 OUT = table(TransferOut)
@@ -67,16 +67,23 @@ def _received(row: Any) -> ReceivedTransfer:
     return ReceivedTransfer._make(values)
 
 
-# Built once: the transfer path's statements (their compiled forms are reused on every transfer).
-_SENT_ON_DAY = sa.select(sa.func.count()).select_from(OUT).where(
-    OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day"))
-_NEW_SENT = sa.insert(OUT)
-_SENT_LOCKED = for_update(sa.select(*_SENT_COLUMNS).where(OUT.c.transfer_id == sa.bindparam("transfer_id")))
-_GIVER_OF = sa.select(OUT.c.giver_psn_no).where(OUT.c.transfer_id == sa.bindparam("transfer_id"))
-_RECEIVED_STATE_OF = sa.select(IN.c.state).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
-_NEW_RECEIVED = sa.insert(IN)
-_RECEIVED_LOCKED = for_update(sa.select(*_RECEIVED_COLUMNS).where(IN.c.transfer_id == sa.bindparam("transfer_id")))
-_RECEIVED_BY = sa.select(*_RECEIVED_COLUMNS).where(IN.c.transfer_id == sa.bindparam("transfer_id"))
+# Built once, and run straight on the driver inside a unit of work (shared/db.py Prepared): the transfer path's
+# statements, at the giver's and the receiver's node for every transfer.
+_SENT_ON_DAY = Prepared(sa.select(sa.func.count()).select_from(OUT).where(
+    OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day")))
+_NEW_SENT = Prepared(sa.insert(OUT))
+_SENT_LOCKED = Prepared(for_update(sa.select(*_SENT_COLUMNS).where(OUT.c.transfer_id == sa.bindparam("transfer_id"))))
+_GIVER_OF = Prepared(sa.select(OUT.c.giver_psn_no).where(OUT.c.transfer_id == sa.bindparam("transfer_id")))
+# `b_` names keep the key apart from the columns an UPDATE sets.
+_SENT_CHANGE = Prepared(sa.update(OUT).where(OUT.c.transfer_id == sa.bindparam("b_transfer_id")))
+_SENT_MOVE = Prepared(sa.update(OUT).where(OUT.c.transfer_id == sa.bindparam("b_transfer_id"),
+                                           OUT.c.state == sa.bindparam("b_state")))
+_RECEIVED_STATE_OF = Prepared(sa.select(IN.c.state).where(IN.c.transfer_id == sa.bindparam("transfer_id")))
+_NEW_RECEIVED = Prepared(sa.insert(IN))
+_RECEIVED_LOCKED = Prepared(for_update(sa.select(*_RECEIVED_COLUMNS).where(
+    IN.c.transfer_id == sa.bindparam("transfer_id"))))
+_RECEIVED_BY = Prepared(sa.select(*_RECEIVED_COLUMNS).where(IN.c.transfer_id == sa.bindparam("transfer_id")))
+_RECEIVED_CHANGE = Prepared(sa.update(IN).where(IN.c.transfer_id == sa.bindparam("b_transfer_id")))
 
 
 # ----------------------------------------------------------------------------------------------- sent
@@ -105,14 +112,14 @@ async def close_sent(uow: UnitOfWork, transfer_id: str, state: SentState, *, rea
         values["credited_at"] = credited_at
     else:
         values["reason"] = reason
-    await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == transfer_id).values(**values))
+    await uow.execute(_SENT_CHANGE, {"b_transfer_id": transfer_id, **values})
 
 
 async def move_sent(uow: UnitOfWork, transfer_id: str, from_state: SentState, to_state: SentState,
                     reason: str | None) -> bool:
     """Guarded by the state it leaves: True when the row was in `from_state` and now is in `to_state`."""
-    changed = await uow.execute(sa.update(OUT).where(OUT.c.transfer_id == transfer_id, OUT.c.state == from_state)
-                                .values(state=to_state, reason=reason))
+    changed = await uow.execute(_SENT_MOVE, {"b_transfer_id": transfer_id, "b_state": from_state,
+                                             "state": to_state, "reason": reason})
     return bool(changed.rowcount == 1)
 
 
@@ -161,7 +168,7 @@ async def set_received(uow: UnitOfWork, transfer_id: str, state: ReceivedState, 
         values["credited_at"] = credited_at
     else:
         values["reason"] = reason
-    await uow.execute(sa.update(IN).where(IN.c.transfer_id == transfer_id).values(**values))
+    await uow.execute(_RECEIVED_CHANGE, {"b_transfer_id": transfer_id, **values})
 
 
 async def received(uow: UnitOfWork, transfer_id: str) -> ReceivedTransfer:

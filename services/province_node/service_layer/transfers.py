@@ -45,7 +45,7 @@ from shared.contracts.events import (
     TransferSettled,
     TransferUnderReview,
 )
-from shared.db import ReadView, UnitOfWork
+from shared.db import Prepared, ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.tokens import Claims
 
@@ -56,7 +56,7 @@ def parse_amount_fen(value: Any) -> int:
     return value
 
 
-_INSURED = sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("psn_no"))
+_INSURED = Prepared(sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("psn_no")))
 
 
 async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: Any,
