@@ -25,6 +25,7 @@ from fastapi.responses import Response
 from shared.db import Database, UnitOfWork, run_retrying
 from shared.errors import ApiError
 from shared.idempotency_store import Answer, IdempotencyStore, Remembered
+from shared.prepare import NOT_PREPARED, PrepareFirst
 
 R = TypeVar("R")
 P = TypeVar("P")
@@ -50,48 +51,58 @@ class IdempotentRequest:
 async def run_idempotent(request: Request, db: Database, principal: str,
                          use_case: Callable[[UnitOfWork], Awaitable[R]], prepare: None = None, *,
                          status: int | Callable[[R], int], view: Callable[[R], Any] | None = None,
-                         replay_before_prepare: bool = True) -> Response: ...
+                         lazy_prepare: bool = False) -> Response: ...
 
 
 @overload
 async def run_idempotent(request: Request, db: Database, principal: str,
                          use_case: Callable[[UnitOfWork, P], Awaitable[R]], prepare: Callable[[], Awaitable[P]], *,
                          status: int | Callable[[R], int], view: Callable[[R], Any] | None = None,
-                         replay_before_prepare: bool = True) -> Response: ...
+                         lazy_prepare: bool = False) -> Response: ...
 
 
 async def run_idempotent(request: Request, db: Database, principal: str, use_case: Callable[..., Awaitable[Any]],
                          prepare: Callable[[], Awaitable[Any]] | None = None, *,
                          status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None,
-                         replay_before_prepare: bool = True) -> Response:
+                         lazy_prepare: bool = False) -> Response:
     """Run `use_case` once per Idempotency-Key in one unit of work (it commits nothing itself) and answer its
     result with `status`. `prepare` runs first, outside the unit of work and so outside the write lock: calls to
     other services (idempotent on their side) go there, so that a slow peer never stalls this service's writes;
     the use case then gets what it returned. A stored answer is looked for before `prepare` too (a retry then
-    calls nobody), unless `replay_before_prepare` is False: for a prepare step that is a local read, that look
-    costs every first request a read (on PostgreSQL a connection and a round trip) while saving a retry almost
-    nothing, since the unit of work looks anyway."""
+    calls nobody).
+
+    `lazy_prepare`: the use case runs first with NOT_PREPARED and raises PrepareFirst only when it needs the
+    step, for a step that is needed rarely and costs a local read each time it runs (the giver's transfer asks
+    the hub about its binding only when its replica does not say ACTIVE: the read that decides is the use case's
+    own, issue 9). No stored answer is looked for before it: the unit of work looks anyway."""
     call = await IdempotentRequest.read(request, principal)
     answer = await run_once(IdempotencyStore(db), db, call, use_case, prepare, status=status, view=view,
-                            replay_before_prepare=replay_before_prepare)
+                            lazy_prepare=lazy_prepare)
     return Response(content=answer.body, status_code=answer.status, media_type="application/json")
 
 
 async def run_once(store: IdempotencyStore, db: Database, call: IdempotentRequest,
                    use_case: Callable[..., Awaitable[Any]], prepare: Callable[[], Awaitable[Any]] | None, *,
                    status: int | Callable[[Any], int], view: Callable[[Any], Any] | None = None,
-                   replay_before_prepare: bool = True) -> Answer:
+                   lazy_prepare: bool = False) -> Answer:
     # Without a prepare step there is nothing to save: the unit of work looks for the answer first anyway.
-    if call.key is not None and prepare is not None and replay_before_prepare:
+    if call.key is not None and prepare is not None and not lazy_prepare:
         previous = await store.get(call.scope, call.key)
         if previous is not None:
             return _replay(previous, call.request_hash)
     refused_early: ApiError | None = None
-    prepared = None
-    try:
-        prepared = await prepare() if prepare is not None else None
-    except ApiError as refused:
-        refused_early = refused
+    prepared = NOT_PREPARED
+
+    async def run_prepare() -> None:
+        nonlocal prepared, refused_early
+        assert prepare is not None
+        try:
+            prepared = await prepare()
+        except ApiError as refused:
+            refused_early = refused
+
+    if prepare is not None and not lazy_prepare:
+        await run_prepare()
 
     async def attempt() -> Answer:
         async with UnitOfWork(db) as uow:
@@ -121,6 +132,12 @@ async def run_once(store: IdempotencyStore, db: Database, call: IdempotentReques
                 await uow.commit()
         return answer
 
+    try:
+        return await run_retrying(attempt)
+    except PrepareFirst:
+        if prepare is None or prepared is not NOT_PREPARED:
+            raise RuntimeError("a use case asked for its prepare step, which it has or does not have") from None
+    await run_prepare()
     return await run_retrying(attempt)
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -18,6 +19,8 @@ from services.province_node.service_layer import binding_freshness, quotas
 from services.province_node.service_layer import transfers as node_transfers
 from services.province_node.service_layer.bindings import BINDINGS
 from shared.db import ReadView, UnitOfWork
+from shared.idempotency import IdempotentRequest, run_once
+from shared.idempotency_store import IdempotencyStore
 from shared.web import ApiError
 from tests.integration.test_lifecycle_flows import node_app
 from tests.support.inprocess import InProcessFederation
@@ -61,16 +64,26 @@ async def replica_state(fed: InProcessFederation, person: Person, binding_id: st
             BINDINGS.c.binding_id == binding_id))).one()
 
 
+HUB_ASKED: list[str] = []  # binding ids the giver's node asked the hub about (as_the_route_does)
+
+
 async def as_the_route_does(fed: InProcessFederation, giver: Person, binding_id: str,
                             use_case: Callable[[UnitOfWork], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    """run_idempotent's order: prepare (ask the hub) outside the unit of work, then the use case in it; a
-    refusal leaves without commit. The use case's result (the route answers it with its status)."""
+    """The route's way (run_idempotent with a lazy prepare step): the use case in a unit of work; when the
+    replica does not say ACTIVE it asks for the hub's view, which is fetched outside the unit of work, and it
+    runs again. The use case's result, or its refusal raised (the route answers either with its status)."""
     ctx = fed.node(giver.admdvs)
-    snapshot = await binding_freshness.hub_view(ctx, giver.psn_no, binding_id)
-    async with UnitOfWork(ctx.db) as uow:
-        answer = await binding_freshness.fresh(ctx, use_case)(uow, snapshot)
-        await uow.commit()
-    return answer
+
+    async def hub_view() -> Any:
+        HUB_ASKED.append(binding_id)
+        return await binding_freshness.hub_view(ctx, giver.psn_no, binding_id)
+
+    answer = await run_once(IdempotencyStore(ctx.db), ctx.db, IdempotentRequest("test", None, "-"),
+                            binding_freshness.fresh(ctx, use_case), hub_view, status=200, lazy_prepare=True)
+    body: dict[str, Any] = orjson.loads(answer.body)
+    if answer.status >= 400:
+        raise ApiError(answer.status, body["error"]["code"], body["error"]["message"])
+    return body
 
 
 def transfer(fed: InProcessFederation, giver: Person, binding_id: str, amount_fen: int
@@ -93,8 +106,10 @@ async def test_the_hub_tells_the_giver_of_a_confirm_and_an_end_before_it_answers
     await fed.pump()
     await confirm_binding(fed, mother, binding_id)  # at her node; the event to the giver's node is held back
     assert (await replica_state(fed, giver, binding_id)).state == "ACTIVE"
+    HUB_ASKED.clear()
     body = await as_the_route_does(fed, giver, binding_id, transfer(fed, giver, binding_id, 500))
     assert body["state"] == "ACCEPTED"
+    assert HUB_ASKED == []  # ACTIVE here: the transfer read its binding once, and nobody asked the hub
 
     await end_binding(fed, mother, binding_id)  # ended at her node; the event still held back
     before = await replica_state(fed, giver, binding_id)
@@ -122,8 +137,10 @@ async def test_a_confirm_the_giver_was_not_told_of_is_asked_for(fed: InProcessFe
             await transfer(fed, giver, binding_id, 500)(uow)
     assert refused.value.code == "BINDING_NOT_ACTIVE"
 
+    HUB_ASKED.clear()
     body = await as_the_route_does(fed, giver, binding_id, transfer(fed, giver, binding_id, 500))
     assert body["state"] == "ACCEPTED"
+    assert [binding_id] == HUB_ASKED  # the replica said PENDING_CONSENT: the use case asked, then ran again
     body = await as_the_route_does(fed, giver, binding_id, quota(fed, giver, binding_id, 1000))
     assert body["annual_quota_fen"] == 1000
     assert (await replica_state(fed, giver, binding_id)).state == "ACTIVE"

@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from shared.errors import ApiError
 from shared.idempotency import IdempotentRequest, run_once
 from shared.idempotency_store import Answer, IdempotencyStore
 from shared.messaging_tables import IdempotencyRecord
+from shared.prepare import NOT_PREPARED, PrepareFirst
 from shared.tables import table
 
 
@@ -110,11 +112,8 @@ async def test_prepare_runs_first_and_its_refusal_is_the_answer(db: Database) ->
     assert answer.status == 404 and seen == ["from the peer"]
 
 
-@pytest.mark.parametrize("replay_before_prepare", [True, False])
-async def test_a_retry_gets_the_first_answer_whether_or_not_it_looks_before_prepare(
-        db: Database, replay_before_prepare: bool) -> None:
-    """Looking for a stored answer before `prepare` spares a retry the peer's call; without that look (a prepare
-    that is a local read) the retry runs `prepare` again and still gets the first answer, from the unit of work."""
+async def test_a_retry_gets_the_first_answer_without_calling_prepare_again(db: Database) -> None:
+    """Looking for a stored answer before `prepare` spares a retry the peer's call."""
     prepared: list[int] = []
     runs: list[int] = []
 
@@ -126,7 +125,37 @@ async def test_a_retry_gets_the_first_answer_whether_or_not_it_looks_before_prep
         runs.append(value)
         return {"run": len(runs)}
 
-    answers = [await run_once(IdempotencyStore(db), db, call("k"), use_case, prepare, status=201,
-                              replay_before_prepare=replay_before_prepare) for _ in range(2)]
+    answers = [await run_once(IdempotencyStore(db), db, call("k"), use_case, prepare, status=201)
+               for _ in range(2)]
     assert [(a.status, orjson.loads(a.body)) for a in answers] == [(201, {"run": 1})] * 2
-    assert len(runs) == 1 and len(prepared) == (1 if replay_before_prepare else 2)
+    assert runs == [1] and prepared == [0]
+
+
+@pytest.mark.parametrize("needs_it", [False, True])
+async def test_a_lazy_prepare_step_runs_only_when_the_use_case_asks(db: Database, needs_it: bool) -> None:
+    """`lazy_prepare`: the use case runs first with NOT_PREPARED; only if it raises PrepareFirst does the step run,
+    what the first try wrote is rolled back, and the use case runs again with the step's result. A retry with the
+    key gets the first answer and calls nothing."""
+    prepared: list[str] = []
+    seen: list[Any] = []
+
+    async def prepare() -> str:
+        prepared.append("asked")
+        return "from the peer"
+
+    async def use_case(uow: UnitOfWork, value: Any) -> dict[str, Any]:
+        seen.append(value)
+        await store.remember(uow, "scratch", f"try-{len(seen)}", "h", Answer(200, b"{}"))  # a write of this try
+        if needs_it and value is NOT_PREPARED:
+            raise PrepareFirst()
+        return {"value": None if value is NOT_PREPARED else value}
+
+    store = IdempotencyStore(db)
+    answers = [await run_once(store, db, call("k"), use_case, prepare, status=201, lazy_prepare=True)
+               for _ in range(2)]
+    expected = {"value": "from the peer" if needs_it else None}
+    assert [(a.status, orjson.loads(a.body)) for a in answers] == [(201, expected)] * 2
+    assert seen == ([NOT_PREPARED, "from the peer"] if needs_it else [NOT_PREPARED])
+    assert prepared == (["asked"] if needs_it else [])
+    first_try_kept = await store.get("scratch", "try-1")
+    assert (first_try_kept is None) == needs_it  # the try that asked for the step left nothing

@@ -117,7 +117,7 @@ async def send_transfer(request: Request, ctx: CtxDep, body: Annotated[dict[str,
         binding_freshness.fresh(ctx, lambda uow: transfers.send_transfer(ctx, uow, claims, binding_id,
                                                                          body.get("amount_fen"))),
         prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id), status=202,
-        replay_before_prepare=False)
+        lazy_prepare=True)
 
 
 @router.post("/transfers/{transfer_id}:accept")

@@ -54,7 +54,7 @@ async def set_quota(request: Request, ctx: CtxDep, binding_id: BindingId, body: 
         binding_freshness.fresh(ctx, lambda uow: quotas.set_quota(ctx, uow, claims, binding_id,
                                                                   body.get("annual_quota_fen"))),
         prepare=lambda: binding_freshness.hub_view(ctx, claims.psn_no, binding_id), status=200,
-        replay_before_prepare=False)
+        lazy_prepare=True)
 
 
 @router.post("/v1/premiums", status_code=201, responses={

@@ -8,7 +8,10 @@ milliseconds to seconds after the hub answered. Two things close that gap:
 - when the replica still says anything but ACTIVE, the giver's node asks the hub for the binding's snapshot
   (`POST /internal/v1/bindings:snapshot`) in run_idempotent's `prepare` step, outside the unit of work and its
   locks, and the use case applies it (when newer: the same code and notices as the event) before it reads the
-  binding, in the transaction of its decision. This covers a confirm whose push did not get through.
+  binding, in the transaction of its decision. This covers a confirm whose push did not get through. The step
+  is lazy: the use case's own read of the binding (bindings.binding_for_giver) asks for it (PrepareFirst), so
+  a transfer on an ACTIVE replica reads its binding once (a separate read before it was a tenth of the giver
+  node's CPU per transfer on PostgreSQL, issue 9).
 
 Measured with `yibao bench transfers --rate 200 --duration 20` (2 busy cores, SQLite): asking the hub on every
 transfer cut the node's accept rate from 199.6/s to 125.8/s (accept p50 37 ms -> 7.6 s); with the push plus an
@@ -23,10 +26,11 @@ from typing import Any, TypeVar
 
 from services.province_node.adapters import binding_repo
 from services.province_node.domain.binding_replica import BindingState
-from services.province_node.service_layer.bindings import apply_snapshot
+from services.province_node.service_layer.bindings import HUB_NOT_ASKED, apply_snapshot
 from services.province_node.service_layer.context import NodeContext
 from shared.contracts.events import BindingSnapshot
 from shared.db import ReadView, UnitOfWork
+from shared.prepare import NOT_PREPARED
 
 MAX_BINDING_ID_CHARS = 64
 R = TypeVar("R")
@@ -50,10 +54,14 @@ async def hub_view(ctx: NodeContext, giver_psn_no: str, binding_id: Any) -> Bind
 
 def fresh(ctx: NodeContext, use_case: Callable[[UnitOfWork], Awaitable[R]]
           ) -> Callable[[UnitOfWork, BindingSnapshot | None], Awaitable[R]]:
-    """Wrap a use case that reads the binding replica: apply the hub's snapshot first, in its transaction."""
+    """Wrap a use case that reads the binding replica (through bindings.binding_for_giver), for
+    `run_idempotent(..., prepare=hub_view, lazy_prepare=True)`: before the hub was asked, a replica that does
+    not say ACTIVE asks for it; after, the hub's snapshot is applied first, in the use case's transaction."""
 
     async def run(uow: UnitOfWork, snapshot: BindingSnapshot | None) -> R:
-        if snapshot is not None:
+        if snapshot is NOT_PREPARED:
+            uow.state[HUB_NOT_ASKED] = True
+        elif snapshot is not None:
             await apply_snapshot(ctx, uow, snapshot)
         return await use_case(uow)
 

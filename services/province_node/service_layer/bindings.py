@@ -16,6 +16,7 @@ from services.province_node.adapters.binding_repo import BINDINGS as BINDINGS  #
 from services.province_node.adapters.binding_repo import BindingRow
 from services.province_node.adapters.tables import Notification
 from services.province_node.domain import binding_replica, notices
+from services.province_node.domain.binding_replica import BindingState
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.persons import person_by_psn_no
@@ -23,6 +24,7 @@ from shared.contracts.events import BindingSnapshot
 from shared.contracts.internal_api import BindingActionRequest, BindingCreateRequest
 from shared.db import ReadView, UnitOfWork
 from shared.ids import InvalidIdNo, id_hash, mask_name, name_hash
+from shared.prepare import PrepareFirst
 from shared.tables import table
 from shared.tokens import Claims
 
@@ -165,8 +167,15 @@ async def list_bindings(view: ReadView, psn_no: str) -> list[dict[str, Any]]:
     return listed
 
 
+# Set in a unit of work whose use case runs before the hub was asked about the binding (binding_freshness.py).
+HUB_NOT_ASKED = "bindings.hub_not_asked"
+
+
 async def binding_for_giver(view: UnitOfWork | ReadView, binding_id: str, giver_psn_no: str) -> BindingRow:
     row = await binding_repo.binding(view, binding_id)
+    if isinstance(view, UnitOfWork) and view.state.get(HUB_NOT_ASKED) and (
+            row is None or (row.state != BindingState.ACTIVE and row.giver_psn_no == giver_psn_no)):
+        raise PrepareFirst()  # the replica may lag a confirm: ask the hub (binding_freshness.hub_view), then again
     if row is None:
         raise NotFound("BINDING_NOT_FOUND", "no such binding for this person")
     binding_replica.check_giver(giver_psn_no=row.giver_psn_no, relative_psn_no=row.relative_psn_no,
