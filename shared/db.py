@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import dml as postgresql_dml
+from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared.migrations import upgrade_on_connection
@@ -296,6 +298,23 @@ class _Rows:
 
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
+
+
+class PreparedInsertOrNothing:
+    """`INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key`, Prepared for the unit of work's backend: an insert
+    that meets an existing row (on PostgreSQL also one a concurrent transaction commits meanwhile: it waits for
+    it) answers no row, where a plain INSERT would fail the whole transaction. One Prepared per backend, since the
+    clause is each dialect's own construct."""
+
+    def __init__(self, table: sa.Table, key: str) -> None:
+        def on_conflict(insert: Any) -> Prepared:
+            return Prepared(insert.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key]))
+
+        self._postgresql = on_conflict(postgresql_dml.insert(table))
+        self._sqlite = on_conflict(sqlite_dml.insert(table))
+
+    def on(self, uow: UnitOfWork) -> Prepared:
+        return self._postgresql if uow.shares_rows else self._sqlite
 
 
 class _Session:

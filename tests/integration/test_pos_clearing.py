@@ -8,6 +8,8 @@ gateway holds, publish nothing."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,8 +29,9 @@ from services.pharmacy_gateway.service_layer.context import GatewayContext, Inst
 from shared.contracts import topics
 from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
-from shared.db import UnitOfWork, open_database
+from shared.db import UnitOfWork, drop_schemas, open_database
 from tests.support.inprocess import SECRETS, InProcessFederation
+from tests.support.replicas import Gate, race
 from tests.support.wire import Wired, accepted_as, consumer_accepts, load_sample
 
 CHENGDU = InstitutionView("P51010000001", "成都康泰大药房", "510100", "PAAS0", "0" * 64)
@@ -185,3 +188,34 @@ async def test_reconciliation_totals_count_what_is_in_effect(fed: InProcessFeder
         totals = await settlements.totals(uow, CHENGDU.fixmedins_code, day - timedelta(days=1), day, None, None)
     assert totals == {"count": 2, "medfee_fen": 7_230 + 6_930, "acct_pay_fen": 10_000, "mulaid_pay_fen": 3_860,
                       "cash_pay_fen": 300, "undone_count": 1}
+
+
+async def test_a_settle_and_its_reversal_recorded_at_once_on_two_replicas_publish_each_change_once(
+        pg_fed: InProcessFederation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas of the gateway hear of one settlement at once: one the reversal's answer (version 2), read
+    nothing yet and paused; the other the settle's (version 1), inserted at once without the settlement's lock.
+    The reversal's then finds the row it could not insert, takes it over as newer, and the hub hears the
+    charge and its refund once each; nothing fails."""
+    database_url = os.environ["YIBAO_TEST_POSTGRES_URL"]
+    settings = GatewaySettings(home=tmp_path, **(SECRETS | {"database_url": database_url}),
+                               db_schema_prefix=f"g{secrets.token_hex(3)}_")
+    replicas = [await open_database(settings, "gateway", GATEWAY_MIGRATIONS) for _ in range(2)]
+    try:
+        a, b = (Gateway(GatewayContext(settings=settings, db=db, clock=pg_fed.clock, directory=None,  # type: ignore[arg-type]
+                                       nodes=None, registry=Registry())) for db in replicas)  # type: ignore[arg-type]
+        settled = payment(pg_fed)
+        gate = Gate()
+        monkeypatch.setattr(settlements, "settlement", gate.wrap(settlements.settlement, after=True))
+        outcomes = await race(gate, a.record(settled.model_copy(update={"state": "REVERSED", "version": 2})),
+                              b.record(settled))
+        assert outcomes == [None, None], outcomes
+        async with UnitOfWork(a.ctx.db) as uow:
+            row = await settlements.settlement(uow, settled.setl_id)
+        assert (row.state, row.version) == ("REVERSED", 2)
+        effects = [accepted_as(w, PosSettlementRecorded) for w in await pg_fed.take_outbox(a.ctx.db)
+                   if w.type == PosSettlementRecorded.TYPE]
+        assert sorted((e.effect, e.version) for e in effects) == [("CHARGE", 1), ("REFUND", 2)]
+    finally:
+        for db in replicas:
+            await db.dispose()
+        await drop_schemas(database_url, [f"{settings.db_schema_prefix}gateway"])

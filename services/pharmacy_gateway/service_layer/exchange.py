@@ -33,7 +33,7 @@ from services.pharmacy_gateway.domain import tif_auth
 from services.pharmacy_gateway.domain.wire import Refused, check_msgid, ref_msgid, wire_time
 from services.pharmacy_gateway.service_layer.admin import token_hash
 from services.pharmacy_gateway.service_layer.context import GatewayContext, InstitutionView
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import Prepared, PreparedInsertOrNothing, ReadView, UnitOfWork
 from shared.tables import table
 
 log = logging.getLogger("yibao.gateway.pos")
@@ -46,6 +46,7 @@ NONCES = table(SeenNonce)
 _NEW_NONCE = Prepared(sa.insert(NONCES))
 _MESSAGE = Prepared(sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 _NEW_MESSAGE = Prepared(sa.insert(MESSAGES))
+_NEW_MESSAGE_OR_NOTHING = PreparedInsertOrNothing(MESSAGES, "msgid")
 _ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 # The answer of a message logged PENDING by this exchange, unless a 2601 marked it reversed meanwhile (the row
 # lock of the UPDATE orders it after such a reversal's transaction, whose mark it then sees).
@@ -220,10 +221,10 @@ class Exchange:
         for on disk (see the module's docstring): a settle's critical path keeps one fsync, its answer's."""
         async with UnitOfWork(self.ctx.db, durable=False) as uow:
             await self._consume_nonce(uow)
-            row = await self._row(uow)
-            if row is None:
-                await uow.execute(_NEW_MESSAGE, self._log_row(state="PENDING", payer_admdvs=payer_admdvs,
-                                                              setl_id=setl_id))
+            # Logged unless the msgid is there already (then read, which is rare: one statement, not two).
+            logged = (await uow.execute(_NEW_MESSAGE_OR_NOTHING.on(uow), self._log_row(
+                state="PENDING", payer_admdvs=payer_admdvs, setl_id=setl_id))).first()
+            row = None if logged else await self._row(uow)
             await uow.commit()
         if row is not None:
             return self.replay_of(row)

@@ -21,7 +21,7 @@ from shared.clock import SHANGHAI
 from shared.contracts import topics
 from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import Prepared, PreparedInsertOrNothing, ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.regions import province_of
 from shared.tables import table
@@ -32,7 +32,7 @@ IN_EFFECT = "SETTLED"
 
 # Built once: every settle runs these (`b_` names keep the key apart from the columns an UPDATE sets).
 _SETTLEMENT = Prepared(sa.select(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")))
-_NEW_SETTLEMENT = Prepared(sa.insert(SETTLEMENTS))
+_NEW_SETTLEMENT_OR_NOTHING = PreparedInsertOrNothing(SETTLEMENTS, "setl_id")
 _NEWER_STATE = Prepared(sa.update(SETTLEMENTS).where(SETTLEMENTS.c.setl_id == sa.bindparam("b_setl_id")))
 
 
@@ -48,27 +48,37 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
                  payer_admdvs: str, msgid: str) -> None:
     """Take in the node's latest word on `payment` (inside the message's finishing transaction)."""
     now = ctx.clock.now()
-    if uow.shares_rows:
-        # Two answers about one settlement recorded at once (a settle and its reversal on two replicas): one
-        # after the other, so each change of effect is published once and the newest version stays.
-        await uow.lock_name(f"settlement|{payment.setl_id}")
-    row = await settlement(uow, payment.setl_id)
-    if row is not None and payment.version <= row.version:
-        return  # older news than what the gateway already holds
-    was_in_effect = row is not None and row.state == IN_EFFECT
-    if row is None:
-        await uow.execute(_NEW_SETTLEMENT, {
-            "setl_id": payment.setl_id, "msgid": payment.msgid, "mdtrt_id": payment.mdtrt_id,
-            "fixmedins_code": payment.fixmedins_code, "pharmacy_admdvs": institution.admdvs,
-            "psn_no": payment.psn_no, "payer_admdvs": payer_admdvs, "insutype": payment.insutype,
-            "state": payment.state, "version": payment.version, "medfee_fen": payment.medfee_fen,
-            "eligible_fen": payment.eligible_fen, "acct_pay_fen": payment.acct_pay_fen,
-            "mulaid_pay_fen": payment.mulaid_pay_fen, "cash_pay_fen": payment.cash_pay_fen,
-            "settle_day": payment.settled_at.astimezone(SHANGHAI).date().isoformat(),
-            "settled_at": payment.settled_at, "updated_at": now})
+    new_row = {
+        "setl_id": payment.setl_id, "msgid": payment.msgid, "mdtrt_id": payment.mdtrt_id,
+        "fixmedins_code": payment.fixmedins_code, "pharmacy_admdvs": institution.admdvs,
+        "psn_no": payment.psn_no, "payer_admdvs": payer_admdvs, "insutype": payment.insutype,
+        "state": payment.state, "version": payment.version, "medfee_fen": payment.medfee_fen,
+        "eligible_fen": payment.eligible_fen, "acct_pay_fen": payment.acct_pay_fen,
+        "mulaid_pay_fen": payment.mulaid_pay_fen, "cash_pay_fen": payment.cash_pay_fen,
+        "settle_day": payment.settled_at.astimezone(SHANGHAI).date().isoformat(),
+        "settled_at": payment.settled_at, "updated_at": now}
+    # A settlement's first version (a 2102's answer) is almost always news: inserted at once, one statement
+    # instead of the lock, the read and the insert (issue 9). Where the row exists already (a reversal's answer
+    # got in first), nothing is inserted and the way below decides.
+    inserted = payment.version == 1 and (await uow.execute(_NEW_SETTLEMENT_OR_NOTHING.on(uow), new_row)).first()
+    if inserted:
+        row = None
     else:
-        await uow.execute(_NEWER_STATE, {"b_setl_id": payment.setl_id, "state": payment.state,
-                                         "version": payment.version, "updated_at": now})
+        if uow.shares_rows:
+            # Two answers about one settlement recorded at once (a settle and its reversal on two replicas): one
+            # after the other, so each change of effect is published once and the newest version stays.
+            await uow.lock_name(f"settlement|{payment.setl_id}")
+        row = await settlement(uow, payment.setl_id)
+        # None: a later version heard first, or a first one racing another replica's insert (which this waits
+        # for, then reads)
+        if row is None and not (await uow.execute(_NEW_SETTLEMENT_OR_NOTHING.on(uow), new_row)).first():
+            row = await settlement(uow, payment.setl_id)
+        if row is not None and payment.version <= row.version:
+            return  # older news than what the gateway already holds
+        if row is not None:
+            await uow.execute(_NEWER_STATE, {"b_setl_id": payment.setl_id, "state": payment.state,
+                                             "version": payment.version, "updated_at": now})
+    was_in_effect = row is not None and row.state == IN_EFFECT
     in_effect = payment.state == IN_EFFECT
     if was_in_effect == in_effect:
         return
