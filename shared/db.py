@@ -166,6 +166,15 @@ class Database:
                                    {"name": f"{self.schema}.migrate"})
                 await conn.run_sync(upgrade_on_connection, script_location)
 
+    async def execute_alone(self, statement: Prepared, params: dict[str, Any]) -> Any:
+        """One statement as a transaction of its own (PostgreSQL only: SQLite's writes go through units of work
+        and their group commit). In autocommit, as a read view runs: one round trip where a unit of work takes
+        three (BEGIN, the statement, COMMIT), and the statement is atomic by itself (several tables' rows go in
+        one statement through data-modifying CTEs). Returns once committed."""
+        assert not self.inline, "PostgreSQL only"
+        async with ReadView(self) as view:
+            return await view.execute(statement, params)
+
     async def dispose(self) -> None:
         if self.group is not None:
             async with self.write_lock:
@@ -353,7 +362,7 @@ class _Session:
             raise sa.exc.DBAPIError.instance(plan.sql, params, exc, sqlite3.Error) from exc
         return _Rows(rows, cursor.rowcount)
 
-    async def _run_on_asyncpg(self, prepared: Prepared, params: Any) -> _Rows:
+    async def _run_on_asyncpg(self, prepared: Prepared, params: Any, *, begin: bool = True) -> _Rows:
         assert self._db.engine is not None
         dialect = self._db.engine.dialect
         batch: list[dict[str, Any]] = params if isinstance(params, list) else [params or {}]
@@ -364,8 +373,8 @@ class _Session:
         try:
             async with adapted._execute_mutex:
                 # The transaction SQLAlchemy began on this connection (its adapter starts it lazily, at the
-                # first statement, exactly so).
-                if adapted._transaction is None:
+                # first statement, exactly so); a read view's statements run without one (autocommit).
+                if begin and adapted._transaction is None:
                     await adapted._start_transaction()
                 statement, _ = await adapted._prepare(plan.sql, 0)
                 if isinstance(params, list):
@@ -719,6 +728,12 @@ class ReadView(_Session):
         return self
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
+        if isinstance(statement, Prepared) and isinstance(self.session, AsyncConnection):
+            # Straight on the driver, as in a unit of work, in autocommit (or in the transaction a SET
+            # TRANSACTION began): SQLAlchemy's execution around a read was most of a read view's CPU.
+            if self._asyncpg is None:
+                self._asyncpg = (await self.session.get_raw_connection()).dbapi_connection
+            return await self._run_on_asyncpg(statement, params, begin=False)
         if self._first:
             self._first = False
             if isinstance(self.session, AsyncConnection) and not _sets_transaction(statement):

@@ -21,16 +21,16 @@ from launcher.people import new_person
 from launcher.pos_client import Item, PosClient, ok
 from services.pharmacy_gateway.domain.tif_auth import tif_signature
 from shared.clock import SHANGHAI
-from tests.support.gateway import InProcessGateway, in_process_gateway
+from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
 
 DRUG = "XC08CAA001A001"  # 苯磺酸氨氯地平片 (blood pressure), drug
 TISSUES = "RY0000000001"  # 面巾纸, daily goods: always cash
 MONEY_CALLS = {"settle", "cancel", "reverse"}
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[InProcessGateway]:
-    async with in_process_gateway(tmp_path) as made:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessGateway]:
+    async with in_process_gateway(tmp_path, database_url(request.param)) as made:
         yield made
 
 

@@ -17,14 +17,14 @@ from services.pharmacy_gateway.service_layer.exchange import MESSAGES, read_mess
 from services.pharmacy_gateway.service_layer.settlements import SETTLEMENTS
 from shared.contracts.internal_api import PosPaymentRequest, PosPaymentResult
 from shared.db import ReadView, UnitOfWork
-from tests.support.gateway import InProcessGateway, in_process_gateway
+from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
 
 DRUG = "XC08CAA001A001"  # 苯磺酸氨氯地平片, drug
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[InProcessGateway]:
-    async with in_process_gateway(tmp_path) as made:
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessGateway]:
+    async with in_process_gateway(tmp_path, database_url(request.param)) as made:
         yield made
 
 

@@ -7,6 +7,8 @@ envelope and bill checks): no Kafka, no federation. Tills are launcher.pos_clien
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from launcher.people import Person
@@ -37,7 +40,7 @@ from shared.contracts.internal_api import (
     PosReverseRequest,
     PosSplitPreview,
 )
-from shared.db import open_database
+from shared.db import drop_schemas, open_database
 from shared.ids import card_hash, id_hash
 from tests.support.inprocess import SECRETS
 
@@ -186,11 +189,24 @@ class InProcessGateway:
         return till
 
 
+def database_url(backend: str) -> str:
+    """The database URL of `backend`: empty for SQLite; YIBAO_TEST_POSTGRES_URL for PostgreSQL, the test skipped
+    without it (.ci/run sets it)."""
+    if backend == "sqlite":
+        return ""
+    url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
+    if not url:
+        pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
+    return url
+
+
 @contextlib.asynccontextmanager
-async def in_process_gateway(home: Path) -> AsyncIterator[InProcessGateway]:
-    """The gateway's real app on its own migrated SQLite database, the demo catalogue imported, over a fake
-    node. Its clock is the system's: tills sign x-tif headers with the wall clock."""
-    settings = GatewaySettings(home=home, **SECRETS)
+async def in_process_gateway(home: Path, database_url: str = "") -> AsyncIterator[InProcessGateway]:
+    """The gateway's real app on its own migrated database, the demo catalogue imported, over a fake node: a
+    SQLite file under `home`, or a schema of its own in `database_url`'s PostgreSQL database, dropped afterwards.
+    Its clock is the system's: tills sign x-tif headers with the wall clock."""
+    settings = GatewaySettings(home=home, **(SECRETS | {"database_url": database_url}),
+                               db_schema_prefix=f"g{secrets.token_hex(3)}_")
     db = await open_database(settings, "gateway", GATEWAY_MIGRATIONS)
     node, directory = FakeNode(), FakeDirectory()
     nodes = FakeNodes(node)
@@ -214,3 +230,5 @@ async def in_process_gateway(home: Path) -> AsyncIterator[InProcessGateway]:
         await nodes.close()
         await directory.close()
         await db.dispose()
+        if database_url:
+            await drop_schemas(database_url, [f"{settings.db_schema_prefix}gateway"])

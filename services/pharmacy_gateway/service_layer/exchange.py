@@ -4,10 +4,11 @@ that makes a repeated msgid get its original answer.
 Writes per message: a read-only message (9001, 1101, 2101, 3201) is answered first and then logged with its
 nonce in one transaction. A money message (2102, 2103, 2601) is logged PENDING with its route, and its nonce,
 before the payer's node is asked (`begin`), so that a repeat or a reversal finds it while it is on its way;
-its answer is stored with what it changed in a second transaction (`finish`), which waits for the disk. The
-PENDING row does not: it is committed with the next group (shared/db.py), and a restart that lost it is
-covered by the node, which keeps every msgid it applied, and by 2601, which asks the payer's home province
-(the start of the psn_no) about a msgid the log does not know. A write that finds the nonce already used
+its answer is stored with what it changed in a second transaction (`finish`), which waits for the disk. On
+SQLite the PENDING row does not: it is committed with the next group (shared/db.py), and a restart that lost it
+is covered by the node, which keeps every msgid it applied, and by 2601, which asks the payer's home province
+(the start of the psn_no) about a msgid the log does not know. On PostgreSQL it is one statement with its
+nonce, in autocommit (one round trip). A write that finds the nonce already used
 refuses the message (401); one that finds the msgid already logged answers as the log says, whatever was
 computed meanwhile (so a repeat gets its original answer even after the 医保码 it carried has expired)."""
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.exc import IntegrityError
 
 from services.pharmacy_gateway.adapters.tables import PosMessage, SeenNonce
@@ -47,6 +49,12 @@ _NEW_NONCE = Prepared(sa.insert(NONCES))
 _MESSAGE = Prepared(sa.select(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 _NEW_MESSAGE = Prepared(sa.insert(MESSAGES))
 _NEW_MESSAGE_OR_NOTHING = PreparedInsertOrNothing(MESSAGES, "msgid")
+# PostgreSQL: the nonce consumed (a used one fails the whole statement) and the message logged unless its msgid
+# is there already (then no row is returned), as one statement.
+_NEW_MESSAGE_WITH_NONCE = Prepared(
+    postgresql_dml.insert(MESSAGES).on_conflict_do_nothing(index_elements=["msgid"]).returning(MESSAGES.c.msgid)
+    .add_cte(sa.insert(NONCES).values(paas_id=sa.bindparam("n_paas_id"), nonce=sa.bindparam("n_nonce"),
+                                      seen_at=sa.bindparam("n_seen_at")).cte("nonce")))
 _ANSWERED = Prepared(sa.update(MESSAGES).where(MESSAGES.c.msgid == sa.bindparam("b_msgid")))
 # The answer of a message logged PENDING by this exchange, unless a 2601 marked it reversed meanwhile (the row
 # lock of the UPDATE orders it after such a reversal's transaction, whose mark it then sees).
@@ -217,15 +225,26 @@ class Exchange:
 
     async def begin(self, payer_admdvs: str, setl_id: str | None = None) -> dict[str, Any] | None:
         """Log a money message PENDING with its route before the node is asked. Returns the answer to give
-        instead when the msgid turned out to be logged already (a concurrent repeat or a reversal). Not waited
-        for on disk (see the module's docstring): a settle's critical path keeps one fsync, its answer's."""
-        async with UnitOfWork(self.ctx.db, durable=False) as uow:
-            await self._consume_nonce(uow)
-            # Logged unless the msgid is there already (then read, which is rare: one statement, not two).
-            logged = (await uow.execute(_NEW_MESSAGE_OR_NOTHING.on(uow), self._log_row(
-                state="PENDING", payer_admdvs=payer_admdvs, setl_id=setl_id))).first()
-            row = None if logged else await self._row(uow)
-            await uow.commit()
+        instead when the msgid turned out to be logged already (a concurrent repeat or a reversal). On SQLite
+        not waited for on disk (see the module's docstring): a settle's critical path keeps one fsync, its
+        answer's."""
+        pending = self._log_row(state="PENDING", payer_admdvs=payer_admdvs, setl_id=setl_id)
+        if self.ctx.db.inline:
+            async with UnitOfWork(self.ctx.db, durable=False) as uow:
+                await self._consume_nonce(uow)
+                # Logged unless the msgid is there already (then read, which is rare).
+                logged = (await uow.execute(_NEW_MESSAGE_OR_NOTHING.on(uow), pending)).first()
+                row = None if logged else await self._row(uow)
+                await uow.commit()
+        else:
+            # PostgreSQL: the nonce and the log row in one statement, one round trip where a transaction took
+            # four (a settle's CPU is mostly round trips, issue 9).
+            try:
+                logged = (await self.ctx.db.execute_alone(_NEW_MESSAGE_WITH_NONCE, pending | {
+                    "n_paas_id": self.paas_id, "n_nonce": self.nonce, "n_seen_at": self.ctx.clock.now()})).first()
+            except IntegrityError as exc:
+                raise NonceReplayed() from exc
+            row = None if logged else await read_message(self.ctx, self.msgid)
         if row is not None:
             return self.replay_of(row)
         self.began = True
