@@ -179,8 +179,10 @@ async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:
         elif (await uow.execute(_MOVE_GUARDED, {"account": account_id, "delta_fen": amount_fen})).rowcount != 1:
             # The unit of work rolls back: the whole posting (and the use case) leaves no trace.
             raise DomainError("INSUFFICIENT_FUNDS", f"{account_id.split(':')[0]} cannot cover {-amount_fen} fen")
-    await uow.execute(_NEW_LINES, [{"entry_id": entry_id, "account_id": a, "amount_fen": f}
-                                   for a, f in posting.legs])
+    # Written as the transaction commits, with every other posting's lines of a consumer's batch in one
+    # statement (UnitOfWork.defer): nothing reads them back before, and their entry is written already.
+    for account_id, amount_fen in posting.legs:
+        uow.defer(_NEW_LINES, {"entry_id": entry_id, "account_id": account_id, "amount_fen": amount_fen})
     # Issue 12: the posting in the audit journal, same transaction (verification replays it on the balances).
     await audit.append(uow, audit.POSTING, posting.ref, audit.legs_data(entry_id, posting.kind, posting.ref,
                                                                         posting.legs), now)
