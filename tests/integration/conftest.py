@@ -1,17 +1,21 @@
 """Fixtures of the integration tests: the in-process federation (tests/support/inprocess.py) on SQLite, and on
-PostgreSQL when YIBAO_TEST_POSTGRES_URL names a server. The helpers the tests call are in tests/support."""
+PostgreSQL when YIBAO_TEST_POSTGRES_URL names a server; the gateway in process over a fake node
+(tests/support/gateway.py) on both, with a signed-in till. The helpers the tests call are in tests/support."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from launcher.pos_client import PosClient
 from shared.db import drop_schemas
+from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
 from tests.support.inprocess import PROVINCES, InProcessFederation, in_process_federation
 from tests.support.replicas import Replicas
 
@@ -64,3 +68,16 @@ async def replicas(pg_fed: InProcessFederation) -> AsyncIterator[Replicas]:
         for db in opened.opened:
             await db.dispose()
 
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessGateway]:
+    """The gateway's real app over a fake payer's node, on SQLite, then on PostgreSQL."""
+    async with in_process_gateway(tmp_path, database_url(request.param)) as made:
+        yield made
+
+
+@pytest.fixture
+async def till(gateway: InProcessGateway) -> PosClient:
+    """A Chengdu pharmacy, signed in: every payer of the fake node (Ningxia) is cross-province here."""
+    return await gateway.till(f"P5101{random.randrange(10**7):07d}", "成都康泰大药房", "510100")

@@ -4,29 +4,14 @@ gateway's real app over a fake payer's node (tests/support/gateway.py), on SQLit
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from launcher.people import new_person
 from launcher.pos_client import Item, PosClient
 from services.pharmacy_gateway.service_layer import context
-from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
+from tests.support.gateway import InProcessGateway
 
 DRUG = "XC08CAA001A001"  # 苯磺酸氨氯地平片, drug
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessGateway]:
-    async with in_process_gateway(tmp_path, database_url(request.param)) as made:
-        yield made
-
-
-@pytest.fixture
-async def till(gateway: InProcessGateway) -> PosClient:
-    return await gateway.till(f"P5101{random.randrange(10**7):07d}", "成都康泰大药房", "510100")
 
 
 async def test_a_sign_in_no_longer_cached_is_read_from_the_table(gateway: InProcessGateway, till: PosClient) -> None:

@@ -9,35 +9,19 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from launcher.people import new_person
 from launcher.pos_client import Item, PosClient, ok
 from services.pharmacy_gateway.domain.tif_auth import tif_signature
 from shared.clock import SHANGHAI
-from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
+from tests.support.gateway import InProcessGateway
 
 DRUG = "XC08CAA001A001"  # 苯磺酸氨氯地平片 (blood pressure), drug
 TISSUES = "RY0000000001"  # 面巾纸, daily goods: always cash
 MONEY_CALLS = {"settle", "cancel", "reverse"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessGateway]:
-    async with in_process_gateway(tmp_path, database_url(request.param)) as made:
-        yield made
-
-
-@pytest.fixture
-async def till(gateway: InProcessGateway) -> PosClient:
-    """A Chengdu pharmacy, signed in: every payer of the fake node (Ningxia) is cross-province here."""
-    return await gateway.till(f"P5101{random.randrange(10**7):07d}", "成都康泰大药房", "510100")
 
 
 async def _settled_count(till: PosClient) -> int:

@@ -4,11 +4,6 @@ In process: the gateway's real app over a fake payer's node (tests/support/gatew
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 import sqlalchemy as sa
 
 from launcher.people import new_person
@@ -17,20 +12,9 @@ from services.pharmacy_gateway.service_layer.exchange import MESSAGES, read_mess
 from services.pharmacy_gateway.service_layer.settlements import SETTLEMENTS
 from shared.contracts.internal_api import PosPaymentRequest, PosPaymentResult
 from shared.db import ReadView, UnitOfWork
-from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
+from tests.support.gateway import InProcessGateway
 
 DRUG = "XC08CAA001A001"  # 苯磺酸氨氯地平片, drug
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[InProcessGateway]:
-    async with in_process_gateway(tmp_path, database_url(request.param)) as made:
-        yield made
-
-
-@pytest.fixture
-async def till(gateway: InProcessGateway) -> PosClient:
-    return await gateway.till(f"P5101{random.randrange(10**7):07d}", "成都康泰大药房", "510100")
 
 
 async def test_a_settle_answered_without_a_reversal_stores_its_answer_once(gateway: InProcessGateway,
