@@ -136,7 +136,7 @@ async def run_once(store: IdempotencyStore, db: Database, call: IdempotentReques
         return await run_retrying(attempt)
     except PrepareFirst:
         if prepare is None or prepared is not NOT_PREPARED:
-            raise RuntimeError("a use case asked for its prepare step, which it has or does not have") from None
+            raise RuntimeError("PrepareFirst from a use case whose prepare step is not lazy, or has run") from None
     await run_prepare()
     return await run_retrying(attempt)
 

@@ -5,7 +5,6 @@ PostgreSQL when YIBAO_TEST_POSTGRES_URL names a server; the gateway in process o
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import secrets
 from collections.abc import AsyncIterator
@@ -15,8 +14,8 @@ import pytest
 
 from launcher.pos_client import PosClient
 from shared.db import drop_schemas
-from tests.support.gateway import InProcessGateway, database_url, in_process_gateway
-from tests.support.inprocess import PROVINCES, InProcessFederation, in_process_federation
+from tests.support.gateway import InProcessGateway, in_process_gateway
+from tests.support.inprocess import PROVINCES, InProcessFederation, database_url, in_process_federation
 from tests.support.replicas import Replicas
 
 
@@ -47,15 +46,13 @@ async def any_fed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 @contextlib.asynccontextmanager
 async def _postgresql_federation(tmp_path: Path) -> AsyncIterator[InProcessFederation]:
-    database_url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
-    if not database_url:
-        pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
+    postgresql_url = database_url("postgresql")
     prefix = f"r{secrets.token_hex(3)}_"
     try:
-        async with in_process_federation(tmp_path, database_url=database_url, schema_prefix=prefix) as federation:
+        async with in_process_federation(tmp_path, database_url=postgresql_url, schema_prefix=prefix) as federation:
             yield federation
     finally:
-        await drop_schemas(database_url, [f"{prefix}hub"] + [f"{prefix}node_{admdvs}" for admdvs in PROVINCES])
+        await drop_schemas(postgresql_url, [f"{prefix}hub"] + [f"{prefix}node_{admdvs}" for admdvs in PROVINCES])
 
 
 @pytest.fixture
@@ -67,7 +64,6 @@ async def replicas(pg_fed: InProcessFederation) -> AsyncIterator[Replicas]:
     finally:
         for db in opened.opened:
             await db.dispose()
-
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

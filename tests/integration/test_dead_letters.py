@@ -8,7 +8,6 @@ database, where rolled-back attempts leave nothing) and fails on the messages th
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from shared.db import Database, ReadView, UnitOfWork, drop_schemas, open_databas
 from shared.kafka import ConsumerLoop
 from shared.settings import ServiceSettings
 from shared.web import ApiError
+from tests.support.inprocess import database_url
 
 TOPIC = "yibao.province.640000.inbound.v1"
 SCRATCH = sa.MetaData()
@@ -81,13 +81,9 @@ def record(message_id: str | None, key: str | None) -> ConsumerRecord[bytes, byt
                           0, len(value), [])
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = ""
-    if request.param == "postgres":
-        url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
-        if not url:
-            pytest.skip("YIBAO_TEST_POSTGRES_URL not set")
+    url = database_url(request.param)
     settings = ServiceSettings(home=tmp_path, database_url=url, db_schema_prefix=f"tdl{secrets.token_hex(3)}_")
     database = await open_database(settings, "node_640000", MIGRATIONS)
     if database.sync_engine is not None:

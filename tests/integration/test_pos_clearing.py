@@ -8,7 +8,6 @@ gateway holds, publish nothing."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from shared.contracts import topics
 from shared.contracts.events import PosSettlementRecorded, SettlementReported
 from shared.contracts.internal_api import PosPayment
 from shared.db import UnitOfWork, drop_schemas, open_database
-from tests.support.inprocess import SECRETS, InProcessFederation
+from tests.support.inprocess import SECRETS, InProcessFederation, database_url
 from tests.support.replicas import Gate, race
 from tests.support.wire import Wired, accepted_as, consumer_accepts, load_sample
 
@@ -196,8 +195,8 @@ async def test_a_settle_and_its_reversal_recorded_at_once_on_two_replicas_publis
     nothing yet and paused; the other the settle's (version 1), inserted at once without the settlement's lock.
     The reversal's then finds the row it could not insert, takes it over as newer, and the hub hears the
     charge and its refund once each; nothing fails."""
-    database_url = os.environ["YIBAO_TEST_POSTGRES_URL"]
-    settings = GatewaySettings(home=tmp_path, **(SECRETS | {"database_url": database_url}),
+    postgresql_url = database_url("postgresql")
+    settings = GatewaySettings(home=tmp_path, **(SECRETS | {"database_url": postgresql_url}),
                                db_schema_prefix=f"g{secrets.token_hex(3)}_")
     replicas = [await open_database(settings, "gateway", GATEWAY_MIGRATIONS) for _ in range(2)]
     try:
@@ -218,4 +217,4 @@ async def test_a_settle_and_its_reversal_recorded_at_once_on_two_replicas_publis
     finally:
         for db in replicas:
             await db.dispose()
-        await drop_schemas(database_url, [f"{settings.db_schema_prefix}gateway"])
+        await drop_schemas(postgresql_url, [f"{settings.db_schema_prefix}gateway"])

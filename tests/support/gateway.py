@@ -7,7 +7,6 @@ envelope and bill checks): no Kafka, no federation. Tills are launcher.pos_clien
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -16,7 +15,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from launcher.people import Person
@@ -187,17 +185,6 @@ class InProcessGateway:
         if sign_in:
             await till.sign_in()
         return till
-
-
-def database_url(backend: str) -> str:
-    """The database URL of `backend`: empty for SQLite; YIBAO_TEST_POSTGRES_URL for PostgreSQL, the test skipped
-    without it (.ci/run sets it)."""
-    if backend == "sqlite":
-        return ""
-    url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
-    if not url:
-        pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
-    return url
 
 
 @contextlib.asynccontextmanager

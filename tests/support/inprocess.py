@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
@@ -192,6 +194,17 @@ class InProcessFederation:
                 await self.deliver(batch, unknown_fields=unknown_fields)
             moved += batch
         raise AssertionError("messages keep flowing: a loop between services?")
+
+
+def database_url(backend: str) -> str:
+    """The database URL of `backend`: empty for SQLite; YIBAO_TEST_POSTGRES_URL for PostgreSQL, the test skipped
+    without it (.ci/run sets it)."""
+    if backend == "sqlite":
+        return ""
+    url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
+    if not url:
+        pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
+    return url
 
 
 @contextlib.asynccontextmanager

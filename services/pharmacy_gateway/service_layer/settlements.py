@@ -57,13 +57,15 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
         "mulaid_pay_fen": payment.mulaid_pay_fen, "cash_pay_fen": payment.cash_pay_fen,
         "settle_day": payment.settled_at.astimezone(SHANGHAI).date().isoformat(),
         "settled_at": payment.settled_at, "updated_at": now}
+
+    async def inserted() -> bool:
+        return bool((await uow.execute(_NEW_SETTLEMENT_OR_NOTHING.on(uow), new_row)).first())
+
     # A settlement's first version (a 2102's answer) is almost always news: inserted at once, one statement
     # instead of the lock, the read and the insert (issue 9). Where the row exists already (a reversal's answer
     # got in first), nothing is inserted and the way below decides.
-    inserted = payment.version == 1 and (await uow.execute(_NEW_SETTLEMENT_OR_NOTHING.on(uow), new_row)).first()
-    if inserted:
-        row = None
-    else:
+    row = None
+    if payment.version != 1 or not await inserted():
         if uow.shares_rows:
             # Two answers about one settlement recorded at once (a settle and its reversal on two replicas): one
             # after the other, so each change of effect is published once and the newest version stays.
@@ -71,11 +73,11 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
         row = await settlement(uow, payment.setl_id)
         # None: a later version heard first, or a first one racing another replica's insert (which this waits
         # for, then reads)
-        if row is None and not (await uow.execute(_NEW_SETTLEMENT_OR_NOTHING.on(uow), new_row)).first():
+        if row is None and not await inserted():
             row = await settlement(uow, payment.setl_id)
-        if row is not None and payment.version <= row.version:
-            return  # older news than what the gateway already holds
         if row is not None:
+            if payment.version <= row.version:
+                return  # older news than what the gateway already holds
             await uow.execute(_NEWER_STATE, {"b_setl_id": payment.setl_id, "state": payment.state,
                                              "version": payment.version, "updated_at": now})
     was_in_effect = row is not None and row.state == IN_EFFECT

@@ -92,27 +92,23 @@ _BALANCES = PreparedIn(lambda accounts: sa.select(ACCOUNTS.c.account_id, ACCOUNT
     ACCOUNTS.c.account_id.in_(accounts)))
 
 
-async def balances(view: UnitOfWork | ReadView, account_ids: list[str]) -> dict[str, int]:
-    """Citizen accounts' balances (a system account's is `balance`'s: rows plus deltas)."""
-    if not account_ids:
-        return {}
-    assert not any(may_go_negative(a) for a in account_ids), "system balances are read through balance()"
-    rows = await view.execute(*_BALANCES.bind(list(account_ids)))
-    return {row.account_id: int(row.balance_fen) for row in rows}
-
-
 _LOCKED_BALANCES = PreparedIn(lambda accounts: for_update(sa.select(ACCOUNTS.c.account_id, ACCOUNTS.c.balance_fen)
                                                           .where(ACCOUNTS.c.account_id.in_(accounts))
                                                           .order_by(ACCOUNTS.c.account_id)))
 
 
-async def locked_balances(uow: UnitOfWork, account_ids: list[str]) -> dict[str, int]:
-    """`lock_accounts` and `balances` in one statement: citizen accounts' balances, their rows locked until
-    the transaction ends (a settle's split is computed from balances nobody else changes meanwhile)."""
-    if not uow.shares_rows:
-        return await balances(uow, account_ids)
+async def balances(view: UnitOfWork | ReadView, account_ids: list[str], *, lock: bool = False) -> dict[str, int]:
+    """Citizen accounts' balances (a system account's is `balance`'s: rows plus deltas). `lock` (in a unit of
+    work): their rows locked until it ends, in id order, as `lock_accounts` locks them, by the read itself: for a
+    decision on balances nobody else changes meanwhile (a settle's split, a transfer's daily limit)."""
+    if not account_ids:
+        return {}
     assert not any(may_go_negative(a) for a in account_ids), "system balances are read through balance()"
-    rows = await uow.execute(*_LOCKED_BALANCES.bind(sorted(set(account_ids))))
+    assert not lock or isinstance(view, UnitOfWork), "rows are locked in a unit of work"
+    if lock and isinstance(view, UnitOfWork) and view.shares_rows:  # SQLite: one writer at a time, no row locks
+        rows = await view.execute(*_LOCKED_BALANCES.bind(sorted(set(account_ids))))
+    else:
+        rows = await view.execute(*_BALANCES.bind(list(account_ids)))
     return {row.account_id: int(row.balance_fen) for row in rows}
 
 

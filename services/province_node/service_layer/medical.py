@@ -36,7 +36,7 @@ from services.province_node.adapters.medical_tables import (
     MedicalPolicyRow,
     MedicalVisitRow,
 )
-from services.province_node.domain import ledger, medical_settlement, quota_rules
+from services.province_node.domain import ledger, medical_settlement
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
 from services.province_node.domain.filing_rules import covers
 from services.province_node.domain.medical_policy import MedicalPolicy, default_policy
@@ -54,9 +54,10 @@ from services.province_node.domain.medical_split import (
     is_settleable,
     split_medical,
 )
-from services.province_node.domain.payment_split import Funds, account_posting
+from services.province_node.domain.payment_split import account_posting
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.funds import funds_of
 from services.province_node.service_layer.persons import PERSONS
 from shared import audit
 from shared.clock import SHANGHAI
@@ -114,16 +115,6 @@ async def current_policy(ctx: NodeContext, view: UnitOfWork | ReadView) -> Medic
             _PARSED_POLICIES.clear()
         policy = _PARSED_POLICIES[row.body] = MedicalPolicy.from_json(orjson.loads(row.body))
     return policy
-
-
-async def _funds(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str) -> tuple[Funds, PosBalances]:
-    pa, wallet = ledger.personal_account(psn_no), ledger.wallet_account(psn_no)
-    held = await ledger_repo.balances(view, [pa, wallet])
-    spendable = await quotas.spendable_quotas(view, psn_no, quota_rules.quota_year(ctx.clock.now()))
-    funds = Funds(held.get(pa, 0), held.get(wallet, 0),
-                  tuple((quota.binding_id, quota.available_fen) for quota in spendable))
-    return funds, PosBalances(personal_account_fen=held.get(pa), wallet_fen=held.get(wallet),
-                              quota_fen=sum(available for _, available in funds.quotas))
 
 
 async def _locked_person(uow: UnitOfWork, psn_no: str) -> Any:
@@ -206,7 +197,7 @@ async def _result(ctx: NodeContext, uow: UnitOfWork, psn_no: str, *, effect: Eff
                   with_balances: bool = True) -> MedicalResult:
     """The answer. Balances are read again unless given (or not wanted: a message that moves no money)."""
     if balances is None and with_balances:
-        _, balances = await _funds(ctx, uow, psn_no)
+        _, balances = await funds_of(ctx, uow, psn_no)
     return MedicalResult(effect=effect.value, visit=None if visit is None else _visit_view(visit),
                          settlement=None if settlement is None else _settlement_view(settlement),
                          lines=lines or [], undone=undone, balances_after=balances)
@@ -427,7 +418,7 @@ async def _split(ctx: NodeContext, uow: View, call: MedicalCall, visit: Any,
     cross_province = province_of(visit.institution_admdvs) != province_of(ctx.admdvs)
     cut = policy.unfiled_ratio_cut if cross_province and not await _filed(
         uow, visit.psn_no, visit.institution_admdvs, visit.visit_day) else Decimal(0)
-    funds, balances = await _funds(ctx, uow, visit.psn_no)
+    funds, balances = await funds_of(ctx, uow, visit.psn_no)
     split = split_medical(totals, rule, deductible_used_fen=deductible_used_fen,
                           cap_used_fen=0 if accumulated is None else accumulated.fund_paid_fen, ratio_cut=cut,
                           funds=funds, use_accounts=call.use_accounts)

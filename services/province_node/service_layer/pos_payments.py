@@ -22,12 +22,13 @@ from pydantic import BaseModel
 
 from services.province_node.adapters import ledger_repo, pos_repo
 from services.province_node.adapters.pos_repo import PAYMENTS, PaymentRow, payment_from_row
-from services.province_node.domain import ledger, pos_settlement, quota_rules
+from services.province_node.domain import pos_settlement
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.domain.payment_split import Funds, Split, account_posting, split_payment
+from services.province_node.domain.payment_split import Split, account_posting, split_payment
 from services.province_node.domain.pos_settlement import KIND_OF_INFNO, Effect, OperationKind, Transition
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
+from services.province_node.service_layer.funds import funds_of
 from services.province_node.service_layer.persons import PERSONS, person_by_psn_no
 from shared.contracts.internal_api import (
     PosBalances,
@@ -64,25 +65,9 @@ async def _person(view: UnitOfWork | ReadView, query: PosPersonQuery) -> Any:
     return row
 
 
-async def _funds(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str, *,
-                 lock: bool = False) -> tuple[Funds, PosBalances]:
-    """What the person can pay from; `lock`: their accounts' rows locked until the transaction ends."""
-    pa, wallet = ledger.personal_account(psn_no), ledger.wallet_account(psn_no)
-    if lock:
-        assert isinstance(view, UnitOfWork)
-        held = await ledger_repo.locked_balances(view, [pa, wallet])
-    else:
-        held = await ledger_repo.balances(view, [pa, wallet])
-    spendable = await quotas.spendable_quotas(view, psn_no, quota_rules.quota_year(ctx.clock.now()))
-    funds = Funds(held.get(pa, 0), held.get(wallet, 0),
-                  tuple((quota.binding_id, quota.available_fen) for quota in spendable))
-    return funds, PosBalances(personal_account_fen=held.get(pa), wallet_fen=held.get(wallet),
-                              quota_fen=sum(available for _, available in funds.quotas))
-
-
 async def lookup_person(ctx: NodeContext, view: ReadView, query: PosPersonQuery) -> PosPerson:
     person = await _person(view, query)
-    _, balances = await _funds(ctx, view, person.psn_no)
+    _, balances = await funds_of(ctx, view, person.psn_no)
     return PosPerson(psn_no=person.psn_no, name=person.name, gend=person.gend, brdy=person.brdy,
                      certno_masked=person.id_no_masked, insutype=person.insutype, insuplc_admdvs=ctx.admdvs,
                      pooling_admdvs=person.pooling_admdvs, insured=person.insured,
@@ -116,7 +101,7 @@ def _new_id(ctx: NodeContext) -> str:
 async def preview(ctx: NodeContext, view: ReadView, request: PosPaymentRequest) -> PosSplitPreview:
     """2101: the split settle would make now, from the same balances and the same rule; nothing is written."""
     await _payable_person(view, request)
-    funds, balances = await _funds(ctx, view, request.psn_no)
+    funds, balances = await funds_of(ctx, view, request.psn_no)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     return PosSplitPreview(psn_no=request.psn_no, mdtrt_id=_new_id(ctx), medfee_fen=request.medfee_fen,
                            eligible_fen=request.eligible_fen, acct_pay_fen=split.acct_pay_fen,
@@ -183,7 +168,7 @@ async def _apply(ctx: NodeContext, uow: UnitOfWork, row: PaymentRow, transition:
 
 async def _result(ctx: NodeContext, uow: UnitOfWork, effect: Effect, row: PaymentRow | None,
                   psn_no: str) -> PosPaymentResult:
-    _, balances = await _funds(ctx, uow, psn_no)
+    _, balances = await funds_of(ctx, uow, psn_no)
     return PosPaymentResult(effect=effect.value, payment=None if row is None else payment_from_row(row),
                             balances_after=balances)
 
@@ -204,7 +189,7 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
     await _payable_person(uow, request)
     # Two tills paying for one person at once (two replicas): the split is computed from balances nobody
     # else changes meanwhile.
-    funds, balances = await _funds(ctx, uow, request.psn_no, lock=True)
+    funds, balances = await funds_of(ctx, uow, request.psn_no, lock=True)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     now = ctx.clock.now()
     transition = pos_settlement.settled()

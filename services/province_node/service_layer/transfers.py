@@ -76,7 +76,7 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     pa = ledger.personal_account(claims.psn_no)
     # The giver's account row, locked (and read) first: two sends of one giver (two replicas) count today's
     # transfers and check the balance one after the other, so the daily limit holds.
-    balance_fen = (await ledger_repo.locked_balances(uow, [pa])).get(pa, 0)
+    balance_fen = (await ledger_repo.balances(uow, [pa], lock=True)).get(pa, 0)
     day = shanghai_day(now)
     check_transfer(ctx.policy, amount_fen=amount_fen, now=now,
                    sent_today=await transfer_repo.count_sent_on(uow, claims.psn_no, day), balance_fen=balance_fen)
