@@ -132,9 +132,10 @@ async def _write_pending(uow: UnitOfWork, pending: Pending) -> None:
     if not uow.shares_rows:
         await _chain(uow, entries)  # SQLite: the write lock is held; number and chain now
         return
-    await uow.execute(_NEW_PENDING, [
-        {"kind": kind, "ref": ref, "at": at.astimezone(UTC).isoformat(), "data": canonical(data).decode()}
-        for kind, ref, data, at in entries])
+    # With the transaction's other deferred rows: one statement for all of them (UnitOfWork.defer).
+    for kind, ref, data, at in entries:
+        uow.defer(_NEW_PENDING, {"kind": kind, "ref": ref, "at": at.astimezone(UTC).isoformat(),
+                                 "data": canonical(data).decode()})
     for wakeup in _SEALERS:
         wakeup.set()
 

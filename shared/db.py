@@ -22,10 +22,11 @@ from collections import namedtuple
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -595,15 +596,18 @@ class UnitOfWork(_Session):
         self._before_commit.append(work)
 
     def defer(self, statement: Prepared, params: dict[str, Any]) -> None:
-        """Run the INSERT `statement` with `params` as this transaction commits, with the other rows deferred on
-        it in one executemany (on PostgreSQL one pipelined round trip for all of them, where a consumer's batch
-        or a settle otherwise waited for one round trip per row). Rows of one statement are written in the
-        order they were deferred (the outbox's seq order). Only for rows that nothing reads back in this
-        transaction and that no row written meanwhile refers to: outbox messages, trace hops, statistics."""
+        """Run the INSERT `statement` with `params` as this transaction commits, after its `before_commit` work:
+        on SQLite with the other rows of the statement in one executemany, on PostgreSQL with every row
+        deferred in one statement (`_DeferredRows`), where a consumer's batch or a settle otherwise waited for
+        one round trip per row. Rows of one statement are written in the order they were deferred (the
+        outbox's seq order). Only for rows that nothing reads back in this transaction and that no row written
+        meanwhile refers to: outbox messages, ledger lines, audit entries, a message's record. A row that
+        breaks a unique key fails the commit, and the whole transaction rolls back."""
         self._deferred.append((statement, params))
 
     async def write_deferred(self) -> None:
-        """Write what was deferred so far now (commit does it anyway)."""
+        """Write what was deferred so far now (commit does it anyway): on SQLite one executemany per statement;
+        on PostgreSQL all of it in one statement (`_DeferredRows`)."""
         while self._deferred:
             deferred, self._deferred = self._deferred, []
             groups: dict[tuple[int, frozenset[str]], tuple[Prepared, list[dict[str, Any]]]] = {}
@@ -612,11 +616,21 @@ class UnitOfWork(_Session):
                 if key not in groups:
                     groups[key] = (statement, [])
                 groups[key][1].append(params)
-            for statement, rows in groups.values():
+            batches = list(groups.values())
+            if self._asyncpg is not None and (len(batches) > 1 or len(batches[0][1]) > 1) \
+                    and _DeferredRows.combinable(batches):
+                await self._run_on_asyncpg(*_DeferredRows.as_one(batches, self._asyncpg_dialect()))
+                continue
+            for statement, rows in batches:
                 await self.execute(statement, rows if len(rows) > 1 else rows[0])
 
+    def _asyncpg_dialect(self) -> Any:
+        assert self._db.engine is not None
+        return self._db.engine.dialect
+
     async def commit(self) -> None:
-        await self.write_deferred()
+        # The hooks first (they may defer rows too), then every deferred row at once: on PostgreSQL one round
+        # trip before the COMMIT, however many tables they go to.
         for work in self._before_commit:
             await work()
         self._before_commit.clear()
@@ -651,6 +665,60 @@ class UnitOfWork(_Session):
         transaction): for check-then-act on something that has no row yet, such as an Idempotency-Key."""
         if self._db.group is None:
             await self.execute(_NAMED_LOCK, {"name": f"{self._db.schema}.{name}"})
+
+
+class _DeferredRows:
+    """A PostgreSQL unit of work's deferred rows (`UnitOfWork.defer`) as one statement: each statement's rows
+    arrive as one array per column and are inserted from `unnest(...)` in the order they were deferred, and
+    the inserts into several tables are data-modifying CTEs of one `WITH ... SELECT 1`. A settle's ledger lines,
+    system-account deltas, audit entries and outbox messages, or a consumer batch's hundreds of rows, then cost
+    one round trip and one execution per table, where one executemany per table cost a round trip each and one
+    execution per row (issue 9: round trips are most of a settle's CPU). Hand-made for speed, hence its own
+    tests (tests/integration/test_deferred_rows.py, against the executemany it replaces). The statement of a
+    shape (which statements, which columns) is built once."""
+
+    _SHAPES: ClassVar[dict[tuple[tuple[Prepared, tuple[str, ...]], ...], Prepared]] = {}
+
+    @staticmethod
+    def combinable(batches: list[tuple[Prepared, list[dict[str, Any]]]]) -> bool:
+        """Plain INSERTs into distinct tables: the CTEs of one statement run in no set order, so two batches
+        into one table (the outbox's seq order) are left to one executemany each."""
+        tables = [getattr(statement.statement, "table", None) for statement, _ in batches]
+        return (all(isinstance(statement.statement, sa.Insert) and not statement.statement._returning
+                    and statement.statement._values is None for statement, _ in batches)
+                and len({id(table) for table in tables}) == len(tables))
+
+    @classmethod
+    def as_one(cls, batches: list[tuple[Prepared, list[dict[str, Any]]]],
+               dialect: Any) -> tuple[Prepared, dict[str, Any]]:
+        shape = tuple((statement, tuple(sorted(rows[0]))) for statement, rows in batches)
+        combined = cls._SHAPES.get(shape)
+        if combined is None:
+            for statement, names in shape:
+                statement.plan(dialect, frozenset(names))  # refuses what the executemany would (Python defaults)
+            combined = cls._SHAPES[shape] = Prepared(cls._statement(shape))
+        params: dict[str, Any] = {}
+        for index, ((_, names), (_, rows)) in enumerate(zip(shape, batches, strict=True)):
+            for name in names:
+                params[f"d{index}_{name}"] = [row[name] for row in rows]
+        return combined, params
+
+    @staticmethod
+    def _statement(shape: tuple[tuple[Prepared, tuple[str, ...]], ...]) -> Any:
+        inserts = []
+        for index, (statement, names) in enumerate(shape):
+            table = statement.statement.table
+            arrays = [sa.bindparam(f"d{index}_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names]
+            rows = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="deferred_order",
+                                                        name=f"d{index}_rows").render_derived()
+            inserts.append(sa.insert(table).from_select(
+                list(names), sa.select(*[rows.c[name] for name in names]).order_by(rows.c.deferred_order)))
+        if len(inserts) == 1:
+            return inserts[0]
+        combined: Any = sa.select(sa.literal_column("1").label("written"))
+        for index, insert in enumerate(inserts):
+            combined = combined.add_cte(insert.cte(f"d{index}"))
+        return combined
 
 
 # PostgreSQL's transaction-scoped advisory locks, keyed by a name's hash (hot: idempotency keys, settlements).

@@ -80,8 +80,8 @@ async def _write_facts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> N
             fact["scope"] = statistics.scope_of(pooling.get(between[0]), pooling.get(between[1]))
         rows.append(fact)
     pending.clear()
-    if rows:
-        await uow.execute(_NEW_FACT, rows if len(rows) > 1 else rows[0])
+    for row in rows:  # with the transaction's other deferred rows, in one statement (UnitOfWork.defer)
+        uow.defer(_NEW_FACT, row)
 
 
 async def scope_between(uow: UnitOfWork, psn_a: str, psn_b: str) -> str:

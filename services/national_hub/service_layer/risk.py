@@ -185,8 +185,8 @@ async def _write_alerts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> 
         raised.update(row.ref for row in await uow.execute(_ALERTS_BY_REFS, {"refs": refs[start:start + _IN_CHUNK]}))
     rows = [alert for ref, alert in pending.items() if ref not in raised]
     pending.clear()
-    if rows:
-        await uow.execute(_NEW_ALERT, rows if len(rows) > 1 else rows[0])
+    for row in rows:  # with the transaction's other deferred rows, in one statement (UnitOfWork.defer)
+        uow.defer(_NEW_ALERT, row)
 
 
 # -------------------------------------------------------------------------------------------- transfers

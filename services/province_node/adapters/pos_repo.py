@@ -110,7 +110,10 @@ async def operation_locked(uow: UnitOfWork, msgid: str) -> OperationRow | None:
 
 
 async def add_operation(uow: UnitOfWork, operation_row: OperationRow) -> None:
-    await uow.execute(_NEW_OPERATION, operation_row._asdict())
+    """Written as the transaction commits, with its other deferred rows (UnitOfWork.defer): nothing reads a
+    message's record back in the transaction that makes it. Two transactions recording one msgid still meet
+    on its unique key, then at commit: the loser rolls back whole and runs again (run_retrying)."""
+    uow.defer(_NEW_OPERATION, operation_row._asdict())
 
 
 async def preempt(uow: UnitOfWork, msgid: str, reversed_by: str, now: datetime) -> None:
@@ -125,7 +128,9 @@ async def mark_reversed(uow: UnitOfWork, msgid: str, reversed_by: str) -> None:
 
 
 async def add_payment(uow: UnitOfWork, payment: PaymentRow) -> None:
-    await uow.execute(_NEW_PAYMENT, payment._asdict())
+    """Written as the transaction commits, with its other deferred rows (nothing reads a new settlement back in
+    the transaction that makes it, and no row refers to it by key)."""
+    uow.defer(_NEW_PAYMENT, payment._asdict())
 
 
 async def payment_locked(uow: UnitOfWork, setl_id: str) -> PaymentRow | None:
