@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql
 
 from shared.contracts.envelope import Envelope, new_envelope
 from shared.db import Database, Prepared, ReadView, UnitOfWork
@@ -48,9 +49,12 @@ _PENDING = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.p
             .where(_OUTBOX.c.seq > sa.bindparam("after_seq", type_=sa.BigInteger))
             .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
 _PUBLISHED = sa.delete(_OUTBOX).where(_OUTBOX.c.seq < sa.bindparam("last_seq", type_=sa.BigInteger))
-_OLDEST = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
-           .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
-_PUBLISHED_EXACTLY = sa.delete(_OUTBOX).where(_OUTBOX.c.seq.in_(sa.bindparam("seqs", expanding=True)))
+# PostgreSQL's relay round (Prepared: run straight on the driver). The seqs it sent are deleted by an array
+# parameter: an expanding IN list was compiled again for every round, a tenth of a gateway's CPU at 200 settles/s.
+_OLDEST = Prepared(sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
+                   .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
+_PUBLISHED_EXACTLY = Prepared(sa.delete(_OUTBOX).where(_OUTBOX.c.seq == sa.any_(
+    sa.bindparam("seqs", type_=postgresql.ARRAY(sa.BigInteger)))))
 _NOTIFY = sa.text("SELECT pg_notify(:channel, '')")
 RELAY_JOB = "outbox-relay"
 
