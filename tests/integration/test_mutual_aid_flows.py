@@ -25,6 +25,8 @@ from tests.support.stories import (
 
 
 class FailingSms:
+    records_at_commit = False  # it runs a statement that fails: in a savepoint
+
     async def send(self, uow: UnitOfWork, psn_no: str, text: str, at: datetime) -> None:
         await uow.execute(sa.text("SELECT no_such_column FROM notifications"))
 

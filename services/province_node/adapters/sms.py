@@ -9,20 +9,27 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from services.province_node.adapters.tables import Notification
-from shared.db import UnitOfWork
+from shared.db import Prepared, UnitOfWork
 from shared.tables import table
 
 NOTIFICATIONS = table(Notification)
-_NEW_NOTICE = sa.insert(NOTIFICATIONS)  # built once: every credit sends a notice
+NOTICE_MAX_CHARS = 200  # the column's length: a longer notice is cut, never a failed commit of the money it reports
+_NEW_NOTICE = Prepared(sa.insert(NOTIFICATIONS))  # built once: every credit sends a notice
 
 
 class SmsPort(Protocol):
+    # True when send() only defers a row to the commit (UnitOfWork.defer) and does nothing else that could fail
+    # halfway: the caller then needs no savepoint around it (two round trips per notice on PostgreSQL).
+    records_at_commit: bool
+
     async def send(self, uow: UnitOfWork, psn_no: str, text: str, at: datetime) -> None: ...
 
 
 class RecordingSms:
     """Records the notice in the same transaction as the change it reports: it cannot be lost, and it is
-    only ever 'sent' for a change that was committed."""
+    only ever 'sent' for a change that was committed. Written with the transaction's other deferred rows."""
+
+    records_at_commit = True
 
     async def send(self, uow: UnitOfWork, psn_no: str, text: str, at: datetime) -> None:
-        await uow.execute(_NEW_NOTICE, {"psn_no": psn_no, "time": at, "text": text})
+        uow.defer(_NEW_NOTICE, {"psn_no": psn_no, "time": at, "text": text[:NOTICE_MAX_CHARS]})

@@ -87,10 +87,14 @@ async def apply_snapshot(ctx: NodeContext, uow: UnitOfWork, snapshot: BindingSna
 
 async def notify(uow: UnitOfWork, ctx: NodeContext, psn_no: str, text: str) -> None:
     """Send a notice through the SMS port. A failing notice never loses or delays money: it runs in its own
-    savepoint, and its failure is logged while the money movement around it commits."""
+    savepoint (unless the port only records it at commit, which cannot fail halfway), and its failure is logged
+    while the money movement around it commits."""
     try:
-        async with uow.savepoint():
+        if ctx.sms.records_at_commit:
             await ctx.sms.send(uow, psn_no, text, ctx.clock.now())
+        else:
+            async with uow.savepoint():
+                await ctx.sms.send(uow, psn_no, text, ctx.clock.now())
     except Exception:
         log.exception("a notice to %s could not be sent; the change it reports stands", psn_no)
 

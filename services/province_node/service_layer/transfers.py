@@ -99,10 +99,16 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
 
 
 async def on_credit(ctx: NodeContext, uow: UnitOfWork, env: Envelope, msg: TransferCredit) -> None:
-    if await transfer_repo.received_state(uow, msg.transfer_id) is not None:
+    facts = await transfer_repo.arrival_facts(
+        uow, transfer_id=msg.transfer_id, receiver_psn_no=msg.receiver_psn_no,
+        wallet_account=ledger.wallet_account(msg.receiver_psn_no), binding_id=msg.binding_id)
+    if facts.received_state is not None:
         return  # already decided (credited, rejected or cancelled): the first decision stands
     now = ctx.clock.now()
-    reason = await _credit_refusal(uow, msg, now)
+    wallet_open = bool(facts.insured) and facts.wallet_open
+    reason = lifecycle.credit_refusal(
+        now=now, credit_by=msg.credit_by, receiver_insured=facts.insured, wallet_open=wallet_open,
+        binding_ended=wallet_open and binding_replica.has_ended(facts.binding_state))
     state = lifecycle.on_arrival(reason, receivers_must_accept=ctx.settings.receivers_must_accept)
     held_until = accept_by(now, ctx.settings.accept_by_time) if state == ReceivedState.AWAITING_ACCEPTANCE else None
     await transfer_repo.add_received(uow, ReceivedTransfer(
@@ -138,17 +144,6 @@ async def _answer(ctx: NodeContext, uow: UnitOfWork, result: TransferCreditResul
 
 async def _binding_ended(uow: UnitOfWork, binding_id: str) -> bool:
     return binding_replica.has_ended(await binding_repo.state_of(uow, binding_id))
-
-
-async def _credit_refusal(uow: UnitOfWork, msg: TransferCredit, now: datetime) -> str | None:
-    """The facts the credit rule needs (lifecycle.credit_refusal), each read only while the ones before it pass."""
-    person = (await uow.execute(_INSURED, {"psn_no": msg.receiver_psn_no})).first()
-    insured = None if person is None else bool(person.insured)
-    wallet = ledger.wallet_account(msg.receiver_psn_no)
-    wallet_open = bool(insured) and await ledger_repo.balance(uow, wallet) is not None
-    binding_ended = wallet_open and await _binding_ended(uow, msg.binding_id)
-    return lifecycle.credit_refusal(now=now, credit_by=msg.credit_by, receiver_insured=insured,
-                                    wallet_open=wallet_open, binding_ended=binding_ended)
 
 
 async def accept_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, transfer_id: str) -> dict[str, Any]:
