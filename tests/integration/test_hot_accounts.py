@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from services.province_node.adapters import ledger_repo
 from services.province_node.domain import ledger
+from services.province_node.domain.errors import DomainError
 from services.province_node.service_layer import housekeeping
 from shared import audit
 from shared.db import Database, ReadView, UnitOfWork
@@ -130,3 +132,37 @@ async def _fold_once(db: Database) -> int:
         moved = await ledger_repo.fold_system_deltas(uow)
         await uow.commit()
     return moved
+
+
+async def test_a_posting_its_citizen_account_cannot_cover_leaves_no_trace(any_fed: InProcessFederation) -> None:
+    """One citizen leg is moved and entered in one statement on PostgreSQL (ledger_repo._NEW_ENTRY_IF_MOVED):
+    refused, nothing of it stays; done, the account's row changes in its balance alone."""
+    fed = any_fed
+    giver, _ = await family(fed)
+    node = fed.node(SOURCE)
+    pa = ledger.personal_account(giver.psn_no)
+    accounts, entries = ledger_repo.ACCOUNTS, ledger_repo.ENTRIES
+
+    async def row_of_pa() -> tuple[object, ...]:
+        async with ReadView(node.db) as view:
+            return tuple((await view.execute(sa.select(accounts).where(accounts.c.account_id == pa))).one())
+
+    async def entries_of(ref: str) -> int:
+        async with ReadView(node.db) as view:
+            return int((await view.execute(sa.select(sa.func.count()).select_from(entries).where(
+                entries.c.ref == ref))).scalar_one())
+
+    before, deltas_before = await row_of_pa(), await _deltas(node.db)
+    with pytest.raises(DomainError) as refused:
+        await _move(node.db, pa, ledger.IN_FLIGHT, GIVER_PA_FEN + 1, "too-much")
+    assert refused.value.code == "INSUFFICIENT_FUNDS"
+    assert await row_of_pa() == before
+    assert await entries_of("too-much") == 0 and await _deltas(node.db) == deltas_before
+
+    await _move(node.db, pa, ledger.IN_FLIGHT, 700, "fits")
+    after = await row_of_pa()
+    changed = {column.key for column, old, new in zip(accounts.columns, before, after, strict=True) if old != new}
+    assert changed == {"balance_fen"} and await balance_fen(fed, SOURCE, pa) == GIVER_PA_FEN - 700
+    assert await entries_of("fits") == 1
+    async with ReadView(node.db) as view:
+        assert await ledger_repo.journal_is_balanced(view)

@@ -141,8 +141,9 @@ async def add_hop(uow: UnitOfWork, transfer_id: str, hop: str, service: str, at:
 
 
 async def add_obligation(uow: UnitOfWork, transfer: HubTransferRow, created_at: datetime) -> None:
-    """What the giver's province owes the receiver's for a credited transfer, netted by clearing."""
-    await uow.execute(_NEW_OBLIGATION, {
+    """What the giver's province owes the receiver's for a credited transfer, netted by clearing. Written as the
+    transaction commits (nothing reads it back before; its unique ref still refuses a second one then)."""
+    uow.defer(_NEW_OBLIGATION, {
         "kind": "TRANSFER", "ref": transfer.transfer_id, "debtor_admdvs": transfer.giver_admdvs,
         "creditor_admdvs": transfer.receiver_admdvs, "amount_fen": transfer.amount_fen, "created_at": created_at})
 

@@ -33,7 +33,8 @@ async def on_pos_settlement(ctx: HubContext, uow: UnitOfWork, msg: PosSettlement
         return
     amount_fen = msg.amount_fen if msg.effect == "CHARGE" else -msg.amount_fen
     kinds = POS_KINDS if msg.use == "pharmacy" else MEDICAL_KINDS
-    await uow.execute(_NEW_OBLIGATION, {
+    # Written as the transaction commits, with its other deferred rows (UnitOfWork.defer).
+    uow.defer(_NEW_OBLIGATION, {
         "kind": kinds[msg.effect], "ref": ref, "debtor_admdvs": province_of(msg.payer_admdvs),
         "creditor_admdvs": province_of(msg.pharmacy_admdvs), "amount_fen": amount_fen,
         "created_at": ctx.clock.now()})

@@ -119,6 +119,16 @@ _MOVE_ANY = sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("acc
 _MOVE_GUARDED = Prepared(_MOVE_ANY.where(
     ACCOUNTS.c.balance_fen + sa.bindparam("delta_fen", type_=sa.BigInteger) >= 0))
 _NEW_LINES = Prepared(sa.insert(LINES))
+# PostgreSQL, a posting with one citizen leg (a transfer's hold and credit, most settles): the guarded move and
+# the entry in one statement, one round trip where there were two. No entry is written unless the move was. The
+# entry's values are `entry_` parameters: a parameter named as an accounts column (`kind`) would be SET by the
+# UPDATE too (a Prepared plan names its parameters as column keys).
+_MOVED = _MOVE_GUARDED.statement.returning(ACCOUNTS.c.account_id).cte("moved")
+_ENTRY_COLUMNS = ("kind", "ref", "posted_at")
+_NEW_ENTRY_IF_MOVED = Prepared(sa.insert(ENTRIES).from_select(
+    list(_ENTRY_COLUMNS),
+    sa.select(*[sa.bindparam(f"entry_{name}", type_=ENTRIES.c[name].type) for name in _ENTRY_COLUMNS])
+    .where(sa.exists(sa.select(_MOVED.c.account_id)))).returning(ENTRIES.c.entry_id).add_cte(_MOVED))
 _NEW_DELTA = Prepared(sa.insert(DELTAS))
 
 
@@ -165,16 +175,32 @@ async def fold_system_deltas(uow: UnitOfWork) -> int:
     return moved
 
 
+def _cannot_cover(account_id: str, amount_fen: int) -> DomainError:
+    # Raised, the unit of work rolls back: the whole posting (and the use case) leaves no trace.
+    return DomainError("INSUFFICIENT_FUNDS", f"{account_id.split(':')[0]} cannot cover {-amount_fen} fen")
+
+
 async def post(uow: UnitOfWork, posting: Posting, now: datetime) -> None:
-    entry_id = (await uow.execute(_NEW_ENTRY, {"kind": posting.kind, "ref": posting.ref, "posted_at": now})
-                ).scalar_one()
+    entry = {"kind": posting.kind, "ref": posting.ref, "posted_at": now}
+    citizen_legs = [(account_id, amount_fen) for account_id, amount_fen in posting.legs
+                    if not may_go_negative(account_id)]
+    if uow.shares_rows and len(citizen_legs) == 1:
+        account_id, amount_fen = citizen_legs[0]
+        written = (await uow.execute(_NEW_ENTRY_IF_MOVED, {
+            **{f"entry_{name}": value for name, value in entry.items()}, "account": account_id,
+            "delta_fen": amount_fen})).first()
+        if written is None:
+            raise _cannot_cover(account_id, amount_fen)
+        entry_id = written.entry_id
+    else:
+        entry_id = (await uow.execute(_NEW_ENTRY, entry)).scalar_one()
+        for account_id, amount_fen in citizen_legs:
+            if (await uow.execute(_MOVE_GUARDED, {"account": account_id, "delta_fen": amount_fen})).rowcount != 1:
+                raise _cannot_cover(account_id, amount_fen)
     for account_id, amount_fen in posting.legs:
         if may_go_negative(account_id):
             pending = _pending_system(uow)
             pending[account_id] = pending.get(account_id, 0) + amount_fen
-        elif (await uow.execute(_MOVE_GUARDED, {"account": account_id, "delta_fen": amount_fen})).rowcount != 1:
-            # The unit of work rolls back: the whole posting (and the use case) leaves no trace.
-            raise DomainError("INSUFFICIENT_FUNDS", f"{account_id.split(':')[0]} cannot cover {-amount_fen} fen")
     # Written as the transaction commits, with every other posting's lines of a consumer's batch in one
     # statement (UnitOfWork.defer): nothing reads them back before, and their entry is written already.
     for account_id, amount_fen in posting.legs:
