@@ -51,7 +51,10 @@ class IdempotencyStore:
         return _remembered((await uow.execute(_STORED, {"scope": scope, "key": key})).first())
 
     async def remember(self, uow: UnitOfWork, scope: str, key: str, request_hash: str, answer: Answer) -> None:
-        await uow.execute(_NEW_RECORD, {"scope": scope, "key": key, "request_hash": request_hash,
+        """Written as the transaction commits, with its other deferred rows (UnitOfWork.defer): the answer is
+        the use case's last word. A concurrent request that stored one for the key first fails this commit on
+        the unique key; its retry replays that answer."""
+        uow.defer(_NEW_RECORD, {"scope": scope, "key": key, "request_hash": request_hash,
                                         "status_code": answer.status, "body": answer.body,
                                         "created_at": datetime.now(UTC)})
 

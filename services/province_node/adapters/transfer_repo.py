@@ -95,7 +95,10 @@ async def count_sent_on(uow: UnitOfWork, giver_psn_no: str, day: str) -> int:
 
 
 async def add_sent(uow: UnitOfWork, transfer: SentTransfer) -> None:
-    await uow.execute(_NEW_SENT, transfer._asdict())
+    """Written as the transaction commits, with its other deferred rows (UnitOfWork.defer): nothing reads a new
+    transfer back in the request that sends it, and the giver's next send counts it once committed (its row
+    lock on the giver's account waits for this commit)."""
+    uow.defer(_NEW_SENT, transfer._asdict())
 
 
 async def sent_for_update(uow: UnitOfWork, transfer_id: str) -> SentTransfer | None:
