@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from launcher.pos_client import PosClient
-from shared.db import drop_schemas
+from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
+from services.province_node.config import NodeSettings
+from shared.db import Database, drop_schemas, open_database
 from tests.support.gateway import InProcessGateway, in_process_gateway
 from tests.support.inprocess import PROVINCES, InProcessFederation, database_url, in_process_federation
 from tests.support.replicas import Replicas
@@ -71,6 +73,22 @@ async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     """The gateway's real app over a fake payer's node, on SQLite, then on PostgreSQL."""
     async with in_process_gateway(tmp_path, database_url(request.param)) as made:
         yield made
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def node_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A province node's database alone, migrated to head, on each backend (PostgreSQL: a fresh schema)."""
+    url = database_url(request.param)
+    settings = NodeSettings(province_admdvs="640000", home=tmp_path, database_url=url,
+                            db_schema_prefix=f"d{secrets.token_hex(3)}_", id_hash_key="k", token_key="k",
+                            internal_token="k", operator_token="k")
+    db = await open_database(settings, settings.db_instance, NODE_MIGRATIONS)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        if url:
+            await drop_schemas(url, [db.schema])
 
 
 @pytest.fixture

@@ -5,18 +5,12 @@ depend on it). Run on SQLite always and on PostgreSQL when YIBAO_TEST_POSTGRES_U
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
-from services.province_node.config import NodeSettings
-from shared.db import Database, Prepared, ReadView, UnitOfWork, drop_schemas, open_database
+from shared.db import Database, Prepared, ReadView, UnitOfWork
 from shared.messaging_tables import OutboxMessage
 from shared.tables import table
 
@@ -32,33 +26,12 @@ RETOPIC = Prepared(sa.update(OUTBOX).where(OUTBOX.c.topic == sa.bindparam("b_top
 COUNT = Prepared(sa.select(sa.func.count()).select_from(OUTBOX))
 
 
-def _backends() -> list[str]:
-    return ["sqlite", "postgres"]
-
-
-@pytest.fixture(params=_backends())
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = os.environ.get("YIBAO_TEST_POSTGRES_URL", "") if request.param == "postgres" else ""
-    if request.param == "postgres" and not url:
-        pytest.skip("YIBAO_TEST_POSTGRES_URL not set")
-    settings = NodeSettings(province_admdvs="640000", home=tmp_path, database_url=url,
-                            db_schema_prefix=f"p{secrets.token_hex(3)}_", id_hash_key="k", token_key="k",
-                            internal_token="k", operator_token="k")
-    db = await open_database(settings, settings.db_instance, NODE_MIGRATIONS)
-    try:
-        yield db
-    finally:
-        await db.dispose()
-        if url:
-            await drop_schemas(url, [db.schema])
-
-
 def _row(message_id: str, topic: str = "t1") -> dict[str, object]:
     return {"message_id": message_id, "topic": topic, "key": "k", "payload": b"\x00\xffbytes", "created_at": AT}
 
 
-async def test_prepared_statements_answer_as_sqlalchemy_does(database: Database) -> None:
-    async with UnitOfWork(database) as uow:
+async def test_prepared_statements_answer_as_sqlalchemy_does(node_database: Database) -> None:
+    async with UnitOfWork(node_database) as uow:
         inserted = await uow.execute(NEW, _row("m1"))
         assert inserted.rowcount == 1
         returned = (await uow.execute(NEW_RETURNING, _row("m2"))).one()
@@ -68,7 +41,7 @@ async def test_prepared_statements_answer_as_sqlalchemy_does(database: Database)
         moved = await uow.execute(RETOPIC, {"b_topic": "t2", "topic": "t3"})
         counted = (await uow.execute(COUNT, {})).scalar_one()
         await uow.commit()
-    async with ReadView(database) as view:  # SQLAlchemy's own execution of the same statements
+    async with ReadView(node_database) as view:  # SQLAlchemy's own execution of the same statements
         reference = (await view.execute(BY_ID.statement, {"b_id": "m1"})).one()
         reference_returned = (await view.execute(BY_ID.statement, {"b_id": "m2"})).one()
         reference_listed = (await view.execute(BY_TOPIC.statement, {"b_topic": "t3"})).all()
@@ -80,28 +53,28 @@ async def test_prepared_statements_answer_as_sqlalchemy_does(database: Database)
     assert moved.rowcount == 2 and counted == 4
 
 
-async def test_a_duplicate_key_is_sqlalchemys_integrity_error_and_rolls_back(database: Database) -> None:
-    async with UnitOfWork(database) as uow:
+async def test_a_duplicate_key_is_sqlalchemys_integrity_error_and_rolls_back(node_database: Database) -> None:
+    async with UnitOfWork(node_database) as uow:
         await uow.execute(NEW, _row("dup"))
         await uow.commit()
     with pytest.raises(sa.exc.IntegrityError):
-        async with UnitOfWork(database) as uow:
+        async with UnitOfWork(node_database) as uow:
             await uow.execute(NEW, _row("other"))
             await uow.execute(NEW, _row("dup"))
             await uow.commit()
-    async with ReadView(database) as view:
+    async with ReadView(node_database) as view:
         assert (await view.execute(COUNT.statement)).scalar_one() == 1  # "other" rolled back with it
 
 
 async def test_prepared_work_is_committed_with_sqlalchemys_and_rolled_back_without_commit(
-        database: Database) -> None:
-    async with UnitOfWork(database) as uow:
+        node_database: Database) -> None:
+    async with UnitOfWork(node_database) as uow:
         await uow.execute(NEW, _row("kept"))
         await uow.execute(sa.insert(OUTBOX).values(**_row("kept-too")))
         await uow.commit()
-    async with UnitOfWork(database) as uow:
+    async with UnitOfWork(node_database) as uow:
         await uow.execute(NEW, _row("dropped"))  # no commit: the unit of work rolls back
-    async with ReadView(database) as view:
+    async with ReadView(node_database) as view:
         ids = set((await view.execute(sa.select(OUTBOX.c.message_id))).scalars())
     assert ids == {"kept", "kept-too"}
 
