@@ -55,8 +55,7 @@ class IdempotencyStore:
         the use case's last word. A concurrent request that stored one for the key first fails this commit on
         the unique key; its retry replays that answer."""
         uow.defer(_NEW_RECORD, {"scope": scope, "key": key, "request_hash": request_hash,
-                                        "status_code": answer.status, "body": answer.body,
-                                        "created_at": datetime.now(UTC)})
+                                "status_code": answer.status, "body": answer.body, "created_at": datetime.now(UTC)})
 
 
 def _remembered(row: sa.Row[tuple[str, int, bytes]] | None) -> Remembered | None:

@@ -50,7 +50,7 @@ _PENDING = (sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.p
             .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
 _PUBLISHED = sa.delete(_OUTBOX).where(_OUTBOX.c.seq < sa.bindparam("last_seq", type_=sa.BigInteger))
 # PostgreSQL's relay round (Prepared: run straight on the driver). The seqs it sent are deleted by an array
-# parameter: an expanding IN list was compiled again for every round, a tenth of a gateway's CPU at 200 settles/s.
+# parameter: an expanding IN list was compiled again for every round (about 6% of a gateway's CPU under cProfile).
 _OLDEST = Prepared(sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUTBOX.c.payload)
                    .order_by(_OUTBOX.c.seq).limit(sa.bindparam("batch", type_=sa.Integer)))
 _PUBLISHED_EXACTLY = Prepared(sa.delete(_OUTBOX).where(_OUTBOX.c.seq == sa.any_(

@@ -13,7 +13,9 @@ from shared.db import Prepared, UnitOfWork
 from shared.tables import table
 
 NOTIFICATIONS = table(Notification)
-NOTICE_MAX_CHARS = 200  # the column's length: a longer notice is cut, never a failed commit of the money it reports
+# The column's length: a longer notice is cut, never a failed commit of the money it reports.
+NOTICE_MAX_CHARS = getattr(NOTIFICATIONS.c.text.type, "length", None)
+assert isinstance(NOTICE_MAX_CHARS, int), "notifications.text has a length"
 _NEW_NOTICE = Prepared(sa.insert(NOTIFICATIONS))  # built once: every credit sends a notice
 
 

@@ -4,6 +4,7 @@ transfer path reads locally (domain/binding_replica.py: which snapshot wins, who
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -90,11 +91,8 @@ async def notify(uow: UnitOfWork, ctx: NodeContext, psn_no: str, text: str) -> N
     savepoint (unless the port only records it at commit, which cannot fail halfway), and its failure is logged
     while the money movement around it commits."""
     try:
-        if ctx.sms.records_at_commit:
+        async with contextlib.nullcontext() if ctx.sms.records_at_commit else uow.savepoint():
             await ctx.sms.send(uow, psn_no, text, ctx.clock.now())
-        else:
-            async with uow.savepoint():
-                await ctx.sms.send(uow, psn_no, text, ctx.clock.now())
     except Exception:
         log.exception("a notice to %s could not be sent; the change it reports stands", psn_no)
 
