@@ -270,6 +270,12 @@ def bench_transfers(rate: float, duration_s: float, json_out: bool) -> int:
     path = save_report(report, "bench-transfers.json", json_out=json_out)
     if not json_out:
         _print(console, report, path)
+    if not report["accepted"] and set(report["errors"]) == {"TRANSFER_QUIET_HOURS"}:
+        # A newcomer benching at night would otherwise read a report of nothing but refusals.
+        console.print("[red]error:[/red] every transfer was refused for the giver's quiet hours (by default "
+                      "22:00-06:00 Asia/Shanghai); to bench now, start the federation without them: "
+                      "YIBAO_TRANSFER_QUIET_HOURS= yibao up --fresh")
+        return 1
     return 0
 
 
