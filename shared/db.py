@@ -505,7 +505,7 @@ class _Lanes:
 
     Kept by hand for speed. Through SQLAlchemy's pool, a unit of work's checkout, begin, commit and return each
     ran through a greenlet: measured here with uvloop, a unit of work with one statement cost 420 µs of client
-    CPU, 210 µs on a lane, 180 µs on asyncpg alone. SQLAlchemy still runs whatever is not `Prepared` on the same
+    CPU, 250 µs on a lane, 200 µs on asyncpg alone. SQLAlchemy still runs whatever is not `Prepared` on the same
     connection, and then ends the transaction itself. A lane whose connection broke is invalidated, not kept.
     Fenced by tests/integration/test_lanes.py. At most `size` lanes; a taker waits for a free one at most
     `timeout_s`, then fails as SQLAlchemy's pool would (sqlalchemy.exc.TimeoutError)."""
