@@ -72,6 +72,15 @@ METFORMIN = "XA10BAA001A001"  # 盐酸二甲双胍片, 甲类
 console = Console()
 
 
+# A federation started with the default policy refuses transfers at night (API.md: YIBAO_TRANSFER_QUIET_HOURS);
+# the stories move money between relatives, so the demo says how to run them now instead of a bare refusal.
+QUIET_HOURS_CODE = "TRANSFER_QUIET_HOURS"
+QUIET_HOURS_HELP = ("this federation refuses transfers in its quiet hours (by default 22:00-06:00 Asia/Shanghai), "
+                    "and the stories move money between relatives. To tell them now, restart it without quiet hours, "
+                    "as `make demo` does: `yibao down`, then `YIBAO_TRANSFER_QUIET_HOURS= yibao up --fresh` (with the "
+                    "same YIBAO_DATABASE_URL, --replicas and --kafka-brokers), then `yibao demo`")
+
+
 class Demo:
     def __init__(self, client: FederationClient) -> None:
         self.client = client
@@ -106,6 +115,8 @@ class Demo:
     async def call(self, session: Session, method: str, path: str, json: Any = None) -> Any:
         response = await self.client.call_keyed(session, method, path, json)
         if response.status_code >= 400:
+            if QUIET_HOURS_CODE in response.text:
+                raise LaunchError(QUIET_HOURS_HELP + f" (the node said: {response.text})")
             raise LaunchError(f"{method} {path} refused: {response.text}")
         return response.json()
 
