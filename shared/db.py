@@ -136,7 +136,7 @@ class Database:
     through asyncpg."""
 
     def __init__(self, *, engine: AsyncEngine | None = None, sync_engine: sa.Engine | None = None,
-                 schema: str = "", lanes: int = 10) -> None:
+                 schema: str = "", lanes: int = ServiceSettings.model_fields["db_pool_size"].default) -> None:
         assert (engine is None) != (sync_engine is None), "exactly one engine"
         self.schema = schema  # PostgreSQL: names this instance's advisory locks (several share one server)
         self.engine = engine
@@ -154,12 +154,11 @@ class Database:
         assert self.lanes is not None, "PostgreSQL only"
         return self.lanes
 
-    async def connect(self) -> AsyncConnection | sa.Connection:
-        """A Core connection (no ORM session: every statement here is Core, and the ORM layer costs CPU)."""
-        if self.sync_engine is not None:
-            return self.sync_engine.connect()
-        assert self.engine is not None
-        return await self.engine.connect()
+    def connect(self) -> sa.Connection:
+        """A SQLite Core connection (no ORM session: every statement here is Core, and the ORM layer costs CPU).
+        PostgreSQL's sessions take a lane instead (_Lanes)."""
+        assert self.sync_engine is not None, "SQLite only"
+        return self.sync_engine.connect()
 
     async def ping(self) -> None:
         async with ReadView(self) as view:
@@ -193,8 +192,7 @@ class Database:
         if self.sync_engine is not None:
             self.sync_engine.dispose()
         elif self.engine is not None:
-            assert self.lanes is not None
-            await self.lanes.close()
+            await self.lanes_or_fail().close()
             await self.engine.dispose()
 
 
@@ -451,18 +449,12 @@ class _Session:
             if self._lane is not None:  # else given back already (a commit that failed, then the exit's rollback)
                 await self._finish_lane(commit)
             return
-        if isinstance(self.session, sa.Connection):
-            if commit:
-                self.session.commit()
-            else:
-                self.session.rollback()
-            self.session.close()
-            return
+        assert isinstance(self.session, sa.Connection)
         if commit:
-            await self.session.commit()
+            self.session.commit()
         else:
-            await self.session.rollback()
-        await self.session.close()
+            self.session.rollback()
+        self.session.close()
 
     async def _finish_lane(self, commit: bool) -> None:
         """End the transaction on this lane and give the lane back. Straight on asyncpg when only Prepared
@@ -909,7 +901,7 @@ class ReadView(_Session):
         if self._db.lanes is not None:
             self._take_lane(await self._db.lanes.take())
         else:
-            self.session = await self._db.connect()
+            self.session = self._db.connect()
         return self
 
     async def execute(self, statement: Any, params: Any = None) -> Any:
