@@ -90,13 +90,42 @@ DEAD_LETTERS = table(DeadLetter)
 _INBOX = table(InboxMessage)
 _SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
 _NEW_INBOX = Prepared(sa.insert(_INBOX))
-# Run for every consumed batch (usually answering nothing): the PARKED dead letters of the batch's keys.
-_PARKED_OF_KEYS = PreparedIn(lambda keys: sa.select(DEAD_LETTERS.c.id, DEAD_LETTERS.c.key, DEAD_LETTERS.c.message_id)
+# The PARKED dead letters of the batch's keys on a topic beyond the first (a consumer reads one topic).
+_PARKED_OF_KEYS = PreparedIn(lambda keys: sa.select(DEAD_LETTERS.c.message_id, DEAD_LETTERS.c.id, DEAD_LETTERS.c.topic,
+                                                    DEAD_LETTERS.c.key, sa.literal(False).label("applied"))
                              .where(DEAD_LETTERS.c.topic == sa.bindparam("topic"), DEAD_LETTERS.c.key.in_(keys),
-                                    DEAD_LETTERS.c.state == PARKED)
-                             .order_by(DEAD_LETTERS.c.id))
-_PARKED_OF_IDS = PreparedIn(lambda ids: sa.select(DEAD_LETTERS.c.message_id)
-                            .where(DEAD_LETTERS.c.message_id.in_(ids), DEAD_LETTERS.c.state == PARKED))
+                                    DEAD_LETTERS.c.state == PARKED))
+
+
+def _build_batch_facts(ids: list[Any], keys: list[Any]) -> Any:
+    """Which of a batch's messages were applied already (in the inbox: `applied`), and the PARKED dead letters
+    that are one of them or share a key with one on the batch's topic: the two reads every consumed batch makes
+    (usually answering nothing), as one statement."""
+    parked_of: sa.ColumnElement[bool] = DEAD_LETTERS.c.message_id.in_(ids)
+    if keys:
+        parked_of = sa.or_(parked_of, sa.and_(DEAD_LETTERS.c.topic == sa.bindparam("topic"),
+                                              DEAD_LETTERS.c.key.in_(keys)))
+    parked = sa.select(DEAD_LETTERS.c.message_id, DEAD_LETTERS.c.id, DEAD_LETTERS.c.topic, DEAD_LETTERS.c.key,
+                       sa.literal(False).label("applied")).where(DEAD_LETTERS.c.state == PARKED, parked_of)
+    applied = sa.select(_INBOX.c.message_id, sa.null(), sa.null(), sa.null(), sa.literal(True)).where(
+        _INBOX.c.message_id.in_(ids))
+    return sa.select(sa.union_all(parked, applied).subquery("facts"))
+
+
+_BATCH_FACTS: dict[tuple[int, int], Prepared] = {}  # by the number of ids and keys (see PreparedIn)
+
+
+async def _batch_facts(uow: UnitOfWork, ids: list[str], topic: str | None, keys: list[str]) -> list[Any]:
+    shape = (len(ids), len(keys))
+    statement = _BATCH_FACTS.get(shape)
+    if statement is None:
+        statement = _BATCH_FACTS[shape] = Prepared(_build_batch_facts(
+            [sa.bindparam(f"id_{i}") for i in range(len(ids))], [sa.bindparam(f"key_{i}") for i in range(len(keys))]))
+    params: dict[str, Any] = {f"id_{i}": value for i, value in enumerate(ids)}
+    params.update({f"key_{i}": value for i, value in enumerate(keys)})
+    if keys:
+        params["topic"] = topic
+    return list(await uow.execute(statement, params))
 _INSERT = sa.insert(DEAD_LETTERS).returning(DEAD_LETTERS.c.id)
 
 
@@ -139,10 +168,12 @@ async def inbox_seen(uow: UnitOfWork, ids: list[str]) -> set[str]:
 
 
 async def remember_applied(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:
-    if envelopes:
-        now = datetime.now(UTC)
-        await uow.execute(_NEW_INBOX, [{"message_id": e.id, "message_type": e.type, "received_at": now}
-                                       for e in envelopes])
+    """Deferred (UnitOfWork.defer): written with the handler's own rows as the transaction commits, one round
+    trip fewer per batch. A replica that applied one of them meanwhile then fails the commit instead of this
+    insert, and the whole transaction runs again (run_retrying) and finds it applied."""
+    now = datetime.now(UTC)
+    for envelope in envelopes:
+        uow.defer(_NEW_INBOX, {"message_id": envelope.id, "message_type": envelope.type, "received_at": now})
 
 
 # ------------------------------------------------------------------------------------------ consuming
@@ -173,23 +204,26 @@ async def apply_inbound(uow: UnitOfWork, items: Sequence[Inbound], handler: Hand
     parked (a redelivery); park, without running the handler, those whose key waits behind a PARKED dead letter
     and those no schema reads; hand the rest to `handler` and remember them in the inbox. Returns how many were
     parked. Raises what the handler raises (the caller rolls back and retries or parks; see ConsumerLoop)."""
-    decoded = [item.envelope.id for item in items if item.envelope is not None]
-    seen = await inbox_seen(uow, list(dict.fromkeys(decoded)))
+    keys_by_topic: dict[str, set[str]] = {}
+    for item in items:
+        if item.key is not None:
+            keys_by_topic.setdefault(item.topic, set()).add(item.key)
+    topics = sorted(keys_by_topic)
+    first_topic = topics[0] if topics else None
+    facts = await _batch_facts(uow, list(dict.fromkeys(item.message_id for item in items)), first_topic,
+                               sorted(keys_by_topic.get(first_topic, ())) if first_topic else [])
+    for topic in topics[1:]:
+        facts += await uow.execute(*_PARKED_OF_KEYS.bind(sorted(keys_by_topic[topic]), topic=topic))
+    seen = {row.message_id for row in facts if row.applied}
     heads: dict[tuple[str, str], int] = {}
     already_parked: set[str] = set()
-    keys_by_topic: dict[str, set[str]] = {}
-    keyless_ids: list[str] = []
-    for item in items:
-        if item.key is None:
-            keyless_ids.append(item.message_id)
-        else:
-            keys_by_topic.setdefault(item.topic, set()).add(item.key)
-    for topic, keys in keys_by_topic.items():
-        for row in await uow.execute(*_PARKED_OF_KEYS.bind(sorted(keys), topic=topic)):
-            heads.setdefault((topic, row.key), int(row.id))
-            already_parked.add(row.message_id)
-    if keyless_ids:
-        already_parked.update(row.message_id for row in await uow.execute(*_PARKED_OF_IDS.bind(keyless_ids)))
+    for row in facts:
+        if row.applied:
+            continue
+        already_parked.add(row.message_id)
+        if row.key is not None:
+            where = (row.topic, row.key)
+            heads[where] = min(heads.get(where, int(row.id)), int(row.id))  # the head: the oldest PARKED
 
     fresh: list[Envelope] = []
     parked = 0

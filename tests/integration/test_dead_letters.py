@@ -23,7 +23,7 @@ from services.province_node.bootstrap import MIGRATIONS
 from shared import dead_letters
 from shared.contracts.envelope import Envelope
 from shared.db import Database, ReadView, UnitOfWork, drop_schemas, open_database, schema_name
-from shared.kafka import ConsumerLoop
+from shared.kafka import ConsumerLoop, decode
 from shared.settings import ServiceSettings
 from shared.web import ApiError
 from tests.support.inprocess import database_url
@@ -211,3 +211,55 @@ async def test_each_services_migration_creates_the_table_the_model_describes(ser
         differences = [d for d in compare_metadata(context, metadata) if "dead_letters" in repr(d)]
     await database.dispose()
     assert differences == []
+
+
+async def test_a_batch_is_checked_with_one_read_and_its_inbox_rows_go_with_the_handlers(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 9 (round trips are the cost): which of a batch's messages were applied, and which dead letters
+    they wait behind, is one statement; the inbox rows are deferred (UnitOfWork.defer), so the handler's
+    transaction pays for the dedupe with one round trip."""
+    handler = FlakyHandler(failing={"credit-a"})
+    await consume(db, handler, [record("credit-a", "A")])  # parked: the head of key A
+    statements: list[str] = []
+    execute = UnitOfWork.execute
+
+    async def counting(self: UnitOfWork, statement: Any, params: Any = None) -> Any:
+        statements.append(type(getattr(statement, "statement", statement)).__name__)
+        return await execute(self, statement, params)
+
+    async def handle(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+        statements.append("handler")
+
+    monkeypatch.setattr(UnitOfWork, "execute", counting)
+    async with UnitOfWork(db) as uow:
+        parked = await dead_letters.apply_inbound(uow, dead_letters_inbound(
+            [record("cancel-a", "A"), record("credit-b", "B"), record("credit-c", None)]), handle)
+        await uow.commit()
+    # One read, the park of cancel-a behind its credit, then the handler with the two others (their inbox
+    # rows are written at the commit, with whatever the handler deferred).
+    assert statements[:3] == ["Select", "Insert", "handler"] and parked == 1
+    assert (await letters(db))["cancel-a"]["blocked_by"] == (await letters(db))["credit-a"]["id"]
+    statements.clear()
+    async with UnitOfWork(db) as uow:  # both are in the inbox now: a redelivery runs nothing
+        assert await dead_letters.apply_inbound(uow, dead_letters_inbound(
+            [record("credit-b", "B"), record("credit-c", None), record("cancel-a", "A")]), handle) == 0
+        await uow.commit()
+    assert statements == ["Select"]
+
+
+async def test_a_batch_of_two_topics_waits_behind_each_topics_own_dead_letters(db: Database) -> None:
+    other_topic = "yibao.province.640000.other.v1"
+    handler = FlakyHandler(failing={"x-1"})
+    await consume(db, handler, [record("x-1", "A")])  # key A parked on TOPIC only
+    items = [*dead_letters_inbound([record("t-2", "A")]),
+             dead_letters.Inbound(topic=other_topic, partition=0, offset=1, key="A", value=b"",
+                                  envelope=Envelope.from_bytes(record("o-1", "A").value or b""))]
+    async with UnitOfWork(db) as uow:
+        assert await dead_letters.apply_inbound(uow, items, handler) == 1
+        await uow.commit()
+    assert await applied(db) == ["o-1"]  # key A of the other topic waits behind nothing
+    assert (await letters(db))["t-2"]["blocked_by"] == (await letters(db))["x-1"]["id"]
+
+
+def dead_letters_inbound(records: list[ConsumerRecord[bytes, bytes]]) -> list[dead_letters.Inbound]:
+    return decode(records)
