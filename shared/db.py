@@ -327,6 +327,9 @@ class PreparedInsertOrNothing:
     clause is each dialect's own construct."""
 
     def __init__(self, table: sa.Table, key: str) -> None:
+        self.table = table
+        self.key = key
+
         def on_conflict(insert: Any) -> Prepared:
             return Prepared(insert.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key]))
 
@@ -654,6 +657,7 @@ class UnitOfWork(_Session):
         self.state: dict[str, Any] = {}
         self._before_commit: list[Callable[[], Awaitable[None]]] = []
         self._deferred: list[tuple[Prepared, dict[str, Any]]] = []
+        self._guards: list[tuple[PreparedInsertOrNothing, dict[str, Any]]] = []
 
     async def __aenter__(self) -> UnitOfWork:
         group = self._db.group
@@ -711,18 +715,20 @@ class UnitOfWork(_Session):
         breaks a unique key fails the commit, and the whole transaction rolls back."""
         self._deferred.append((statement, params))
 
+    def guard(self, statement: PreparedInsertOrNothing, params: dict[str, Any]) -> None:
+        """Insert the row `params` as this transaction commits, unless its key exists (then nothing), and write
+        what the transaction defers (`defer`, before and after this call) only if the row was inserted: the rest
+        follows from it being new (a settlement's first answer and the events it starts). Guards run in the order
+        given, each only if the one before inserted. Run with the deferred rows, so that a commit with a
+        `condition` and nothing executed before it is one statement on PostgreSQL (`commit`)."""
+        self._guards.append((statement, params))
+
     async def write_deferred(self) -> None:
         """Write what was deferred so far now (commit does it anyway): on SQLite one executemany per statement;
         on PostgreSQL all of it in one statement (`_DeferredRows`)."""
         while self._deferred:
             deferred, self._deferred = self._deferred, []
-            groups: dict[tuple[int, frozenset[str]], tuple[Prepared, list[dict[str, Any]]]] = {}
-            for statement, params in deferred:
-                key = (id(statement), frozenset(params))
-                if key not in groups:
-                    groups[key] = (statement, [])
-                groups[key][1].append(params)
-            batches = list(groups.values())
+            batches = _group_deferred(deferred)
             if self._asyncpg is not None and (len(batches) > 1 or len(batches[0][1]) > 1) \
                     and _DeferredRows.combinable(batches):
                 await self._run_on_asyncpg(*_DeferredRows.as_one(batches, self._asyncpg_dialect()))
@@ -734,12 +740,29 @@ class UnitOfWork(_Session):
         assert self._db.engine is not None
         return self._db.engine.dialect
 
-    async def commit(self) -> None:
+    async def commit(self, *, condition: tuple[Prepared, dict[str, Any]] | None = None) -> bool:
+        """Commit, and return True. With a `condition` (an UPDATE, Prepared, guarded by its WHERE clause; its
+        parameters name the columns it sets and, with `b_` names, its binds), first run it, and when it changes no
+        row, leave everything this transaction did undone and return False. On PostgreSQL, when no statement ran
+        before the commit, the condition, the guards (`guard`) and the deferred rows are one statement in
+        autocommit, each gated by the one before (`_GatedRows`): one round trip where BEGIN, each write and
+        COMMIT took one each (issue 9: a settle's answer at the gateway)."""
         # The hooks first (they may defer rows too), then every deferred row at once: on PostgreSQL one round
         # trip before the COMMIT, however many tables they go to.
         for work in self._before_commit:
             await work()
         self._before_commit.clear()
+        if (condition is not None or self._guards) and self._asyncpg is not None and not self._began():
+            return await self._commit_alone(condition)
+        if condition is not None:
+            statement, params = condition
+            if (await self.execute(statement, params)).rowcount == 0:
+                return False  # leaving the block rolls back
+        for guard, params in self._guards:
+            if not (await self.execute(guard.on(self), params)).first():
+                self._deferred.clear()
+                break
+        self._guards.clear()
         await self.write_deferred()
         if self._db.group is not None:
             self._driver.execute("RELEASE SAVEPOINT unit_of_work")
@@ -750,6 +773,20 @@ class UnitOfWork(_Session):
         else:
             await self._finish(commit=True)
         self._committed = self._finished = True
+        return True
+
+    def _began(self) -> bool:
+        """PostgreSQL: whether a statement of this unit of work began its transaction."""
+        return self._asyncpg._transaction is not None or self.session.in_transaction()
+
+    async def _commit_alone(self, condition: tuple[Prepared, dict[str, Any]] | None) -> bool:
+        guards, self._guards = self._guards, []
+        deferred, self._deferred = self._deferred, []
+        statement, params = _GatedRows.as_one(condition, guards, _group_deferred(deferred), self._asyncpg_dialect())
+        written = (await self._run_on_asyncpg(statement, params, begin=False)).one()
+        await self._finish(commit=True)  # nothing to commit: the lane goes back
+        self._committed = self._finished = bool(written.condition)
+        return self._committed
 
     @property
     def shares_rows(self) -> bool:
@@ -771,6 +808,17 @@ class UnitOfWork(_Session):
         transaction): for check-then-act on something that has no row yet, such as an Idempotency-Key."""
         if self._db.group is None:
             await self.execute(_NAMED_LOCK, {"name": f"{self._db.schema}.{name}"})
+
+
+def _group_deferred(deferred: list[tuple[Prepared, dict[str, Any]]]) -> list[tuple[Prepared, list[dict[str, Any]]]]:
+    """Deferred rows by statement and column set, in the order first deferred."""
+    groups: dict[tuple[int, frozenset[str]], tuple[Prepared, list[dict[str, Any]]]] = {}
+    for statement, params in deferred:
+        key = (id(statement), frozenset(params))
+        if key not in groups:
+            groups[key] = (statement, [])
+        groups[key][1].append(params)
+    return list(groups.values())
 
 
 class _DeferredRows:
@@ -803,27 +851,117 @@ class _DeferredRows:
             for statement, names in shape:
                 statement.plan(dialect, frozenset(names))  # refuses what the executemany would (Python defaults)
             combined = cls._SHAPES[shape] = Prepared(cls._statement(shape))
-        params: dict[str, Any] = {}
-        for index, ((_, names), (_, rows)) in enumerate(zip(shape, batches, strict=True)):
-            for name in names:
-                params[f"d{index}_{name}"] = [row[name] for row in rows]
-        return combined, params
+        return combined, cls.params(shape, batches)
 
     @staticmethod
-    def _statement(shape: tuple[tuple[Prepared, tuple[str, ...]], ...]) -> Any:
+    def inserts(shape: tuple[tuple[Prepared, tuple[str, ...]], ...], gate: Any = None) -> list[Any]:
+        """One INSERT ... SELECT FROM unnest(...) per statement of `shape`; with `gate`, a condition of each."""
         inserts = []
         for index, (statement, names) in enumerate(shape):
             table = statement.statement.table
             arrays = [sa.bindparam(f"d{index}_{name}", type_=postgresql.ARRAY(table.c[name].type)) for name in names]
             rows = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="deferred_order",
                                                         name=f"d{index}_rows").render_derived()
-            inserts.append(sa.insert(table).from_select(
-                list(names), sa.select(*[rows.c[name] for name in names]).order_by(rows.c.deferred_order)))
+            select = sa.select(*[rows.c[name] for name in names]).order_by(rows.c.deferred_order)
+            if gate is not None:
+                select = select.where(gate)
+            inserts.append(sa.insert(table).from_select(list(names), select))
+        return inserts
+
+    @staticmethod
+    def params(shape: tuple[tuple[Prepared, tuple[str, ...]], ...],
+               batches: list[tuple[Prepared, list[dict[str, Any]]]]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for index, ((_, names), (_, rows)) in enumerate(zip(shape, batches, strict=True)):
+            for name in names:
+                params[f"d{index}_{name}"] = [row[name] for row in rows]
+        return params
+
+    @classmethod
+    def _statement(cls, shape: tuple[tuple[Prepared, tuple[str, ...]], ...]) -> Any:
+        inserts = cls.inserts(shape)
         if len(inserts) == 1:
             return inserts[0]
         combined: Any = sa.select(sa.literal_column("1").label("written"))
         for index, insert in enumerate(inserts):
             combined = combined.add_cte(insert.cte(f"d{index}"))
+        return combined
+
+
+class _GatedRows:
+    """A PostgreSQL commit with a condition and guards (`UnitOfWork.commit`, `UnitOfWork.guard`) and nothing run
+    before it, as one statement in autocommit: the condition's UPDATE, each guard's INSERT ... ON CONFLICT DO
+    NOTHING and then the deferred rows' INSERTs (as `_DeferredRows` writes them) are data-modifying CTEs, each
+    run only where the one before it returned a row (`WHERE EXISTS`), so that the statement writes exactly what
+    the same work would in a transaction of its own: nothing when the condition changes no row, the condition
+    alone when the first guard meets an existing key. Answers one row: `condition`, 1 or 0. Hand-made for
+    speed, hence its own tests (tests/integration/test_deferred_rows.py). The statement of a shape is built
+    once."""
+
+    _SHAPES: ClassVar[dict[Any, Prepared]] = {}
+
+    @classmethod
+    def as_one(cls, condition: tuple[Prepared, dict[str, Any]] | None,
+               guards: list[tuple[PreparedInsertOrNothing, dict[str, Any]]],
+               batches: list[tuple[Prepared, list[dict[str, Any]]]], dialect: Any) -> tuple[Prepared, dict[str, Any]]:
+        deferred_shape = tuple((statement, tuple(sorted(rows[0]))) for statement, rows in batches)
+        if not _DeferredRows.combinable(batches):
+            raise ValueError("a gated commit writes one batch per table, plain INSERTs only")
+        condition_shape = None if condition is None else (condition[0], tuple(sorted(condition[1])))
+        guards_shape = tuple((guard, tuple(sorted(params))) for guard, params in guards)
+        shape = (condition_shape, guards_shape, deferred_shape)
+        combined = cls._SHAPES.get(shape)
+        if combined is None:
+            for statement, names in deferred_shape:
+                statement.plan(dialect, frozenset(names))  # refuses what the executemany would (Python defaults)
+            combined = cls._SHAPES[shape] = Prepared(cls._statement(condition_shape, guards_shape, deferred_shape))
+        params = _DeferredRows.params(deferred_shape, batches)
+        if condition is not None:
+            params.update({f"c_{name}": value for name, value in condition[1].items()})
+        for index, (_, guard_params) in enumerate(guards):
+            params.update({f"g{index}_{name}": value for name, value in guard_params.items()})
+        return combined, params
+
+    @staticmethod
+    def _statement(condition: tuple[Prepared, tuple[str, ...]] | None,
+                   guards: tuple[tuple[PreparedInsertOrNothing, tuple[str, ...]], ...],
+                   deferred: tuple[tuple[Prepared, tuple[str, ...]], ...]) -> Any:
+        ctes: list[Any] = []
+        gate: Any = None
+        one: Any = sa.literal_column("1")
+        if condition is not None:
+            statement, names = condition
+            update: Any = statement.statement
+            if not isinstance(update, sa.Update):
+                raise ValueError("a commit's condition is an UPDATE")
+            table = update.table
+
+            def rename(element: Any, **_: Any) -> Any:
+                if isinstance(element, sa.BindParameter) and element.key in names:
+                    return sa.bindparam(f"c_{element.key}", type_=element.type)
+                return None
+
+            # Its binds renamed `c_...`, the columns it sets from the parameters that name one.
+            no_options: dict[str, Any] = {}
+            renamed: Any = sa.sql.visitors.replacement_traverse(update, no_options, rename)
+            ctes.append(renamed.values({name: sa.bindparam(f"c_{name}", type_=table.c[name].type)
+                                        for name in names if name in table.c}).returning(one).cte("c"))
+            gate = sa.exists(sa.select(one).select_from(ctes[-1]))
+        for index, (guard, names) in enumerate(guards):
+            table = guard.table
+            values = sa.select(*[sa.bindparam(f"g{index}_{name}", type_=table.c[name].type) for name in names])
+            if gate is not None:
+                values = values.where(gate)
+            ctes.append(postgresql_dml.insert(table).from_select(list(names), values)
+                        .on_conflict_do_nothing(index_elements=[guard.key]).returning(one).cte(f"g{index}"))
+            gate = sa.exists(sa.select(one).select_from(ctes[-1]))
+        for index, insert in enumerate(_DeferredRows.inserts(deferred, gate)):
+            ctes.append(insert.cte(f"d{index}"))
+        answered = (sa.select(sa.func.count()).select_from(ctes[0]).scalar_subquery() if condition is not None
+                    else sa.literal(1))
+        combined: Any = sa.select(answered.label("condition"))
+        for cte in ctes:
+            combined = combined.add_cte(cte)
         return combined
 
 

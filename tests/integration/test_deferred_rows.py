@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from services.province_node.adapters.tables import SystemAccountDelta
+from services.province_node.adapters.tables import Account, SystemAccountDelta
 from shared.audit import AuditPending
-from shared.db import Database, Prepared, ReadView, UnitOfWork
-from shared.messaging_tables import OutboxMessage
+from shared.db import Database, Prepared, PreparedInsertOrNothing, ReadView, UnitOfWork
+from shared.messaging_tables import InboxMessage, OutboxMessage
 from shared.tables import table
 
 OUTBOX, DELTAS, PENDING = table(OutboxMessage), table(SystemAccountDelta), table(AuditPending)
@@ -109,3 +109,99 @@ async def test_postgresql_writes_them_in_one_round_trip(node_database: Database,
         await uow.commit()
     assert sent == ["Select"]  # WITH d0 AS (INSERT ...), d1 AS (...), d2 AS (...) SELECT 1
     assert len(await _outbox(node_database)) == 3
+
+
+# ------------------------------------------------------------------------- a commit's condition and guards
+
+ACCOUNTS, INBOX = table(Account), table(InboxMessage)
+# The condition: a balance set only where it still is what was read (`b_` binds, as the gateway's answer).
+SET_IF_UNCHANGED = Prepared(sa.update(ACCOUNTS).where(ACCOUNTS.c.account_id == sa.bindparam("b_account_id"),
+                                                      ACCOUNTS.c.balance_fen == sa.bindparam("b_read_fen"),
+                                                      ACCOUNTS.c.kind == "PA"))
+NEW_INBOX_OR_NOTHING = PreparedInsertOrNothing(INBOX, "message_id")
+
+
+def _set(read_fen: int, balance_fen: int) -> tuple[Prepared, dict[str, Any]]:
+    return SET_IF_UNCHANGED, {"b_account_id": "PA:1", "b_read_fen": read_fen, "balance_fen": balance_fen}
+
+
+def _inbox_row(message_id: str) -> dict[str, Any]:
+    return {"message_id": message_id, "message_type": "T", "received_at": AT}
+
+
+async def _state(db: Database) -> tuple[int, list[str], list[str]]:
+    """The account's balance, the inbox's ids, the outbox's ids."""
+    async with ReadView(db) as view:
+        balance = (await view.execute(sa.select(ACCOUNTS.c.balance_fen).where(
+            ACCOUNTS.c.account_id == "PA:1"))).scalar_one()
+        inbox = list((await view.execute(sa.select(INBOX.c.message_id).order_by(INBOX.c.message_id))).scalars())
+    return int(balance), inbox, [row.message_id for row in await _outbox(db)]
+
+
+@pytest.fixture
+async def with_account(node_database: Database) -> Database:
+    async with UnitOfWork(node_database) as uow:
+        await uow.execute(sa.insert(ACCOUNTS), {"account_id": "PA:1", "kind": "PA", "balance_fen": 100,
+                                                "opened_at": AT})
+        uow.defer(NEW_INBOX_OR_NOTHING.on(uow), _inbox_row("taken"))  # a guard's key that exists
+        await uow.commit()
+    return node_database
+
+
+async def _gated_commit(db: Database, read_fen: int, guard_key: str, *, statement_first: bool = False) -> bool:
+    async with UnitOfWork(db) as uow:
+        if statement_first:
+            await uow.execute(NEW_DELTA, {"account_id": "SYS:POOL", "delta_fen": 1})
+        uow.guard(NEW_INBOX_OR_NOTHING, _inbox_row(guard_key))
+        uow.defer(NEW_MESSAGE, _message(1))
+        uow.defer(NEW_MESSAGE, _message(2))
+        uow.defer(NEW_PENDING, {"kind": "K", "ref": guard_key, "at": AT.isoformat(), "data": "{}"})
+        return await uow.commit(condition=_set(read_fen, ABOVE_32_BITS_FEN))
+
+
+@pytest.mark.parametrize("statement_first", [False, True], ids=["alone", "after-a-statement"])
+async def test_a_commit_with_a_condition_and_a_guard_writes_what_they_allow(
+        with_account: Database, statement_first: bool) -> None:
+    db = with_account
+    # The condition changes no row (the balance is not what was read): nothing of the transaction stays.
+    assert await _gated_commit(db, 99, "new", statement_first=statement_first) is False
+    assert await _state(db) == (100, ["taken"], [])
+    async with ReadView(db) as view:
+        assert (await view.execute(sa.select(sa.func.count()).select_from(DELTAS))).scalar_one() == 0
+    # The condition holds, the guard's key exists: the condition's change alone (and what ran before).
+    assert await _gated_commit(db, 100, "taken", statement_first=statement_first) is True
+    assert await _state(db) == (ABOVE_32_BITS_FEN, ["taken"], [])
+    # Both hold: everything, the deferred rows in the order deferred.
+    assert await _gated_commit(db, ABOVE_32_BITS_FEN, "new", statement_first=statement_first) is True
+    assert await _state(db) == (ABOVE_32_BITS_FEN, ["new", "taken"],
+                                [_message(1)["message_id"], _message(2)["message_id"]])
+    async with ReadView(db) as view:
+        assert list((await view.execute(sa.select(PENDING.c.ref))).scalars()) == ["new"]
+        assert (await view.execute(sa.select(sa.func.count()).select_from(DELTAS))).scalar_one() == (
+            2 if statement_first else 0)
+
+
+async def test_a_gated_commit_with_nothing_before_it_is_one_statement_on_postgresql(
+        with_account: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    if with_account.inline:
+        pytest.skip("SQLite runs the condition, the guard and each table's rows as statements of its savepoint")
+    sent: list[str] = []
+    run = UnitOfWork._run_on_asyncpg
+
+    async def counting(self: UnitOfWork, prepared: Prepared, params: Any, **kwargs: Any) -> Any:
+        sent.append(type(prepared.statement).__name__)
+        return await run(self, prepared, params, **kwargs)
+
+    monkeypatch.setattr(UnitOfWork, "_run_on_asyncpg", counting)
+    assert await _gated_commit(with_account, 100, "new") is True
+    assert sent == ["Select"]  # WITH c AS (UPDATE ...), g0 AS (INSERT ...), d0 AS (...), d1 AS (...) SELECT
+    assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["new", "taken"],
+                                          [_message(1)["message_id"], _message(2)["message_id"]])
+
+
+async def test_a_gated_commit_whose_rows_break_a_key_leaves_nothing(with_account: Database) -> None:
+    assert await _gated_commit(with_account, 100, "new") is True
+    with pytest.raises(sa.exc.IntegrityError):  # the outbox's message ids are taken
+        await _gated_commit(with_account, ABOVE_32_BITS_FEN, "newer")
+    assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["new", "taken"],
+                                          [_message(1)["message_id"], _message(2)["message_id"]])

@@ -279,15 +279,14 @@ class Exchange:
     async def _finish_began(self, build: Build) -> dict[str, Any] | None:
         """`finish` for a message this exchange logged PENDING, without reading its row back (a settle's
         statements are the gateway's CPU, issue 9): only a 2601 can have changed the row since, by marking it
-        reversed, so the answer is built for the row as begun and stored only where no reversal is marked.
-        Where one is (rare), nothing of this transaction stays and None says to build again from the row."""
+        reversed, so the answer is built for the row as begun and stored only where no reversal is marked (the
+        commit's condition: for a settle, with its settlement and events, one statement on PostgreSQL). Where
+        one is (rare), nothing of this transaction stays and None says to build again from the row."""
         async with UnitOfWork(self.ctx.db) as uow:
             response = await build(uow, None)
             values = {"state": "DONE", "response": orjson.dumps(response), "answered_at": self.ctx.clock.now()}
-            stored = await uow.execute(_ANSWERED_UNLESS_REVERSED, {"b_msgid": self.msgid, **values})
-            if stored.rowcount != 1:
-                return None  # leaving without commit rolls back what build wrote
-            await uow.commit()
+            if not await uow.commit(condition=(_ANSWERED_UNLESS_REVERSED, {"b_msgid": self.msgid, **values})):
+                return None
         return response
 
     async def finish_with(self, response: dict[str, Any]) -> dict[str, Any]:

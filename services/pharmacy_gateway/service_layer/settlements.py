@@ -61,11 +61,14 @@ async def record(ctx: GatewayContext, uow: UnitOfWork, payment: PosPayment, *, i
     async def inserted() -> bool:
         return bool((await uow.execute(_NEW_SETTLEMENT_OR_NOTHING.on(uow), new_row)).first())
 
-    # A settlement's first version (a 2102's answer) is almost always news: inserted at once, one statement
-    # instead of the lock, the read and the insert (issue 9). Where the row exists already (a reversal's answer
-    # got in first), nothing is inserted and the way below decides.
+    # A settlement's first version (a 2102's answer) is almost always news: inserted as the transaction commits,
+    # and the events below written only if it was (UnitOfWork.guard), with no statement of its own before the
+    # commit (issue 9: a settle's answer at the gateway is then one statement). Where the row exists already (a
+    # reversal's answer got in first), the first version is older news and nothing follows from it.
     row = None
-    if payment.version != 1 or not await inserted():
+    if payment.version == 1:
+        uow.guard(_NEW_SETTLEMENT_OR_NOTHING, new_row)
+    else:
         if uow.shares_rows:
             # Two answers about one settlement recorded at once (a settle and its reversal on two replicas): one
             # after the other, so each change of effect is published once and the newest version stays.
