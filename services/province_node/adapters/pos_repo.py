@@ -15,7 +15,9 @@ from typing import Any, NamedTuple
 import orjson
 import sqlalchemy as sa
 
+from services.province_node.adapters.mutual_aid_tables import QuotaMirror
 from services.province_node.adapters.pos_tables import PosOperation, PosPaymentRow
+from services.province_node.adapters.tables import Account, Person
 from services.province_node.domain.pos_settlement import Effect, OperationKind, SettlementState
 from shared.contracts.internal_api import PosPayment
 from shared.db import Prepared, ReadView, UnitOfWork, for_update
@@ -147,3 +149,67 @@ async def change_state(uow: UnitOfWork, payment: PaymentRow, state: SettlementSt
                                                "updated_at": now})
     assert result.rowcount == 1, f"settlement {payment.setl_id} changed under a lock"
     return changed
+
+
+# ------------------------------------------------------------------------------------------ what a settle reads
+
+_ACCOUNTS, _PERSONS, _MIRRORS = table(Account), table(Person), table(QuotaMirror)
+
+
+class SettleFacts(NamedTuple):
+    """What a settle is decided on, read in one statement (issue 9: four round trips before): whether its msgid
+    is known here, the payer's insurance, the payer's personal account and wallet balances (None: no such
+    account), their rows locked until the unit of work ends, and the quotas the payer may spend this year,
+    oldest binding first: (binding_id, what is left to spend)."""
+
+    operation_known: bool
+    insured: bool | None  # None: no such person here
+    insutype: str | None
+    personal_account_fen: int | None
+    wallet_fen: int | None
+    quotas: tuple[tuple[str, int], ...]
+
+
+def _settle_facts() -> Any:
+    # The two accounts locked in id order, as every other locking read here locks them (no deadlock between
+    # a settle and a transfer of one person); a CTE is run once, however often it is read.
+    locked = for_update(sa.select(_ACCOUNTS.c.account_id, _ACCOUNTS.c.balance_fen).where(
+        _ACCOUNTS.c.account_id.in_([sa.bindparam("first_account"), sa.bindparam("second_account")]))
+        .order_by(_ACCOUNTS.c.account_id)).cte("locked")
+
+    def balance_of(account: str) -> Any:
+        return sa.select(locked.c.balance_fen).where(locked.c.account_id == sa.bindparam(account)).scalar_subquery()
+
+    def person(column: str) -> Any:
+        return sa.select(_PERSONS.c[column]).where(_PERSONS.c.psn_no == sa.bindparam("psn_no")).scalar_subquery()
+
+    facts = sa.select(
+        sa.exists().where(OPERATIONS.c.msgid == sa.bindparam("msgid")).label("operation_known"),
+        person("insured").label("insured"), person("insutype").label("insutype"),
+        balance_of("personal_account").label("personal_account_fen"), balance_of("wallet").label("wallet_fen"),
+    ).subquery("facts")
+    quotas = sa.select(_MIRRORS.c.binding_id, (_MIRRORS.c.annual_quota_fen - _MIRRORS.c.used_fen).label("left_fen"),
+                       _MIRRORS.c.updated_at).where(
+        _MIRRORS.c.receiver_psn_no == sa.bindparam("psn_no"), _MIRRORS.c.year == sa.bindparam("year"),
+        _MIRRORS.c.closed.is_(False), _MIRRORS.c.annual_quota_fen > _MIRRORS.c.used_fen).subquery("quotas")
+    # One row per spendable quota (the facts repeated), or one with no quota.
+    return sa.select(facts, quotas.c.binding_id, quotas.c.left_fen).select_from(
+        facts.outerjoin(quotas, sa.true())).order_by(quotas.c.updated_at, quotas.c.binding_id)
+
+
+_SETTLE_FACTS = Prepared(_settle_facts())
+
+
+async def settle_facts(uow: UnitOfWork, *, msgid: str, psn_no: str, personal_account: str, wallet: str,
+                       year: int) -> SettleFacts:
+    first, second = sorted((personal_account, wallet))
+    rows = (await uow.execute(_SETTLE_FACTS, {
+        "msgid": msgid, "psn_no": psn_no, "personal_account": personal_account, "wallet": wallet,
+        "first_account": first, "second_account": second, "year": year})).all()
+    row = rows[0]
+    return SettleFacts(
+        operation_known=bool(row.operation_known), insured=None if row.insured is None else bool(row.insured),
+        insutype=row.insutype,
+        personal_account_fen=None if row.personal_account_fen is None else int(row.personal_account_fen),
+        wallet_fen=None if row.wallet_fen is None else int(row.wallet_fen),
+        quotas=tuple((str(quota.binding_id), int(quota.left_fen)) for quota in rows if quota.binding_id is not None))

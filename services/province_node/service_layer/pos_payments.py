@@ -22,9 +22,9 @@ from pydantic import BaseModel
 
 from services.province_node.adapters import ledger_repo, pos_repo
 from services.province_node.adapters.pos_repo import PAYMENTS, PaymentRow, payment_from_row
-from services.province_node.domain import pos_settlement
+from services.province_node.domain import ledger, pos_settlement, quota_rules
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.domain.payment_split import Split, account_posting, split_payment
+from services.province_node.domain.payment_split import Funds, Split, account_posting, split_payment
 from services.province_node.domain.pos_settlement import KIND_OF_INFNO, Effect, OperationKind, Transition
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
@@ -77,12 +77,16 @@ async def lookup_person(ctx: NodeContext, view: ReadView, query: PosPersonQuery)
 
 async def _payable_person(view: UnitOfWork | ReadView, request: PosPaymentRequest) -> Any:
     person = await person_by_psn_no(view, request.psn_no)
-    if not person.insured:
-        raise DomainError("INSURANCE_ENDED", "this person's insurance has ended; accounts cannot pay")
-    if person.insutype != request.insutype:
-        raise DomainError("INSUTYPE_MISMATCH", f"the person is insured under insutype {person.insutype}, "
-                                               f"not {request.insutype}")
+    _check_payable(person.insured, person.insutype, request)
     return person
+
+
+def _check_payable(insured: bool, insutype: str, request: PosPaymentRequest) -> None:
+    if not insured:
+        raise DomainError("INSURANCE_ENDED", "this person's insurance has ended; accounts cannot pay")
+    if insutype != request.insutype:
+        raise DomainError("INSUTYPE_MISMATCH", f"the person is insured under insutype {insutype}, "
+                                               f"not {request.insutype}")
 
 
 def _after(balances: PosBalances, split: Split) -> PosBalances:
@@ -182,16 +186,24 @@ def _check_still_awaited(ctx: NodeContext, answer_by: datetime | None) -> None:
 async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) -> PosPaymentResult:
     """2102, once per msgid."""
     request_hash = _request_hash(request)
-    stored = await _stored_answer(uow, request.msgid, OperationKind.SETTLE, request_hash)
-    if stored is not None:
+    now = ctx.clock.now()
+    # Two tills paying for one person at once (two replicas): the split is computed from balances nobody
+    # else changes meanwhile (the facts lock the person's account rows).
+    facts = await pos_repo.settle_facts(
+        uow, msgid=request.msgid, psn_no=request.psn_no, personal_account=ledger.personal_account(request.psn_no),
+        wallet=ledger.wallet_account(request.psn_no), year=quota_rules.quota_year(now))
+    if facts.operation_known:
+        stored = await _stored_answer(uow, request.msgid, OperationKind.SETTLE, request_hash)
+        assert stored is not None, "pos_operations rows are never deleted"
         return stored
     _check_still_awaited(ctx, request.answer_by)
-    await _payable_person(uow, request)
-    # Two tills paying for one person at once (two replicas): the split is computed from balances nobody
-    # else changes meanwhile.
-    funds, balances = await funds_of(ctx, uow, request.psn_no, lock=True)
+    if facts.insured is None or facts.insutype is None:
+        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+    _check_payable(facts.insured, facts.insutype, request)
+    funds = Funds(facts.personal_account_fen or 0, facts.wallet_fen or 0, facts.quotas)
+    balances = PosBalances(personal_account_fen=facts.personal_account_fen, wallet_fen=facts.wallet_fen,
+                           quota_fen=sum(left_fen for _, left_fen in facts.quotas))
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
-    now = ctx.clock.now()
     transition = pos_settlement.settled()
     row = PaymentRow(
         setl_id=_new_id(ctx), msgid=request.msgid, mdtrt_id=_new_id(ctx), psn_no=request.psn_no,
