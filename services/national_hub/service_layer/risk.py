@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 import weakref
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -257,12 +257,16 @@ async def on_binding_active(ctx: HubContext, uow: UnitOfWork, binding: Any) -> N
 
 _S = SETTLEMENTS.c
 _IN_EFFECT = _S.cancelled.is_(False)
-_SPLIT_COUNT = Prepared(sa.select(sa.func.count()).select_from(SETTLEMENTS).where(
-    _S.psn_no == sa.bindparam("psn"), _S.fixmedins_code == sa.bindparam("inst"), _IN_EFFECT,
-    _S.settled_at > sa.bindparam("since"), _S.settled_at <= sa.bindparam("until")))
-_REGIONS_OF_PERSON = Prepared(sa.select(_S.institution_admdvs).where(
-    _S.psn_no == sa.bindparam("psn"), _IN_EFFECT, _S.settled_at > sa.bindparam("since"),
-    _S.settled_at < sa.bindparam("until")))
+# The person's settlements in effect that the two person rules look at, read once for both (issue 9: one round
+# trip per settlement less at the hub): those at this institution in SPLIT_PURCHASES' window up to this one
+# (`split`), and those anywhere in DISTANT_PAYMENTS' window around it (`distant`). A disabled rule's window is
+# empty.
+_SPLIT_WINDOW = sa.and_(_S.fixmedins_code == sa.bindparam("inst"), _S.settled_at > sa.bindparam("split_since"),
+                        _S.settled_at <= sa.bindparam("at"))
+_DISTANT_WINDOW = sa.and_(_S.settled_at > sa.bindparam("distant_since"), _S.settled_at < sa.bindparam("distant_until"))
+_PERSON_WINDOWS = Prepared(sa.select(_S.institution_admdvs, _SPLIT_WINDOW.label("split"),
+                                     _DISTANT_WINDOW.label("distant")).where(
+    _S.psn_no == sa.bindparam("psn"), _IN_EFFECT, sa.or_(_SPLIT_WINDOW, _DISTANT_WINDOW)))
 _PAYERS_AT = Prepared(sa.select(sa.func.count(sa.distinct(_S.psn_no))).where(
     _S.fixmedins_code == sa.bindparam("inst"), _IN_EFFECT, _S.settled_at > sa.bindparam("since"),
     _S.settled_at <= sa.bindparam("until"), (_S.wallet_pay_fen + _S.quota_pay_fen) > 0))
@@ -286,22 +290,22 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
                           ref=f"{large.rule_id}:{row.setl_id}",
                           detail={**base, "accounts_fen": accounts_fen,
                                   "min_amount_fen": large.param("min_amount_fen")})
-    split = rules[risk_rules.SPLIT_PURCHASES]
+    split, distant = rules[risk_rules.SPLIT_PURCHASES], rules[risk_rules.DISTANT_PAYMENTS]
+    around = distant.window() if distant.enabled else timedelta(0)
+    windows = (await uow.execute(_PERSON_WINDOWS, {
+        "psn": row.psn_no, "inst": row.fixmedins_code, "at": row.settled_at,
+        "split_since": row.settled_at - split.window() if split.enabled else row.settled_at,
+        "distant_since": row.settled_at - around, "distant_until": row.settled_at + around,
+    })).all() if split.enabled or distant.enabled else []
     if split.enabled:
-        count = int((await uow.execute(_SPLIT_COUNT, {
-            "psn": row.psn_no, "inst": row.fixmedins_code, "since": row.settled_at - split.window(),
-            "until": row.settled_at})).scalar_one())
+        count = sum(1 for window in windows if window.split)
         if risk_rules.split_purchases(split, count):
             queue_alert(ctx, uow, rule_id=split.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{split.rule_id}:{row.setl_id}",
                               detail={**base, "settlements_in_window": count, "max_count": split.param("max_count"),
                                       "window_min": split.param("window_min")})
-    distant = rules[risk_rules.DISTANT_PAYMENTS]
     if distant.enabled:
-        window = distant.window()
-        regions = (await uow.execute(_REGIONS_OF_PERSON, {
-            "psn": row.psn_no, "since": row.settled_at - window, "until": row.settled_at + window})).all()
-        provinces = {province_of(r.institution_admdvs) for r in regions}
+        provinces = {province_of(window.institution_admdvs) for window in windows if window.distant}
         if risk_rules.distant_payments(distant, provinces):
             queue_alert(ctx, uow, rule_id=distant.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{distant.rule_id}:{row.setl_id}",
