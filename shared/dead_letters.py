@@ -33,6 +33,7 @@ attempts}` (no payload: operators see what and why, not the personal data); a re
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Field, SQLModel
 
 from shared.clock import iso
@@ -97,35 +99,37 @@ _PARKED_OF_KEYS = PreparedIn(lambda keys: sa.select(DEAD_LETTERS.c.message_id, D
                                     DEAD_LETTERS.c.state == PARKED))
 
 
-def _build_batch_facts(ids: list[Any], keys: list[Any]) -> Any:
+def _batch_facts(in_list: Callable[[Any, str], Any]) -> Prepared:
     """Which of a batch's messages were applied already (in the inbox: `applied`), and the PARKED dead letters
     that are one of them or share a key with one on the batch's topic: the two reads every consumed batch makes
-    (usually answering nothing), as one statement."""
-    parked_of: sa.ColumnElement[bool] = DEAD_LETTERS.c.message_id.in_(ids)
-    if keys:
-        parked_of = sa.or_(parked_of, sa.and_(DEAD_LETTERS.c.topic == sa.bindparam("topic"),
-                                              DEAD_LETTERS.c.key.in_(keys)))
+    (usually answering nothing), as one statement. The batch's ids and keys are one parameter each
+    (`in_list(column, name)`), so that one statement serves every batch: a statement per pair of list lengths
+    (IN lists) multiplied into hundreds of shapes, each compiled, then prepared on each connection, crowding the
+    hot statements out of the connection's statement cache."""
     parked = sa.select(DEAD_LETTERS.c.message_id, DEAD_LETTERS.c.id, DEAD_LETTERS.c.topic, DEAD_LETTERS.c.key,
-                       sa.literal(False).label("applied")).where(DEAD_LETTERS.c.state == PARKED, parked_of)
+                       sa.literal(False).label("applied")).where(
+        DEAD_LETTERS.c.state == PARKED,
+        sa.or_(in_list(DEAD_LETTERS.c.message_id, "ids"),
+               sa.and_(DEAD_LETTERS.c.topic == sa.bindparam("topic"), in_list(DEAD_LETTERS.c.key, "keys"))))
     applied = sa.select(_INBOX.c.message_id, sa.null(), sa.null(), sa.null(), sa.literal(True)).where(
-        _INBOX.c.message_id.in_(ids))
-    return sa.select(sa.union_all(parked, applied).subquery("facts"))
+        in_list(_INBOX.c.message_id, "ids"))
+    return Prepared(sa.select(sa.union_all(parked, applied).subquery("facts")))
 
 
-_BATCH_FACTS: dict[tuple[int, int], Prepared] = {}  # by the number of ids and keys (see PreparedIn)
+_BATCH_FACTS_POSTGRESQL = _batch_facts(
+    lambda column, name: column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.Text()))))
+# SQLite: the list as a JSON array, read by json_each.
+_BATCH_FACTS_SQLITE = _batch_facts(lambda column, name: column.in_(
+    sa.select(sa.func.json_each(sa.bindparam(name, type_=sa.Text())).table_valued("value").c.value)))
 
 
-async def _batch_facts(uow: UnitOfWork, ids: list[str], topic: str | None, keys: list[str]) -> list[Any]:
-    shape = (len(ids), len(keys))
-    statement = _BATCH_FACTS.get(shape)
-    if statement is None:
-        statement = _BATCH_FACTS[shape] = Prepared(_build_batch_facts(
-            [sa.bindparam(f"id_{i}") for i in range(len(ids))], [sa.bindparam(f"key_{i}") for i in range(len(keys))]))
-    params: dict[str, Any] = {f"id_{i}": value for i, value in enumerate(ids)}
-    params.update({f"key_{i}": value for i, value in enumerate(keys)})
-    if keys:
-        params["topic"] = topic
-    return list(await uow.execute(statement, params))
+async def _facts_of_batch(uow: UnitOfWork, ids: list[str], topic: str | None, keys: list[str]) -> list[Any]:
+    if uow.shares_rows:
+        return list(await uow.execute(_BATCH_FACTS_POSTGRESQL, {"ids": ids, "topic": topic, "keys": keys}))
+    return list(await uow.execute(_BATCH_FACTS_SQLITE, {"ids": json.dumps(ids), "topic": topic,
+                                                        "keys": json.dumps(keys)}))
+
+
 _INSERT = sa.insert(DEAD_LETTERS).returning(DEAD_LETTERS.c.id)
 
 
@@ -210,7 +214,7 @@ async def apply_inbound(uow: UnitOfWork, items: Sequence[Inbound], handler: Hand
             keys_by_topic.setdefault(item.topic, set()).add(item.key)
     topics = sorted(keys_by_topic)
     first_topic = topics[0] if topics else None
-    facts = await _batch_facts(uow, list(dict.fromkeys(item.message_id for item in items)), first_topic,
+    facts = await _facts_of_batch(uow, list(dict.fromkeys(item.message_id for item in items)), first_topic,
                                sorted(keys_by_topic.get(first_topic, ())) if first_topic else [])
     for topic in topics[1:]:
         facts += await uow.execute(*_PARKED_OF_KEYS.bind(sorted(keys_by_topic[topic]), topic=topic))
