@@ -89,10 +89,8 @@ async def test_two_column_sets_for_one_table_keep_their_order(node_database: Dat
     assert len(await _outbox(node_database)) == 1
 
 
-async def test_postgresql_writes_them_in_one_round_trip(node_database: Database,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    if node_database.inline:
-        pytest.skip("SQLite writes each statement's rows with one executemany")
+def _statements_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of the statements units of work send to asyncpg from now on, in order."""
     sent: list[str] = []
     run = UnitOfWork._run_on_asyncpg
 
@@ -101,6 +99,14 @@ async def test_postgresql_writes_them_in_one_round_trip(node_database: Database,
         return await run(self, prepared, params, **kwargs)
 
     monkeypatch.setattr(UnitOfWork, "_run_on_asyncpg", counting)
+    return sent
+
+
+async def test_postgresql_writes_them_in_one_round_trip(node_database: Database,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    if node_database.inline:
+        pytest.skip("SQLite writes each statement's rows with one executemany")
+    sent = _statements_sent(monkeypatch)
     async with UnitOfWork(node_database) as uow:
         for number in range(3):
             uow.defer(NEW_MESSAGE, _message(number))
@@ -185,14 +191,7 @@ async def test_a_gated_commit_with_nothing_before_it_is_one_statement_on_postgre
         with_account: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     if with_account.inline:
         pytest.skip("SQLite runs the condition, the guard and each table's rows as statements of its savepoint")
-    sent: list[str] = []
-    run = UnitOfWork._run_on_asyncpg
-
-    async def counting(self: UnitOfWork, prepared: Prepared, params: Any, **kwargs: Any) -> Any:
-        sent.append(type(prepared.statement).__name__)
-        return await run(self, prepared, params, **kwargs)
-
-    monkeypatch.setattr(UnitOfWork, "_run_on_asyncpg", counting)
+    sent = _statements_sent(monkeypatch)
     assert await _gated_commit(with_account, 100, "new") is True
     assert sent == ["Select"]  # WITH c AS (UPDATE ...), g0 AS (INSERT ...), d0 AS (...), d1 AS (...) SELECT
     assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["new", "taken"],
