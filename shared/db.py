@@ -320,24 +320,29 @@ class _Rows:
         return self._rows[0][0] if self._rows else None
 
 
-class PreparedInsertOrNothing:
-    """`INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key`, Prepared for the unit of work's backend: an insert
-    that meets an existing row (on PostgreSQL also one a concurrent transaction commits meanwhile: it waits for
-    it) answers no row, where a plain INSERT would fail the whole transaction. One Prepared per backend, since the
-    clause is each dialect's own construct."""
+class PreparedOnConflict:
+    """An `INSERT ... ON CONFLICT ...` into `table`, Prepared for the unit of work's backend: `on_conflict` adds
+    the clause to the dialect's insert. One Prepared per backend, since the clause is each dialect's own
+    construct."""
 
-    def __init__(self, table: sa.Table, key: str) -> None:
+    def __init__(self, table: sa.Table, on_conflict: Callable[[Any], Any]) -> None:
         self.table = table
-        self.key = key
-
-        def on_conflict(insert: Any) -> Prepared:
-            return Prepared(insert.on_conflict_do_nothing(index_elements=[key]).returning(table.c[key]))
-
-        self._postgresql = on_conflict(postgresql_dml.insert(table))
-        self._sqlite = on_conflict(sqlite_dml.insert(table))
+        self._postgresql = Prepared(on_conflict(postgresql_dml.insert(table)))
+        self._sqlite = Prepared(on_conflict(sqlite_dml.insert(table)))
 
     def on(self, uow: UnitOfWork) -> Prepared:
         return self._postgresql if uow.shares_rows else self._sqlite
+
+
+class PreparedInsertOrNothing(PreparedOnConflict):
+    """`INSERT ... ON CONFLICT (key) DO NOTHING RETURNING key`: an insert that meets an existing row (on PostgreSQL
+    also one a concurrent transaction commits meanwhile: it waits for it) answers no row, where a plain INSERT
+    would fail the whole transaction."""
+
+    def __init__(self, table: sa.Table, key: str) -> None:
+        super().__init__(table, lambda insert: insert.on_conflict_do_nothing(index_elements=[key])
+                         .returning(table.c[key]))
+        self.key = key
 
 
 class _Session:
@@ -753,7 +758,10 @@ class UnitOfWork(_Session):
             await work()
         self._before_commit.clear()
         if (condition is not None or self._guards) and self._asyncpg is not None and not self._began():
-            return await self._commit_alone(condition)
+            batches = _group_deferred(self._deferred)
+            if _DeferredRows.combinable(batches):
+                return await self._commit_alone(condition, batches)
+            # Rows a CTE cannot order (two column sets for one table): as statements of a transaction, below.
         if condition is not None:
             statement, params = condition
             if (await self.execute(statement, params)).rowcount == 0:
@@ -779,13 +787,14 @@ class UnitOfWork(_Session):
         """PostgreSQL: whether a statement of this unit of work began its transaction."""
         return self._asyncpg._transaction is not None or self.session.in_transaction()
 
-    async def _commit_alone(self, condition: tuple[Prepared, dict[str, Any]] | None) -> bool:
-        guards, self._guards = self._guards, []
-        deferred, self._deferred = self._deferred, []
-        statement, params = _GatedRows.as_one(condition, guards, _group_deferred(deferred), self._asyncpg_dialect())
+    async def _commit_alone(self, condition: tuple[Prepared, dict[str, Any]] | None,
+                            batches: list[tuple[Prepared, list[dict[str, Any]]]]) -> bool:
+        guards, self._guards, self._deferred = self._guards, [], []
+        statement, params = _GatedRows.as_one(condition, guards, batches, self._asyncpg_dialect())
         written = (await self._run_on_asyncpg(statement, params, begin=False)).one()
         await self._finish(commit=True)  # nothing to commit: the lane goes back
-        self._committed = self._finished = bool(written.condition)
+        self._finished = True
+        self._committed = bool(written.condition)
         return self._committed
 
     @property
@@ -842,14 +851,24 @@ class _DeferredRows:
                     and statement.statement._values is None for statement, _ in batches)
                 and len({id(table) for table in tables}) == len(tables))
 
+    @staticmethod
+    def shape(batches: list[tuple[Prepared, list[dict[str, Any]]]]) -> tuple[tuple[Prepared, tuple[str, ...]], ...]:
+        """Which statements, with which columns: what one combined statement is built for."""
+        return tuple((statement, tuple(sorted(rows[0]))) for statement, rows in batches)
+
+    @staticmethod
+    def check(shape: tuple[tuple[Prepared, tuple[str, ...]], ...], dialect: Any) -> None:
+        """Refuses what the executemany would (Python-side defaults), before a combined statement is built."""
+        for statement, names in shape:
+            statement.plan(dialect, frozenset(names))
+
     @classmethod
     def as_one(cls, batches: list[tuple[Prepared, list[dict[str, Any]]]],
                dialect: Any) -> tuple[Prepared, dict[str, Any]]:
-        shape = tuple((statement, tuple(sorted(rows[0]))) for statement, rows in batches)
+        shape = cls.shape(batches)
         combined = cls._SHAPES.get(shape)
         if combined is None:
-            for statement, names in shape:
-                statement.plan(dialect, frozenset(names))  # refuses what the executemany would (Python defaults)
+            cls.check(shape, dialect)
             combined = cls._SHAPES[shape] = Prepared(cls._statement(shape))
         return combined, cls.params(shape, batches)
 
@@ -889,14 +908,14 @@ class _DeferredRows:
 
 
 class _GatedRows:
-    """A PostgreSQL commit with a condition and guards (`UnitOfWork.commit`, `UnitOfWork.guard`) and nothing run
-    before it, as one statement in autocommit: the condition's UPDATE, each guard's INSERT ... ON CONFLICT DO
-    NOTHING and then the deferred rows' INSERTs (as `_DeferredRows` writes them) are data-modifying CTEs, each
-    run only where the one before it returned a row (`WHERE EXISTS`), so that the statement writes exactly what
-    the same work would in a transaction of its own: nothing when the condition changes no row, the condition
-    alone when the first guard meets an existing key. Answers one row: `condition`, 1 or 0. Hand-made for
-    speed, hence its own tests (tests/integration/test_deferred_rows.py). The statement of a shape is built
-    once."""
+    """A PostgreSQL commit with a condition and guards (`UnitOfWork.commit`, `UnitOfWork.guard`), nothing run
+    before it and deferred rows a CTE can order (`_DeferredRows.combinable`), as one statement in autocommit:
+    the condition's UPDATE, each guard's INSERT ... ON CONFLICT DO NOTHING and then the deferred rows' INSERTs
+    (as `_DeferredRows` writes them) are data-modifying CTEs, each run only where the one before it returned a
+    row (`WHERE EXISTS`), so that the statement writes exactly what the same work would in a transaction of its
+    own: nothing when the condition changes no row, the condition alone when the first guard meets an existing
+    key. Answers one row: `condition`, 1 or 0. Hand-made for speed, hence its own tests
+    (tests/integration/test_deferred_rows.py). The statement of a shape is built once."""
 
     _SHAPES: ClassVar[dict[Any, Prepared]] = {}
 
@@ -904,16 +923,13 @@ class _GatedRows:
     def as_one(cls, condition: tuple[Prepared, dict[str, Any]] | None,
                guards: list[tuple[PreparedInsertOrNothing, dict[str, Any]]],
                batches: list[tuple[Prepared, list[dict[str, Any]]]], dialect: Any) -> tuple[Prepared, dict[str, Any]]:
-        deferred_shape = tuple((statement, tuple(sorted(rows[0]))) for statement, rows in batches)
-        if not _DeferredRows.combinable(batches):
-            raise ValueError("a gated commit writes one batch per table, plain INSERTs only")
+        deferred_shape = _DeferredRows.shape(batches)
         condition_shape = None if condition is None else (condition[0], tuple(sorted(condition[1])))
         guards_shape = tuple((guard, tuple(sorted(params))) for guard, params in guards)
         shape = (condition_shape, guards_shape, deferred_shape)
         combined = cls._SHAPES.get(shape)
         if combined is None:
-            for statement, names in deferred_shape:
-                statement.plan(dialect, frozenset(names))  # refuses what the executemany would (Python defaults)
+            _DeferredRows.check(deferred_shape, dialect)
             combined = cls._SHAPES[shape] = Prepared(cls._statement(condition_shape, guards_shape, deferred_shape))
         params = _DeferredRows.params(deferred_shape, batches)
         if condition is not None:

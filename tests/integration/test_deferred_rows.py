@@ -204,3 +204,27 @@ async def test_a_gated_commit_whose_rows_break_a_key_leaves_nothing(with_account
         await _gated_commit(with_account, ABOVE_32_BITS_FEN, "newer")
     assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["new", "taken"],
                                           [_message(1)["message_id"], _message(2)["message_id"]])
+
+
+async def test_a_gated_commit_whose_rows_no_cte_can_order_runs_them_in_its_transaction(
+        with_account: Database) -> None:
+    """Two column sets for one table (see above) cannot be CTEs of the one statement: the same commit then runs
+    as a transaction of statements, with the same outcome."""
+
+    async def commit(read_fen: int, guard_key: str, delta_id: int) -> bool:
+        async with UnitOfWork(with_account) as uow:
+            uow.guard(NEW_INBOX_OR_NOTHING, _inbox_row(guard_key))
+            uow.defer(NEW_DELTA, {"account_id": "SYS:A", "delta_fen": 1})
+            uow.defer(NEW_DELTA, {"id": delta_id, "account_id": "SYS:B", "delta_fen": 2})
+            return await uow.commit(condition=_set(read_fen, ABOVE_32_BITS_FEN))
+
+    async def deltas() -> int:
+        async with ReadView(with_account) as view:
+            return int((await view.execute(sa.select(sa.func.count()).select_from(DELTAS))).scalar_one())
+
+    assert await commit(100, "taken", 1000) is True  # the condition holds, the guard's key exists: no rows
+    assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["taken"], []) and await deltas() == 0
+    assert await commit(100, "new", 1001) is False  # the balance is no longer what was read: nothing
+    assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["taken"], []) and await deltas() == 0
+    assert await commit(ABOVE_32_BITS_FEN, "new", 1002) is True  # both hold: everything
+    assert await _state(with_account) == (ABOVE_32_BITS_FEN, ["new", "taken"], []) and await deltas() == 2

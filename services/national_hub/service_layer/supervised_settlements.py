@@ -9,34 +9,30 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import dml as postgresql_dml
-from sqlalchemy.dialects.sqlite import dml as sqlite_dml
-
 from services.national_hub.adapters.ops_tables import SupervisedSettlement
 from services.national_hub.domain import statistics
 from services.national_hub.service_layer import ops, risk
 from services.national_hub.service_layer.context import HubContext
 from shared.contracts.events import SettlementReported
-from shared.db import Prepared, UnitOfWork
+from shared.db import PreparedOnConflict, UnitOfWork
 from shared.regions import province_of
 from shared.tables import table
 
 SETTLEMENTS = table(SupervisedSettlement)
 
 
-def _new_or_newer(insert: Any) -> Prepared:
-    """The settlement inserted, or its row replaced where this version is newer; a row is returned in either
-    case, none for older news. One statement where the locked read of the version and the write took two; on
-    PostgreSQL a concurrent first insert of the same settlement (another replica) is waited for, then compared."""
-    return Prepared(insert.on_conflict_do_update(
+def _or_replace_if_newer(insert: Any) -> Any:
+    return insert.on_conflict_do_update(
         index_elements=["setl_id"],
         set_={column.name: insert.excluded[column.name] for column in SETTLEMENTS.c if column.name != "setl_id"},
-        where=SETTLEMENTS.c.version < insert.excluded.version).returning(SETTLEMENTS.c.version))
+        where=SETTLEMENTS.c.version < insert.excluded.version).returning(SETTLEMENTS.c.version)
 
 
-# Built once: every settlement in the federation runs it (its compiled form is reused).
-_NEW_OR_NEWER = {"postgresql": _new_or_newer(postgresql_dml.insert(SETTLEMENTS)),
-                 "sqlite": _new_or_newer(sqlite_dml.insert(SETTLEMENTS))}
+# The settlement inserted, or its row replaced where this version is newer; a row is returned in either case,
+# none for older news. One statement where the locked read of the version and the write took two; on PostgreSQL
+# a concurrent first insert of the same settlement (another replica) is waited for, then compared. Built once:
+# every settlement in the federation runs it.
+_NEW_OR_NEWER = PreparedOnConflict(SETTLEMENTS, _or_replace_if_newer)
 
 
 async def on_settlement_reported(ctx: HubContext, uow: UnitOfWork, msg: SettlementReported) -> None:
@@ -45,8 +41,7 @@ async def on_settlement_reported(ctx: HubContext, uow: UnitOfWork, msg: Settleme
               "psn_no": msg.psn_no, "medfee_fen": msg.medfee_fen, "acct_pay_fen": msg.acct_pay_fen,
               "wallet_pay_fen": msg.wallet_pay_fen, "quota_pay_fen": msg.quota_pay_fen,
               "cash_pay_fen": msg.cash_pay_fen, "settled_at": msg.settled_at, "cancelled": msg.effect == "REFUND"}
-    written = await uow.execute(_NEW_OR_NEWER["postgresql" if uow.shares_rows else "sqlite"],
-                                {"setl_id": msg.setl_id, **values})
+    written = await uow.execute(_NEW_OR_NEWER.on(uow), {"setl_id": msg.setl_id, **values})
     newer = written.first() is not None
     if msg.wallet_pay_fen:
         sign = 1 if msg.effect == "CHARGE" else -1

@@ -18,7 +18,14 @@ async def funds_of(ctx: NodeContext, view: UnitOfWork | ReadView, psn_no: str, *
     pa, wallet = ledger.personal_account(psn_no), ledger.wallet_account(psn_no)
     held = await ledger_repo.balances(view, [pa, wallet], lock=lock)
     spendable = await quotas.spendable_quotas(view, psn_no, quota_rules.quota_year(ctx.clock.now()))
-    funds = Funds(held.get(pa, 0), held.get(wallet, 0),
-                  tuple((quota.binding_id, quota.available_fen) for quota in spendable))
-    return funds, PosBalances(personal_account_fen=held.get(pa), wallet_fen=held.get(wallet),
-                              quota_fen=sum(available for _, available in funds.quotas))
+    return funds_from(held.get(pa), held.get(wallet),
+                      tuple((quota.binding_id, quota.available_fen) for quota in spendable))
+
+
+def funds_from(personal_account_fen: int | None, wallet_fen: int | None,
+               quotas_left: tuple[tuple[str, int], ...]) -> tuple[Funds, PosBalances]:
+    """The funds a split may take and the balances an answer reports (None: no such account), from the balances
+    and the quotas left to spend, oldest binding first."""
+    return (Funds(personal_account_fen or 0, wallet_fen or 0, quotas_left),
+            PosBalances(personal_account_fen=personal_account_fen, wallet_fen=wallet_fen,
+                        quota_fen=sum(left_fen for _, left_fen in quotas_left)))

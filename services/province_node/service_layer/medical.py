@@ -58,7 +58,7 @@ from services.province_node.domain.payment_split import account_posting
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
 from services.province_node.service_layer.funds import funds_of
-from services.province_node.service_layer.persons import PERSONS
+from services.province_node.service_layer.persons import PERSONS, no_such_person
 from shared import audit
 from shared.clock import SHANGHAI
 from shared.contracts.internal_api import PosBalances
@@ -120,7 +120,7 @@ async def current_policy(ctx: NodeContext, view: UnitOfWork | ReadView) -> Medic
 async def _locked_person(uow: UnitOfWork, psn_no: str) -> Any:
     row = (await uow.execute(for_update(sa.select(PERSONS).where(PERSONS.c.psn_no == psn_no)))).first()
     if row is None:
-        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+        raise no_such_person()
     return row
 
 

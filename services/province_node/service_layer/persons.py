@@ -185,6 +185,10 @@ async def credit_monthly(ctx: NodeContext, uow: UnitOfWork, credits: list[Credit
     return {"credited": len(credits), "total_fen": total_fen}
 
 
+def no_such_person() -> NotFound:
+    return NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+
+
 async def person_by_id_no(ctx: NodeContext, view: UnitOfWork | ReadView, id_no: str) -> Any:
     try:
         hashed = id_hash(ctx.settings.id_hash_key_bytes, id_no)
@@ -192,7 +196,7 @@ async def person_by_id_no(ctx: NodeContext, view: UnitOfWork | ReadView, id_no: 
         raise DomainError("INVALID_ID_NO", "resident ID number fails the GB 11643 check") from exc
     row = (await view.execute(sa.select(PERSONS).where(PERSONS.c.id_hash == hashed))).first()
     if row is None:
-        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+        raise no_such_person()
     return row
 
 
@@ -202,7 +206,7 @@ _PERSON_BY_PSN_NO = Prepared(sa.select(PERSONS).where(PERSONS.c.psn_no == sa.bin
 async def person_by_psn_no(view: UnitOfWork | ReadView, psn_no: str) -> Any:
     row = (await view.execute(_PERSON_BY_PSN_NO, {"b_psn_no": psn_no})).first()
     if row is None:
-        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+        raise no_such_person()
     return row
 
 

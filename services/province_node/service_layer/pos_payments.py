@@ -24,12 +24,12 @@ from services.province_node.adapters import ledger_repo, pos_repo
 from services.province_node.adapters.pos_repo import PAYMENTS, PaymentRow, payment_from_row
 from services.province_node.domain import ledger, pos_settlement, quota_rules
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
-from services.province_node.domain.payment_split import Funds, Split, account_posting, split_payment
+from services.province_node.domain.payment_split import Split, account_posting, split_payment
 from services.province_node.domain.pos_settlement import KIND_OF_INFNO, Effect, OperationKind, Transition
 from services.province_node.service_layer import quotas
 from services.province_node.service_layer.context import NodeContext
-from services.province_node.service_layer.funds import funds_of
-from services.province_node.service_layer.persons import PERSONS, person_by_psn_no
+from services.province_node.service_layer.funds import funds_from, funds_of
+from services.province_node.service_layer.persons import PERSONS, no_such_person, person_by_psn_no
 from shared.contracts.internal_api import (
     PosBalances,
     PosCancelRequest,
@@ -61,7 +61,7 @@ async def _person(view: UnitOfWork | ReadView, query: PosPersonQuery) -> Any:
         condition = PERSONS.c.card_no_hash == query.card_hash
     row = (await view.execute(sa.select(PERSONS).where(condition).limit(1))).first()
     if row is None:
-        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+        raise no_such_person()
     return row
 
 
@@ -198,11 +198,9 @@ async def settle(ctx: NodeContext, uow: UnitOfWork, request: PosPaymentRequest) 
         return stored
     _check_still_awaited(ctx, request.answer_by)
     if facts.insured is None or facts.insutype is None:
-        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+        raise no_such_person()
     _check_payable(facts.insured, facts.insutype, request)
-    funds = Funds(facts.personal_account_fen or 0, facts.wallet_fen or 0, facts.quotas)
-    balances = PosBalances(personal_account_fen=facts.personal_account_fen, wallet_fen=facts.wallet_fen,
-                           quota_fen=sum(left_fen for _, left_fen in facts.quotas))
+    funds, balances = funds_from(facts.personal_account_fen, facts.wallet_fen, facts.quotas)
     split = split_payment(request.medfee_fen, request.eligible_fen, funds, use_accounts=request.use_accounts)
     transition = pos_settlement.settled()
     row = PaymentRow(

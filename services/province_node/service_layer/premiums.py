@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from services.province_node.adapters import binding_repo, ledger_repo
 from services.province_node.adapters.mutual_aid_tables import PremiumPayment
 from services.province_node.domain import ledger, notices
-from services.province_node.domain.errors import DomainError, NotFound
+from services.province_node.domain.errors import DomainError
 from services.province_node.service_layer.bindings import binding_for_giver, notify
 from services.province_node.service_layer.context import NodeContext
-from services.province_node.service_layer.persons import PERSONS
+from services.province_node.service_layer.persons import PERSONS, no_such_person
 from services.province_node.service_layer.quotas import spend_quota
 from shared.contracts import topics
 from shared.contracts.internal_api import PremiumQuotaRequest, PremiumReservation, PremiumReservationRequest
@@ -126,7 +126,7 @@ async def pay(ctx: NodeContext, uow: UnitOfWork, claims: Claims, body: PremiumPa
 async def _resident(uow: UnitOfWork, beneficiary_id_hash: str) -> Any:
     person = (await uow.execute(sa.select(PERSONS).where(PERSONS.c.id_hash == beneficiary_id_hash))).first()
     if person is None:
-        raise NotFound("PERSON_NOT_FOUND", "no such person insured in this province")
+        raise no_such_person()
     if person.insutype != "390" or not person.insured:
         raise DomainError("PREMIUM_NOT_RESIDENT", "only an insured resident (390) pays a resident premium")
     return person
