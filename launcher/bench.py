@@ -7,7 +7,12 @@ lock), which measured the lock rather than the federation.
 Measured: HTTP accept latency at the giver's node, and accept -> credited latency from the services' own
 timestamps (`accepted_at` at the source, `credited_at` at the destination; one machine, one clock), achieved
 rate, errors, and money conservation from every province's ledger (each ledger sums to zero, nothing left
-in flight, clearing positions cancel out, citizen money unchanged). The report goes to reports/ and stdout."""
+in flight, clearing positions cancel out, citizen money unchanged). The report goes to reports/ and stdout.
+
+A warm-up of `WARMUP_S` at the same rate comes first, as in `bench pos`: its transfers must end CREDITED or
+REFUNDED and count for money and losses, but not for latency or rate. On a fresh federation the first seconds
+measured connections being opened and PostgreSQL's first plans, made for empty tables (README, issue 9), not
+the federation's steady state."""
 
 from __future__ import annotations
 
@@ -40,8 +45,11 @@ from launcher.state import (
 
 TARGET_RATE_PER_S = 200.0
 TARGET_P99_MS = 100.0
+WARMUP_S = 5.0
+WARMUP_DRAIN_S = 1.0  # the warm-up's last transfers settle before the measured ones start
 SETUP_CONCURRENCY = 16
 RELATIVES_PER_GIVER_GROUP = 10  # one parent per ten children keeps the kinship set small
+AMOUNT_FEN = 10_000
 
 
 @dataclass
@@ -127,7 +135,7 @@ async def _ledger_totals(client: FederationClient, provinces: list[str], interna
     return {"held_fen": held, "in_flight_fen": in_flight, "clearing_fen": clearing, "ledgers_balanced": balanced}
 
 
-async def _run(rate: float, duration_s: float, console: Console) -> dict[str, Any]:
+async def _run(rate: float, duration_s: float, console: Console, warmup_s: float = WARMUP_S) -> dict[str, Any]:
     home = home_dir()
     provinces = supervisor.running_provinces(home)
     if not provinces or len(provinces) < 2:
@@ -136,65 +144,38 @@ async def _run(rate: float, duration_s: float, console: Console) -> dict[str, An
         else (provinces[0], provinces[1])
     internal_token = load_or_create_secrets(home).internal_token
     client = FederationClient(resolve_operator_token(home), timeout_s=30)
+    warmup_total = round(rate * warmup_s)
     total = max(1, round(rate * duration_s))
     max_per_day = int(os.environ.get("YIBAO_TRANSFER_MAX_PER_DAY", "3"))
     try:
-        givers = await _setup(client, giver_admdvs, receiver_admdvs, math.ceil(total / max_per_day), console)
+        givers = await _setup(client, giver_admdvs, receiver_admdvs, math.ceil((warmup_total + total) / max_per_day),
+                              console)
         await _wait_bindings_replicated(client, givers)
         before = await _ledger_totals(client, provinces, internal_token)
-        accept_ms: list[float] = []
-        errors: Counter[str] = Counter()
-        accepted: dict[str, tuple[Giver, int]] = {}
-        amount_fen = 10_000
-
         pool = KeepAlivePool(client.node_url(giver_admdvs), size=64)
-
-        async def one(index: int) -> None:
-            giver = givers[index % len(givers)]
-            started = time.perf_counter()
-            try:
-                status, body = await pool.post_json(
-                    "/v1/transfers", {"binding_id": giver.binding_id, "amount_fen": amount_fen},
-                    {"authorization": f"Bearer {giver.session.token}",
-                     "idempotency-key": f"bench-{giver.person.id_no[-8:]}-{index}"})
-            except Exception as exc:
-                errors[type(exc).__name__] += 1
-                return
-            accept_ms.append((time.perf_counter() - started) * 1000)
-            if status == 202 and isinstance(body, dict):
-                accepted[body["transfer_id"]] = (giver, amount_fen)
-            else:
-                code = body.get("error", {}).get("code") if isinstance(body, dict) else None
-                errors[code or str(status)] += 1
-
-        tasks: list[asyncio.Task[None]] = []
-        t0 = time.perf_counter()
-        with Progress(console=console, transient=True) as progress:
-            bar = progress.add_task("transfers", total=total)
-            for index in range(total):
-                delay = t0 + index / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(index)))
-                progress.advance(bar)
-            await asyncio.gather(*tasks)
-        send_elapsed_s = time.perf_counter() - t0
-        await pool.close()
-
-        finals = await _collect_finals(client, givers, set(accepted))
+        try:
+            warmup = await _send(pool, givers, rate, range(warmup_total), console, "warm-up (not measured)")
+            if warmup_total:
+                await asyncio.sleep(WARMUP_DRAIN_S)
+            sent = await _send(pool, givers, rate, range(warmup_total, warmup_total + total), console, "transfers")
+        finally:
+            await pool.close()
+        finals = await _collect_finals(client, givers, set(warmup.accepted) | set(sent.accepted))
         e2e_ms = sorted(
             (datetime.fromisoformat(f["credited_at"]) - datetime.fromisoformat(f["accepted_at"])).total_seconds() * 1000
-            for f in finals.values() if f["state"] == "CREDITED")
-        states = Counter(f["state"] for f in finals.values())
+            for transfer_id, f in finals.items() if f["state"] == "CREDITED" and transfer_id in sent.accepted)
+        states = Counter(f["state"] for transfer_id, f in finals.items() if transfer_id in sent.accepted)
+        warmup_unsettled = len(set(warmup.accepted) - set(finals))
         after = await _ledger_totals(client, provinces, internal_token)
     finally:
         await client.aclose()
+    accepted, accept_ms, errors = sent.accepted, sent.accept_ms, sent.errors + warmup.errors
     accept_sorted = sorted(accept_ms)
     # Clearing is compared before and after: other activity (pharmacy payments) may have left positions.
     conserved = (after["held_fen"] == before["held_fen"] and after["in_flight_fen"] == before["in_flight_fen"]
                  and after["clearing_fen"] == before["clearing_fen"] and after["ledgers_balanced"])
     p99 = percentile(e2e_ms, 0.99)
-    achieved = len(accepted) / send_elapsed_s if send_elapsed_s else 0.0
+    achieved = len(accepted) / sent.elapsed_s if sent.elapsed_s else 0.0
     return {
         "benchmark": "transfers",
         "what": "cross-province transfers, open loop: POST /v1/transfers at the giver's node, accept -> credited "
@@ -202,12 +183,14 @@ async def _run(rate: float, duration_s: float, console: Console) -> dict[str, An
         "route": f"{giver_admdvs} -> hub -> {receiver_admdvs}",
         "requested_rate_per_s": rate,
         "duration_s": duration_s,
+        "warmup_s": warmup_s,
+        "warmup_sent": warmup_total,
         "givers": len(givers),
         "sent": total,
         "accepted": len(accepted),
         "achieved_accept_rate_per_s": round(achieved, 1),
         "final_states": dict(states),
-        "lost": len(accepted) - len(finals),
+        "lost": len(accepted) - sum(states.values()) + warmup_unsettled,
         "errors": dict(errors),
         "accept_http_ms": {"p50": percentile(accept_sorted, 0.5), "p95": percentile(accept_sorted, 0.95),
                            "p99": percentile(accept_sorted, 0.99)},
@@ -218,6 +201,55 @@ async def _run(rate: float, duration_s: float, console: Console) -> dict[str, An
                    "met": bool(achieved >= TARGET_RATE_PER_S * 0.98 and p99 < TARGET_P99_MS and conserved
                                and not errors and states.get("CREDITED", 0) == len(accepted))},
     }
+
+
+@dataclass
+class _Sent:
+    """One phase of sending: what each accepted transfer was, and how the sending went."""
+
+    accepted: dict[str, Giver]
+    accept_ms: list[float]
+    errors: Counter[str]
+    elapsed_s: float
+
+
+async def _send(pool: KeepAlivePool, givers: list[Giver], rate: float, indexes: range, console: Console,
+                label: str) -> _Sent:
+    """Transfer i by giver i mod givers, open loop at `rate`; each giver sends 100 yuan."""
+    accept_ms: list[float] = []
+    errors: Counter[str] = Counter()
+    accepted: dict[str, Giver] = {}
+
+    async def one(index: int) -> None:
+        giver = givers[index % len(givers)]
+        started = time.perf_counter()
+        try:
+            status, body = await pool.post_json(
+                "/v1/transfers", {"binding_id": giver.binding_id, "amount_fen": AMOUNT_FEN},
+                {"authorization": f"Bearer {giver.session.token}",
+                 "idempotency-key": f"bench-{giver.person.id_no[-8:]}-{index}"})
+        except Exception as exc:
+            errors[type(exc).__name__] += 1
+            return
+        accept_ms.append((time.perf_counter() - started) * 1000)
+        if status == 202 and isinstance(body, dict):
+            accepted[body["transfer_id"]] = giver
+        else:
+            code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+            errors[code or str(status)] += 1
+
+    tasks: list[asyncio.Task[None]] = []
+    t0 = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(label, total=len(indexes))
+        for sent, index in enumerate(indexes):
+            delay = t0 + sent / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(index)))
+            progress.advance(bar)
+        await asyncio.gather(*tasks)
+    return _Sent(accepted, accept_ms, errors, time.perf_counter() - t0)
 
 
 async def _collect_finals(client: FederationClient, givers: list[Giver], transfer_ids: set[str],
@@ -282,7 +314,8 @@ def bench_transfers(rate: float, duration_s: float, json_out: bool) -> int:
 def _print(console: Console, report: dict[str, Any], path: Path) -> None:
     e2e, acc = report["accept_to_credited_ms"], report["accept_http_ms"]
     console.print(f"[bold]bench transfers[/bold] {report['route']}: {report['sent']} sent at "
-                  f"{report['requested_rate_per_s']}/s for {report['duration_s']} s by {report['givers']} givers")
+                  f"{report['requested_rate_per_s']}/s for {report['duration_s']} s by {report['givers']} givers, "
+                  f"after {report['warmup_sent']} in a {report['warmup_s']:g} s warm-up (not measured)")
     console.print(f"  accepted {report['accepted']} at {report['achieved_accept_rate_per_s']}/s; "
                   f"final {report['final_states']}; lost {report['lost']}; errors {report['errors'] or 'none'}")
     console.print(f"  accept (HTTP) ms p50 {acc['p50']:.1f} p95 {acc['p95']:.1f} p99 {acc['p99']:.1f}")

@@ -434,15 +434,16 @@ async def test_audit_heads_are_checkpointed_and_the_federation_verifies(federati
 
 async def test_thousands_of_transfers_then_every_chain_verifies(federation: Federation, client: FederationClient,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The transfer bench's traffic (2,000 transfers, 640000 → 620000) on this federation; then every service's
-    chain verifies, each holding the heads checkpointed meanwhile."""
+    """The transfer bench's traffic (200 transfers of warm-up, then 2,000, 640000 → 620000) on this federation;
+    then every service's chain verifies, each holding the heads checkpointed meanwhile."""
     from rich.console import Console
 
     from launcher import bench
 
     monkeypatch.setenv("YIBAO_HOME", str(federation.home))
-    report = await bench._run(200, 10, Console(quiet=True))
+    report = await bench._run(200, 10, Console(quiet=True), warmup_s=1)
     assert report["final_states"] == {"CREDITED": report["sent"]} and report["sent"] >= 2_000, report
+    assert report["warmup_sent"] == 200 and report["lost"] == 0 and not report["errors"], report
     assert report["money"]["conserved"], report["money"]
     heads = {row["service"]: row["head_seq"] for row in await ops_json(client, federation, "/audit")}
 

@@ -13,6 +13,7 @@ def test_bench_transfers_in_quiet_hours_says_how_to_bench(tmp_path: Path, monkey
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Every transfer refused for quiet hours (a newcomer benching at night): exit 1, and the way out."""
     report = {"route": "640000 -> hub -> 620000", "sent": 10, "requested_rate_per_s": 10.0, "duration_s": 1.0,
+              "warmup_s": 5.0, "warmup_sent": 50,
               "givers": 4, "accepted": 0, "achieved_accept_rate_per_s": 0.0, "final_states": {}, "lost": 0,
               "errors": {"TRANSFER_QUIET_HOURS": 10},
               "accept_http_ms": {"p50": 1.0, "p95": 1.0, "p99": 1.0},
