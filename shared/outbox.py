@@ -12,14 +12,21 @@ table would hand out numbers below the mark. Rows follow commit order there beca
 write lock (shared/db.py).
 
 On PostgreSQL, replicas share the table and `seq` is handed out at INSERT, not at commit: a row with a lower
-seq can become visible after a higher one, so a high-water mark would skip it for good. There each round is
-one transaction that (1) takes the instance's relay advisory lock, so one replica at a time relays (per-key
-order is kept: writers of one key lock its entity row, so their rows commit in seq order), (2) reads the
-oldest rows still in the table, with no mark, (3) publishes them and waits for the acks, and (4) deletes
-exactly those seqs. The others poll and take over within a poll interval when the leader dies. A replica that
-found another leading does not ask again before its next poll: until then its commits only tell the leader
-(one NOTIFY outside any transaction; asking for the lock on every commit cost a BEGIN, the lock's try and a
-ROLLBACK each, a fifth of the statements of a transfer with 2 replicas, issue 9).
+seq can become visible after a higher one, so a high-water mark would skip it for good. There one replica at a
+time relays: the one holding the instance's relay lock, a session-level advisory lock taken on the connection
+that also LISTENs (below) and held while that connection lives, so a leader that dies or loses its connection
+hands the turn on at once. Per-key order is kept: writers of one key lock its entity row, so their rows commit
+in seq order. A leader's round is two statements in autocommit: (1) read the oldest rows still in the table,
+with no mark, (2) after Kafka acknowledged them, delete exactly those seqs. (Each round was one transaction
+that took a transaction-scoped lock: BEGIN, the lock, the read, the delete, COMMIT, five round trips on every
+hop of every transfer, issue 9.) The others try for the lock at each poll. A replica that found another
+leading does not ask again before its next poll: until then its commits only tell the leader (one NOTIFY
+outside any transaction; asking for the lock on every commit cost a BEGIN, the lock's try and a ROLLBACK each,
+a fifth of the statements of a transfer with 2 replicas, issue 9).
+
+Two relays can publish the same rows only if a leader's lock connection breaks while it is in a round: the
+round's rows then go out twice, each time in seq order, which consumers dedupe (by message id) without
+changing the order in which they first see a key's messages.
 
 A crash before the delete republishes those rows: consumers dedupe by message id, so that is harmless."""
 
@@ -56,6 +63,8 @@ _OLDEST = Prepared(sa.select(_OUTBOX.c.seq, _OUTBOX.c.topic, _OUTBOX.c.key, _OUT
 _PUBLISHED_EXACTLY = Prepared(sa.delete(_OUTBOX).where(_OUTBOX.c.seq == sa.any_(
     sa.bindparam("seqs", type_=postgresql.ARRAY(sa.BigInteger)))))
 _NOTIFY = sa.text("SELECT pg_notify(:channel, '')")
+# Run on the listening connection's driver, outside any transaction: a session-level lock, held until it closes.
+_TRY_LEAD = "SELECT pg_try_advisory_lock(hashtext($1))"
 RELAY_JOB = "outbox-relay"
 
 
@@ -85,7 +94,9 @@ class OutboxRelay:
         # PostgreSQL: a commit wakes its own replica's relay; when another replica leads, this one tells it
         # with NOTIFY on the instance's channel, which the leader LISTENs to (the poll is the safety net).
         self._channel = f"outbox_{db.schema}"
-        self._listener: Any = None  # the SQLAlchemy connection holding the LISTEN
+        self._listener: Any = None  # the SQLAlchemy connection holding the LISTEN (and the relay lock, once led)
+        self._listener_driver: Any = None  # its asyncpg connection
+        self._leading = False  # PostgreSQL: this relay holds the instance's relay lock on `_listener`
         self._cleanup_interval_s = cleanup_interval_s
         self._published_seq = 0  # every row up to here is acknowledged by Kafka
         self._deleted_seq = 0  # ... and every row below here is gone from the table
@@ -111,6 +122,7 @@ class OutboxRelay:
         assert driver is not None
         await driver.add_listener(self._channel, self._notified)
         self._listener = connection
+        self._listener_driver = driver
 
     def _notified(self, *_: Any) -> None:
         """A NOTIFY is for the leader. A replica that knows another leads ignores it: woken, it would tell the
@@ -120,8 +132,13 @@ class OutboxRelay:
             self._wakeup.set()
 
     async def _close_listener(self) -> None:
+        """Closes the connection itself rather than giving it back to the pool, where it would keep the LISTEN
+        and the relay lock (so no replica could lead again) or be found dead by the next to take it."""
+        self._leading = False
         if self._listener is not None:
-            listener, self._listener = self._listener, None
+            listener, self._listener, self._listener_driver = self._listener, None, None
+            with contextlib.suppress(Exception):
+                await listener.invalidate()
             with contextlib.suppress(Exception):
                 await listener.close()
 
@@ -165,23 +182,31 @@ class OutboxRelay:
 
     async def _publish_as_leader(self) -> int:
         """PostgreSQL: one round as the instance's relay, or nothing when another replica is it."""
-        if time.monotonic() >= self._follower_until_s:
-            async with UnitOfWork(self._db) as uow:
-                if await uow.lead(RELAY_JOB):
-                    rows = (await uow.execute(_OLDEST, {"batch": self._batch_size})).all()
-                    if not rows:
-                        return 0
-                    await self._send(rows)
-                    await uow.execute(_PUBLISHED_EXACTLY, {"seqs": [row.seq for row in rows]})
-                    await uow.commit()
-                    self.published_total += len(rows)
-                    return len(rows)
-            self._follower_until_s = time.monotonic() + self._poll_interval_s
-        # Another replica relays; it may be waiting for its poll: tell it rows are there, outside any
-        # transaction (a read view runs its statement in autocommit: one round trip).
-        async with ReadView(self._db) as view:
-            await view.execute(_NOTIFY, {"channel": self._channel})
-        return 0
+        if self._listener_driver is not None and self._listener_driver.is_closed():
+            await self._close_listener()  # the lock went with the connection: another replica may lead now
+        if not self._leading and time.monotonic() >= self._follower_until_s:
+            self._leading = await self._try_to_lead()
+            if not self._leading:
+                self._follower_until_s = time.monotonic() + self._poll_interval_s
+        if not self._leading:
+            # Another replica relays; it may be waiting for its poll: tell it rows are there, outside any
+            # transaction (a read view runs its statement in autocommit: one round trip).
+            async with ReadView(self._db) as view:
+                await view.execute(_NOTIFY, {"channel": self._channel})
+            return 0
+        rows = (await self._db.execute_alone(_OLDEST, {"batch": self._batch_size})).all()
+        if not rows:
+            return 0
+        await self._send(rows)
+        await self._db.execute_alone(_PUBLISHED_EXACTLY, {"seqs": [row.seq for row in rows]})
+        self.published_total += len(rows)
+        return len(rows)
+
+    async def _try_to_lead(self) -> bool:
+        """Take the instance's relay lock if nobody holds it, on the listening connection: held until that
+        connection closes (the process dies, or `_close_listener`)."""
+        await self._listen()
+        return bool(await self._listener_driver.fetchval(_TRY_LEAD, f"{self._db.schema}.{RELAY_JOB}"))
 
     async def _send(self, rows: list[Any]) -> None:
         # send() only enqueues; awaiting the futures waits for acks=all from the broker.

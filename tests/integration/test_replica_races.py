@@ -650,6 +650,48 @@ async def test_two_outbox_relays_on_two_replicas_never_publish_one_row_twice(pg_
     assert await scalar(first_db, sa.select(sa.func.count()).select_from(_OUTBOX)) == 0
 
 
+async def test_the_relay_lock_passes_on_when_the_leaders_connection_is_lost(pg_fed: InProcessFederation,
+                                                                             replicas: Replicas) -> None:
+    """B1: the relay lock is held on the leader's listening connection for as long as that connection lives.
+    A follower publishes nothing meanwhile; once the connection is gone (its backend terminated, as when the
+    leader's process dies), the other replica's relay leads at its next try, and the old leader, finding its
+    connection closed, becomes a follower: every row is published once, in order."""
+    node = pg_fed.node(SOURCE)
+    writer = await replicas.database_of(node)
+    sent: list[tuple[str, bytes]] = []
+    producer = RecordingProducer(sent)
+    # No poll interval: each round asks for the lock again unless it holds it.
+    first, second = [OutboxRelay(await replicas.database_of(node), producer, batch_size=100, poll_interval_s=0.0)
+                     for _ in range(2)]
+    envelopes = [outbox_envelope(f"L-{number}") for number in range(2)]
+
+    async def commit_row(envelope: Envelope) -> None:
+        async with UnitOfWork(writer) as uow:
+            await add_to_outbox(uow, topics.HUB_INBOUND, envelope.id, envelope)
+            await uow.commit()
+
+    try:
+        await commit_row(envelopes[0])
+        assert await first.publish_pending() == 1
+        await commit_row(envelopes[1])
+        assert await second.publish_pending() == 0, "a follower published while the leader's lock was held"
+        leader_pid = first._listener_driver.get_server_pid()
+        async with UnitOfWork(writer) as uow:
+            await uow.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": leader_pid})
+            await uow.commit()
+        deadline = asyncio.get_running_loop().time() + RACE_TIMEOUT_S
+        while not first._listener_driver.is_closed():
+            assert asyncio.get_running_loop().time() < deadline, "the terminated connection never closed"
+            await asyncio.sleep(0.05)
+        assert await second.publish_pending() == 1, "the lock did not pass on with the leader's connection"
+        assert await first.publish_pending() == 0, "the old leader went on publishing without the lock"
+        assert published_ids(sent) == [envelope.id for envelope in envelopes]
+    finally:
+        for one in (first, second):
+            one.stop()
+            await one.run()  # stopped: closes its listening connection, and the lock with it
+
+
 async def test_running_relays_on_two_replicas_publish_everything_without_a_notify_storm(
         pg_fed: InProcessFederation, replicas: Replicas, monkeypatch: pytest.MonkeyPatch) -> None:
     """Both replicas run their relay loops and both commit outbox rows: the leader publishes every row once,
