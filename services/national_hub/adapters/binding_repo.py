@@ -33,11 +33,12 @@ class BindingRow(NamedTuple):
     ended_reason: str | None
 
 
-_COLUMNS = [BINDINGS.c[name] for name in BindingRow._fields]
+COLUMNS = [BINDINGS.c[name] for name in BindingRow._fields]
 _STATE = BindingRow._fields.index("state")
 
 
-def _binding(row: Any) -> BindingRow:
+def binding_of(row: Any) -> BindingRow:
+    """A row of `COLUMNS`, typed."""
     values = list(row)
     values[_STATE] = BindingState(values[_STATE])
     return BindingRow._make(values)
@@ -45,7 +46,7 @@ def _binding(row: Any) -> BindingRow:
 
 # Prepared: every transfer reads its binding here (through SQLAlchemy's execution the read was a twentieth of the
 # hub's CPU per transfer, issue 9).
-_SELECT_BY_ID = sa.select(*_COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
+_SELECT_BY_ID = sa.select(*COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 _BY_ID = Prepared(_SELECT_BY_ID)
 _LOCKED_BY_ID = Prepared(for_update(_SELECT_BY_ID))
 
@@ -53,17 +54,17 @@ _LOCKED_BY_ID = Prepared(for_update(_SELECT_BY_ID))
 async def by_id(view: UnitOfWork | ReadView, binding_id: str) -> BindingRow | None:
     """Not locked (the transfer path's read; a binding's end reaches its transfers through the registry)."""
     row = (await view.execute(_BY_ID, {"binding_id": binding_id})).first()
-    return None if row is None else _binding(row)
+    return None if row is None else binding_of(row)
 
 
 async def locked(uow: UnitOfWork, binding_id: str) -> BindingRow | None:
     row = (await uow.execute(_LOCKED_BY_ID, {"binding_id": binding_id})).first()
-    return None if row is None else _binding(row)
+    return None if row is None else binding_of(row)
 
 
 async def by_request_key(uow: UnitOfWork, request_key: str) -> BindingRow | None:
-    row = (await uow.execute(sa.select(*_COLUMNS).where(BINDINGS.c.request_key == request_key))).first()
-    return None if row is None else _binding(row)
+    row = (await uow.execute(sa.select(*COLUMNS).where(BINDINGS.c.request_key == request_key))).first()
+    return None if row is None else binding_of(row)
 
 
 async def open_between(uow: UnitOfWork, giver_psn_no: str, relative_psn_no: str) -> str | None:
@@ -76,10 +77,10 @@ async def open_between(uow: UnitOfWork, giver_psn_no: str, relative_psn_no: str)
 
 async def open_of_person_for_update(uow: UnitOfWork, psn_no: str) -> list[BindingRow]:
     """Every binding not yet ended where the person is giver or relative, locked, oldest first."""
-    rows = (await uow.execute(for_update(sa.select(*_COLUMNS).where(
+    rows = (await uow.execute(for_update(sa.select(*COLUMNS).where(
         sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no),
         BINDINGS.c.state != BindingState.ENDED).order_by(BINDINGS.c.created_at)))).all()
-    return [_binding(row) for row in rows]
+    return [binding_of(row) for row in rows]
 
 
 async def active_givers_of(uow: UnitOfWork, relative_psn_no: str) -> int:

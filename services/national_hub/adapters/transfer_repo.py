@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from services.national_hub.adapters import binding_repo
+from services.national_hub.adapters.binding_repo import BindingRow
 from services.national_hub.adapters.tables import ClearingObligation, HubTransfer, TransferHop
 from services.national_hub.domain.transfer_state import Move, TransferState
 from shared.db import Prepared, ReadView, UnitOfWork, for_update
@@ -44,6 +46,15 @@ class CancelTarget(NamedTuple):
     receiver_psn_no: str
 
 
+class ArrivalFacts(NamedTuple):
+    """What the hub reads when a transfer arrives, in one round trip (`arrival_facts`)."""
+
+    known_state: TransferState | None  # the transfer's state if it arrived before
+    binding: BindingRow | None
+    from_giver: int  # transfers the giver sent, accepted within the window asked for
+    to_receiver: int  # transfers to the receiver, likewise
+
+
 class Hop(NamedTuple):
     hop: str
     service: str
@@ -63,7 +74,6 @@ def _transfer(row: Any) -> HubTransferRow:
 # Hot-path statements, built once and Prepared (shared/db.py): run straight on the driver for every transfer.
 _NEW_HOP = Prepared(sa.insert(HOPS))
 _NEW_TRANSFER = Prepared(sa.insert(TRANSFERS))
-_STATE_BY_ID = Prepared(sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id")))
 # Locked: a result and the timeout scan (on another replica, perhaps) decide one transfer one after another.
 _LOCKED_BY_ID = Prepared(for_update(sa.select(*_COLUMNS).where(
     TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))))
@@ -72,9 +82,37 @@ _DECIDE = Prepared(sa.update(TRANSFERS).where(TRANSFERS.c.transfer_id == sa.bind
 _NEW_OBLIGATION = Prepared(sa.insert(OBLIGATIONS))
 
 
-async def state_of(uow: UnitOfWork, transfer_id: str) -> TransferState | None:
-    row = (await uow.execute(_STATE_BY_ID, {"transfer_id": transfer_id})).first()
-    return None if row is None else TransferState(row.state)
+def _arrival_facts() -> Any:
+    def accepted_in_window(party: sa.Column[Any], value: str) -> Any:
+        return sa.select(sa.func.count()).select_from(TRANSFERS).where(
+            party == sa.bindparam(value), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
+            TRANSFERS.c.accepted_at <= sa.bindparam("until")).scalar_subquery()
+
+    # One row whether or not the binding exists: the facts left-joined to it. Each count runs over its own index.
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    return sa.select(
+        sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
+        .scalar_subquery().label("known_state"),
+        accepted_in_window(TRANSFERS.c.giver_psn_no, "giver").label("from_giver"),
+        accepted_in_window(TRANSFERS.c.receiver_psn_no, "receiver").label("to_receiver"),
+        *binding_repo.COLUMNS,
+    ).select_from(one.outerjoin(binding_repo.BINDINGS,
+                                binding_repo.BINDINGS.c.binding_id == sa.bindparam("binding_id")))
+
+
+_ARRIVAL_FACTS = Prepared(_arrival_facts())
+
+
+async def arrival_facts(uow: UnitOfWork, *, transfer_id: str, binding_id: str, giver_psn_no: str,
+                        receiver_psn_no: str, since: datetime, until: datetime) -> ArrivalFacts:
+    """A transfer's state if known, its binding, and the counts the frequency rule judges (accepted in
+    [since, until]), in one statement: they were three round trips for every transfer the hub routes."""
+    row = (await uow.execute(_ARRIVAL_FACTS, {
+        "transfer_id": transfer_id, "binding_id": binding_id, "giver": giver_psn_no, "receiver": receiver_psn_no,
+        "since": since, "until": until})).one()
+    known = None if row.known_state is None else TransferState(row.known_state)
+    binding = None if row.binding_id is None else binding_repo.binding_of(row[3:])
+    return ArrivalFacts(known, binding, int(row.from_giver), int(row.to_receiver))
 
 
 async def add(uow: UnitOfWork, transfer: HubTransferRow) -> None:

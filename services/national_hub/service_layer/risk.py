@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from services.national_hub.adapters import binding_repo
 from services.national_hub.adapters.ops_tables import RiskAlert, RiskRuleSetting, SupervisedSettlement
-from services.national_hub.adapters.tables import HubTransfer
+from services.national_hub.adapters.transfer_repo import ArrivalFacts
 from services.national_hub.domain import risk_rules
 from services.national_hub.domain.risk_rules import RuleConfigError, RuleSetting
 from services.national_hub.service_layer.context import HubContext
@@ -32,7 +32,6 @@ from shared.tables import table
 ALERTS = table(RiskAlert)
 SETTINGS = table(RiskRuleSetting)
 SETTLEMENTS = table(SupervisedSettlement)
-TRANSFERS = table(HubTransfer)
 
 _ALL_SETTINGS = Prepared(sa.select(SETTINGS))
 _ALERT_BY_REF = Prepared(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == sa.bindparam("ref")))
@@ -40,16 +39,6 @@ _ALERTS_BY_REFS = sa.select(ALERTS.c.ref).where(ALERTS.c.ref.in_(sa.bindparam("r
 _NEW_ALERT = Prepared(sa.insert(ALERTS))
 _PENDING_ALERTS = "risk.pending_alerts"  # UnitOfWork.state: alerts raised in this transaction, written at commit
 _IN_CHUNK = 500
-# Both counts in one round trip, each over its own index.
-_TRANSFER_COUNTS = Prepared(sa.select(
-    sa.select(sa.func.count()).select_from(TRANSFERS).where(
-        TRANSFERS.c.giver_psn_no == sa.bindparam("giver"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
-        TRANSFERS.c.accepted_at <= sa.bindparam("until")).scalar_subquery().label("from_giver"),
-    sa.select(sa.func.count()).select_from(TRANSFERS).where(
-        TRANSFERS.c.receiver_psn_no == sa.bindparam("receiver"), TRANSFERS.c.accepted_at >= sa.bindparam("since"),
-        TRANSFERS.c.accepted_at <= sa.bindparam("until")).scalar_subquery().label("to_receiver")))
-
-
 class _SettingsCache:
     """The rules' settings as last read, for at most `TTL_S`: every transfer and settlement consults them, and
     they change only when an operator says so. A change made through this process is seen at once (put_rule
@@ -192,19 +181,19 @@ async def _write_alerts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> 
 # -------------------------------------------------------------------------------------------- transfers
 
 
-async def judge_transfer(ctx: HubContext, uow: UnitOfWork, msg: Any, binding: Any) -> list[tuple[RuleSetting,
-                                                                                                  dict[str, Any]]]:
-    """The rules a transfer that just arrived trips, each with its evidence; called before the transfer's own
-    row is written (so the counts add one for it)."""
-    rules = await rule_settings(ctx, uow)
+def transfer_count_since(rules: dict[str, RuleSetting], accepted_at: datetime) -> datetime:
+    """Where the frequency rule's window starts for a transfer accepted at `accepted_at` (it ends there)."""
+    return accepted_at - rules[risk_rules.HIGH_FREQUENCY_TRANSFERS].window()
+
+
+def judge_transfer(rules: dict[str, RuleSetting], msg: Any, binding: Any, facts: ArrivalFacts
+                   ) -> list[tuple[RuleSetting, dict[str, Any]]]:
+    """The rules a transfer that just arrived trips, each with its evidence. `facts` were read before the
+    transfer's own row was written, over the window `transfer_count_since` gives (so the counts add one for it)."""
     fired: list[tuple[RuleSetting, dict[str, Any]]] = []
     frequent = rules[risk_rules.HIGH_FREQUENCY_TRANSFERS]
     if frequent.enabled:
-        since = msg.accepted_at - frequent.window()
-        window = {"since": since, "until": msg.accepted_at}
-        counts = (await uow.execute(_TRANSFER_COUNTS, {"giver": msg.giver_psn_no,
-                                                        "receiver": msg.receiver_psn_no, **window})).one()
-        from_giver, to_receiver = int(counts.from_giver) + 1, int(counts.to_receiver) + 1
+        from_giver, to_receiver = facts.from_giver + 1, facts.to_receiver + 1
         if risk_rules.high_frequency_transfers(frequent, from_giver, to_receiver):
             fired.append((frequent, {"from_giver_in_window": from_giver, "to_receiver_in_window": to_receiver,
                                      "window_min": frequent.param("window_min"),

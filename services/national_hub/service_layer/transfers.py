@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.national_hub.adapters import binding_repo, transfer_repo
+from services.national_hub.adapters import transfer_repo
 from services.national_hub.adapters.transfer_repo import OBLIGATIONS as OBLIGATIONS  # read by tests
 from services.national_hub.adapters.transfer_repo import TRANSFERS as TRANSFERS  # read by tests
 from services.national_hub.adapters.transfer_repo import CancelTarget, HubTransferRow
@@ -41,12 +41,17 @@ record_hop = _hop  # for the review decisions (holds.py)
 
 
 async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: TransferRequested) -> None:
-    if await transfer_repo.state_of(uow, msg.transfer_id) is not None:
+    rules = await risk.rule_settings(ctx, uow)
+    facts = await transfer_repo.arrival_facts(
+        uow, transfer_id=msg.transfer_id, binding_id=msg.binding_id, giver_psn_no=msg.giver_psn_no,
+        receiver_psn_no=msg.receiver_psn_no, since=risk.transfer_count_since(rules, msg.accepted_at),
+        until=msg.accepted_at)
+    if facts.known_state is not None:
         return
     now = ctx.clock.now()
     await _hop(uow, msg.transfer_id, "ACCEPTED", env.source, msg.accepted_at)
     await _hop(uow, msg.transfer_id, "ROUTING", ctx.source, now)
-    binding = await binding_repo.by_id(uow, msg.binding_id)
+    binding = facts.binding
     refusal = transfer_state.arrival_refusal(
         binding_active=binding is not None and binding.state == binding_lifecycle.BindingState.ACTIVE,
         binding_parties=None if binding is None else (binding.giver_psn_no, binding.relative_psn_no),
@@ -60,7 +65,7 @@ async def on_requested(ctx: HubContext, uow: UnitOfWork, env: Envelope, msg: Tra
                     refusal, None)
         return
     assert binding is not None
-    fired = await risk.judge_transfer(ctx, uow, msg, binding)
+    fired = risk.judge_transfer(rules, msg, binding, facts)
     held_by = risk_rules.holding_rule(rule for rule, _ in fired)
     state = transfer_state.on_arrival(None, held=held_by is not None)
     if held_by is not None:
