@@ -40,25 +40,26 @@ class ListedBinding(NamedTuple):
     clerk_id: str | None
 
 
-_COLUMNS = [BINDINGS.c[name] for name in BindingRow._fields]
+COLUMNS = [BINDINGS.c[name] for name in BindingRow._fields]
 _STATE = BindingRow._fields.index("state")
 
 
-def _binding(row: Any) -> BindingRow:
-    values = list(row[:len(_COLUMNS)])
+def binding_of(row: Any) -> BindingRow:
+    """The first len(COLUMNS) values of `row`, typed."""
+    values = list(row[:len(COLUMNS)])
     values[_STATE] = BindingState(values[_STATE])
     return BindingRow._make(values)
 
 
 # Run straight on the driver inside a unit of work (shared/db.py Prepared): every transfer reads its binding.
-_BY_ID = Prepared(sa.select(*_COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
+_BY_ID = Prepared(sa.select(*COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 _STATE_OF = Prepared(sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 _VERSION_OF = Prepared(sa.select(BINDINGS.c.version).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 
 
 async def binding(view: UnitOfWork | ReadView, binding_id: str) -> BindingRow | None:
     row = (await view.execute(_BY_ID, {"binding_id": binding_id})).first()
-    return None if row is None else _binding(row)
+    return None if row is None else binding_of(row)
 
 
 async def state_of(view: UnitOfWork | ReadView, binding_id: str) -> BindingState | None:
@@ -82,8 +83,8 @@ async def replace(uow: UnitOfWork, binding_id: str, values: dict[str, Any]) -> N
 
 async def of_person(view: ReadView, psn_no: str) -> list[ListedBinding]:
     """Every binding where the person is giver or relative, oldest first."""
-    rows = await view.execute(sa.select(*_COLUMNS, CONFIRMATIONS.c.method, CONFIRMATIONS.c.clerk_id).outerjoin(
+    rows = await view.execute(sa.select(*COLUMNS, CONFIRMATIONS.c.method, CONFIRMATIONS.c.clerk_id).outerjoin(
         CONFIRMATIONS, CONFIRMATIONS.c.binding_id == BINDINGS.c.binding_id).where(
         sa.or_(BINDINGS.c.giver_psn_no == psn_no, BINDINGS.c.relative_psn_no == psn_no)
     ).order_by(BINDINGS.c.created_at))
-    return [ListedBinding(_binding(row), row.method, row.clerk_id) for row in rows]
+    return [ListedBinding(binding_of(row), row.method, row.clerk_id) for row in rows]

@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from services.province_node.adapters import binding_repo
+from services.province_node.adapters.binding_repo import BindingRow
 from services.province_node.adapters.tables import Account, BindingReplica, Person, TransferIn, TransferOut
 from services.province_node.domain.transfer_lifecycle import ReceivedState, SentState
 from shared.db import Prepared, ReadView, UnitOfWork, for_update
@@ -87,6 +89,43 @@ _RECEIVED_CHANGE = Prepared(sa.update(IN).where(IN.c.transfer_id == sa.bindparam
 
 
 # ----------------------------------------------------------------------------------------------- sent
+
+
+class SendFacts(NamedTuple):
+    """What a send is checked against before the day's count, read in one statement (`send_facts`)."""
+
+    binding: BindingRow | None
+    insured: bool | None  # None: no such person here
+    personal_account_fen: int | None  # locked; None: no such account
+
+
+def _send_facts() -> Any:
+    locked = for_update(sa.select(ACCOUNTS.c.balance_fen).where(
+        ACCOUNTS.c.account_id == sa.bindparam("personal_account"))).cte("locked")
+    # One row whether or not the binding exists: the facts left-joined to it.
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    return sa.select(
+        *binding_repo.COLUMNS,
+        sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("psn_no")).scalar_subquery()
+        .label("insured"),
+        sa.select(locked.c.balance_fen).scalar_subquery().label("personal_account_fen"),
+    ).select_from(one.outerjoin(BINDINGS, BINDINGS.c.binding_id == sa.bindparam("binding_id")))
+
+
+_SEND_FACTS = Prepared(_send_facts())
+
+
+async def send_facts(uow: UnitOfWork, *, binding_id: str, giver_psn_no: str, personal_account: str) -> SendFacts:
+    """The binding, whether the giver is insured, and the giver's personal account, its row locked until the
+    transaction ends: one statement where there were three round trips. The day's count is read after it
+    (`count_sent_on`), in a statement of its own: one begun after the lock was granted sees the transfers a send
+    that held it before committed (this statement's snapshot was taken before it waited)."""
+    row = (await uow.execute(_SEND_FACTS, {"binding_id": binding_id, "psn_no": giver_psn_no,
+                                           "personal_account": personal_account})).one()
+    return SendFacts(
+        binding=None if row.binding_id is None else binding_repo.binding_of(row),
+        insured=None if row.insured is None else bool(row.insured),
+        personal_account_fen=None if row.personal_account_fen is None else int(row.personal_account_fen))
 
 
 async def count_sent_on(uow: UnitOfWork, giver_psn_no: str, day: str) -> int:

@@ -174,7 +174,11 @@ HUB_NOT_ASKED = "bindings.hub_not_asked"
 
 
 async def binding_for_giver(view: UnitOfWork | ReadView, binding_id: str, giver_psn_no: str) -> BindingRow:
-    row = await binding_repo.binding(view, binding_id)
+    return giver_binding(view, await binding_repo.binding(view, binding_id), giver_psn_no)
+
+
+def giver_binding(view: UnitOfWork | ReadView, row: BindingRow | None, giver_psn_no: str) -> BindingRow:
+    """`row`, read from the replica, if it is a binding of this giver (see `binding_for_giver`)."""
     if isinstance(view, UnitOfWork) and view.state.get(HUB_NOT_ASKED) and (
             row is None or (row.state != BindingState.ACTIVE and row.giver_psn_no == giver_psn_no)):
         raise PrepareFirst()  # the replica may lag a confirm: ask the hub (binding_freshness.hub_view), then again

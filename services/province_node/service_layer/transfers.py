@@ -18,8 +18,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from services.province_node.adapters import binding_repo, ledger_repo, transfer_repo
 from services.province_node.adapters.transfer_repo import IN as IN  # read by tests
 from services.province_node.adapters.transfer_repo import OUT as OUT  # read by tests
@@ -29,9 +27,8 @@ from services.province_node.domain import transfer_lifecycle as lifecycle
 from services.province_node.domain.errors import DomainError, Forbidden, NotFound
 from services.province_node.domain.transfer_lifecycle import Answer, ReceivedState, SentState
 from services.province_node.domain.transfer_rules import accept_by, check_transfer, shanghai_day
-from services.province_node.service_layer.bindings import binding_for_giver, notify
+from services.province_node.service_layer.bindings import giver_binding, notify
 from services.province_node.service_layer.context import NodeContext
-from services.province_node.service_layer.persons import PERSONS
 from shared import audit
 from shared.clock import iso
 from shared.contracts import topics
@@ -45,7 +42,7 @@ from shared.contracts.events import (
     TransferSettled,
     TransferUnderReview,
 )
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import ReadView, UnitOfWork
 from shared.outbox import emit
 from shared.tokens import Claims
 
@@ -56,9 +53,6 @@ def parse_amount_fen(value: Any) -> int:
     return value
 
 
-_INSURED = Prepared(sa.select(PERSONS.c.insured).where(PERSONS.c.psn_no == sa.bindparam("psn_no")))
-
-
 async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_id: Any,
                         amount: Any) -> dict[str, Any]:
     if not isinstance(binding_id, str) or not binding_id:
@@ -67,19 +61,19 @@ async def send_transfer(ctx: NodeContext, uow: UnitOfWork, claims: Claims, bindi
     now = ctx.clock.now()
     if not claims.has_face_step_up(now.timestamp()):
         raise Forbidden("STEP_UP_REQUIRED", "a transfer needs a face verification in the last 5 minutes")
-    binding = await binding_for_giver(uow, binding_id, claims.psn_no)
+    # The giver's account row is locked (and read) with the binding, before today's transfers are counted: two
+    # sends of one giver (two replicas) count and check the balance one after the other, so the daily limit holds.
+    facts = await transfer_repo.send_facts(uow, binding_id=binding_id, giver_psn_no=claims.psn_no,
+                                           personal_account=ledger.personal_account(claims.psn_no))
+    binding = giver_binding(uow, facts.binding, claims.psn_no)
     binding_replica.check_active(binding.state)
-    insured = (await uow.execute(_INSURED, {"psn_no": claims.psn_no})).scalar()
-    if not insured:
+    if not facts.insured:
         # Bindings end with the insurance (person_status.py): refused at once, before the hub's BindingChanged.
         raise DomainError("BINDING_NOT_ACTIVE", "the giver's insurance has ended, and every binding with it")
-    pa = ledger.personal_account(claims.psn_no)
-    # The giver's account row, locked (and read) first: two sends of one giver (two replicas) count today's
-    # transfers and check the balance one after the other, so the daily limit holds.
-    balance_fen = (await ledger_repo.balances(uow, [pa], lock=True)).get(pa, 0)
     day = shanghai_day(now)
     check_transfer(ctx.policy, amount_fen=amount_fen, now=now,
-                   sent_today=await transfer_repo.count_sent_on(uow, claims.psn_no, day), balance_fen=balance_fen)
+                   sent_today=await transfer_repo.count_sent_on(uow, claims.psn_no, day),
+                   balance_fen=facts.personal_account_fen or 0)
     transfer_id = "T" + uuid.uuid4().hex
     await ledger_repo.post(uow, lifecycle.hold(claims.psn_no, transfer_id, amount_fen), now)
     await transfer_repo.add_sent(uow, SentTransfer(
