@@ -92,28 +92,45 @@ DEAD_LETTERS = table(DeadLetter)
 _INBOX = table(InboxMessage)
 _SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
 _NEW_INBOX = Prepared(sa.insert(_INBOX))
-def _batch_facts(in_list: Callable[[Any, str], Any]) -> Prepared:
+def _batch_facts(in_list: Callable[[Any, str], Any], listed: Callable[[str], Any]) -> Prepared:
     """Which of a batch's messages were applied already (in the inbox: `applied`), and the PARKED dead letters
     that are one of them or share a key with one on the batch's topic: the two reads every consumed batch makes
     (usually answering nothing), as one statement. The batch's ids and keys are one parameter each
-    (`in_list(column, name)`), so that one statement serves every batch: a statement per pair of list lengths
-    (IN lists) multiplied into hundreds of shapes, each compiled, then prepared on each connection, crowding the
-    hot statements out of the connection's statement cache."""
+    (`in_list(column, name)`; `listed(name)`, the list as a one-column table), so that one statement serves
+    every batch: a statement per pair of list lengths (IN lists) multiplied into hundreds of shapes, each
+    compiled, then prepared on each connection, crowding the hot statements out of the connection's statement
+    cache.
+
+    The inbox is asked once per id, by its key (a correlated subquery): PostgreSQL caches one plan for a statement
+    run often, made while the table was still empty on a fresh instance, and `message_id = ANY(ids)` then stayed a
+    sequential scan of the whole inbox for every batch until autovacuum's next ANALYZE, up to minutes later (a
+    quarter of a core at 200 transfers/s, issue 9). A lookup per id is planned on the key whatever the table
+    holds."""
     parked = sa.select(DEAD_LETTERS.c.message_id, DEAD_LETTERS.c.id, DEAD_LETTERS.c.topic, DEAD_LETTERS.c.key,
                        sa.literal(False).label("applied")).where(
         DEAD_LETTERS.c.state == PARKED,
         sa.or_(in_list(DEAD_LETTERS.c.message_id, "ids"),
                sa.and_(DEAD_LETTERS.c.topic == sa.bindparam("topic"), in_list(DEAD_LETTERS.c.key, "keys"))))
-    applied = sa.select(_INBOX.c.message_id, sa.null(), sa.null(), sa.null(), sa.literal(True)).where(
-        in_list(_INBOX.c.message_id, "ids"))
+    ids = listed("ids")
+    batch_id = next(iter(ids.c))
+    in_inbox = sa.select(sa.true()).where(_INBOX.c.message_id == batch_id).scalar_subquery()
+    applied = sa.select(batch_id, sa.null(), sa.null(), sa.null(), sa.literal(True)).select_from(ids).where(in_inbox)
     return Prepared(sa.select(sa.union_all(parked, applied).subquery("facts")))
 
 
+def _unnested(name: str) -> Any:
+    listed = sa.func.unnest(sa.bindparam(name, type_=postgresql.ARRAY(sa.Text()))).table_valued("id")
+    return listed.render_derived(name=name)
+
+
+def _json_each(name: str) -> Any:
+    return sa.func.json_each(sa.bindparam(name, type_=sa.Text())).table_valued("value").alias(name)
+
+
 _BATCH_FACTS_POSTGRESQL = _batch_facts(
-    lambda column, name: column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.Text()))))
+    lambda column, name: column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(sa.Text()))), _unnested)
 # SQLite: the list as a JSON array, read by json_each.
-_BATCH_FACTS_SQLITE = _batch_facts(lambda column, name: column.in_(
-    sa.select(sa.func.json_each(sa.bindparam(name, type_=sa.Text())).table_valued("value").c.value)))
+_BATCH_FACTS_SQLITE = _batch_facts(lambda column, name: column.in_(sa.select(_json_each(name).c.value)), _json_each)
 
 
 async def _facts_of_batch(uow: UnitOfWork, ids: list[str], topic: str | None, keys: list[str]) -> list[Any]:
