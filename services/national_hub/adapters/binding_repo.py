@@ -38,21 +38,21 @@ _STATE = BindingRow._fields.index("state")
 
 
 def binding_of(row: Any) -> BindingRow:
-    """A row of `COLUMNS`, typed."""
-    values = list(row)
+    """The first len(COLUMNS) values of `row`, typed."""
+    values = list(row[:len(COLUMNS)])
     values[_STATE] = BindingState(values[_STATE])
     return BindingRow._make(values)
 
 
-# Prepared: every transfer reads its binding here (through SQLAlchemy's execution the read was a twentieth of the
-# hub's CPU per transfer, issue 9).
+# Prepared: hot reads (through SQLAlchemy's execution a binding's read was a twentieth of the hub's CPU per
+# transfer, issue 9; a transfer's arrival now reads it with its other facts, transfer_repo.arrival_facts).
 _SELECT_BY_ID = sa.select(*COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id"))
 _BY_ID = Prepared(_SELECT_BY_ID)
 _LOCKED_BY_ID = Prepared(for_update(_SELECT_BY_ID))
 
 
 async def by_id(view: UnitOfWork | ReadView, binding_id: str) -> BindingRow | None:
-    """Not locked (the transfer path's read; a binding's end reaches its transfers through the registry)."""
+    """Not locked (a binding's end reaches its transfers through the registry)."""
     row = (await view.execute(_BY_ID, {"binding_id": binding_id})).first()
     return None if row is None else binding_of(row)
 

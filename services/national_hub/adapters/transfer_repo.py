@@ -91,11 +91,11 @@ def _arrival_facts() -> Any:
     # One row whether or not the binding exists: the facts left-joined to it. Each count runs over its own index.
     one = sa.select(sa.literal(1).label("one")).subquery("one")
     return sa.select(
+        *binding_repo.COLUMNS,
         sa.select(TRANSFERS.c.state).where(TRANSFERS.c.transfer_id == sa.bindparam("transfer_id"))
         .scalar_subquery().label("known_state"),
         accepted_in_window(TRANSFERS.c.giver_psn_no, "giver").label("from_giver"),
         accepted_in_window(TRANSFERS.c.receiver_psn_no, "receiver").label("to_receiver"),
-        *binding_repo.COLUMNS,
     ).select_from(one.outerjoin(binding_repo.BINDINGS,
                                 binding_repo.BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 
@@ -111,7 +111,7 @@ async def arrival_facts(uow: UnitOfWork, *, transfer_id: str, binding_id: str, g
         "transfer_id": transfer_id, "binding_id": binding_id, "giver": giver_psn_no, "receiver": receiver_psn_no,
         "since": since, "until": until})).one()
     known = None if row.known_state is None else TransferState(row.known_state)
-    binding = None if row.binding_id is None else binding_repo.binding_of(row[3:])
+    binding = None if row.binding_id is None else binding_repo.binding_of(row)
     return ArrivalFacts(known, binding, int(row.from_giver), int(row.to_receiver))
 
 
