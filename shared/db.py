@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import sqlite3
 from collections import namedtuple
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
@@ -318,6 +319,35 @@ class _Rows:
 
     def scalar(self) -> Any:
         return self._rows[0][0] if self._rows else None
+
+
+class ByKeys:
+    """The rows of a table whose unique `key` is one of a list, in one statement whatever the list's length.
+
+    The list is one parameter (an array on PostgreSQL, a JSON array read by json_each on SQLite), so one
+    statement, one plan and one entry in asyncpg's statement cache serve every list; an expanding `IN` list is
+    compiled again on every execution and is a new statement for every length. On PostgreSQL each key is looked
+    up by itself (a LATERAL subquery with LIMIT 1, which the planner cannot merge into a join): PostgreSQL caches
+    one generic plan for a statement run often, and on a fresh instance it makes it while the table is still
+    empty, where a join or `= ANY(...)` plan stays a sequential scan of the whole table for every call until
+    autovacuum's next ANALYZE (issue 9; the inbox's read in shared/dead_letters.py is the same fix). LIMIT 1 is
+    why `key` must be unique. tests/integration/test_by_keys.py checks both backends and the plan."""
+
+    def __init__(self, key: sa.Column[Any], *columns: sa.Column[Any]) -> None:
+        listed = sa.func.unnest(sa.bindparam("keys", type_=postgresql.ARRAY(key.type))).table_valued("key")
+        keys = listed.render_derived(name="keys")
+        found = sa.select(*columns).where(key == keys.c.key).limit(1).lateral("found")
+        self._postgresql = Prepared(sa.select(*found.c).select_from(keys.join(found, sa.true())))
+        as_json = sa.func.json_each(sa.bindparam("keys", type_=sa.Text())).table_valued("value").alias("keys")
+        self._sqlite = Prepared(sa.select(*columns).where(key.in_(sa.select(as_json.c.value))))
+
+    async def rows(self, session: _Session, keys: Sequence[Any]) -> list[Any]:
+        listed = list(dict.fromkeys(keys))  # a key listed twice answers once, as with IN
+        if not listed:
+            return []
+        if session._db.inline:
+            return list(await session.execute(self._sqlite, {"keys": json.dumps(listed)}))
+        return list(await session.execute(self._postgresql, {"keys": listed}))
 
 
 class PreparedOnConflict:

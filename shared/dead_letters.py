@@ -46,7 +46,7 @@ from sqlmodel import Field, SQLModel
 
 from shared.clock import iso
 from shared.contracts.envelope import Envelope
-from shared.db import Database, Prepared, PreparedIn, ReadView, UnitOfWork, run_retrying
+from shared.db import ByKeys, Database, Prepared, ReadView, UnitOfWork, run_retrying
 from shared.messaging_tables import InboxMessage
 from shared.tables import table
 from shared.web import ApiError
@@ -90,7 +90,7 @@ class DeadLetter(SQLModel, table=True):
 
 DEAD_LETTERS = table(DeadLetter)
 _INBOX = table(InboxMessage)
-_SEEN = PreparedIn(lambda ids: sa.select(_INBOX.c.message_id).where(_INBOX.c.message_id.in_(ids)))
+_SEEN = ByKeys(_INBOX.c.message_id, _INBOX.c.message_id)
 _NEW_INBOX = Prepared(sa.insert(_INBOX))
 def _batch_facts(in_list: Callable[[Any, str], Any], listed: Callable[[str], Any]) -> Prepared:
     """Which of a batch's messages were applied already (in the inbox: `applied`), and the PARKED dead letters
@@ -176,9 +176,7 @@ def error_text(exc: BaseException) -> str:
 
 
 async def inbox_seen(uow: UnitOfWork, ids: list[str]) -> set[str]:
-    if not ids:
-        return set()
-    return {row.message_id for row in await uow.execute(*_SEEN.bind(ids))}
+    return {row.message_id for row in await _SEEN.rows(uow, ids)}
 
 
 async def remember_applied(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> None:

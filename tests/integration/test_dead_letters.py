@@ -8,7 +8,6 @@ database, where rolled-back attempts leave nothing) and fails on the messages th
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from shared.kafka import ConsumerLoop, decode
 from shared.settings import ServiceSettings
 from shared.web import ApiError
 from tests.support.inprocess import database_url
+from tests.support.plans import generic_plan_scans
 
 TOPIC = "yibao.province.640000.inbound.v1"
 SCRATCH = sa.MetaData()
@@ -266,23 +266,6 @@ def dead_letters_inbound(records: list[ConsumerRecord[bytes, bytes]]) -> list[de
     return decode(records)
 
 
-def _sql_literal(value: Any) -> str:
-    """A value as SQL text (EXECUTE takes no parameters): the few kinds the batch statement binds."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return f"ARRAY[{', '.join(_sql_literal(item) for item in value)}]::text[]"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _inbox_scans(plan: Any) -> list[str]:
-    """The scan nodes of an EXPLAIN (FORMAT JSON) plan that read the inbox."""
-    found = [plan["Node Type"]] if plan.get("Relation Name") == "inbox" else []
-    for child in plan.get("Plans", []):
-        found += _inbox_scans(child)
-    return found
-
-
 async def test_a_new_inbox_is_read_by_its_key(db: Database) -> None:
     """PostgreSQL caches one plan (a generic one) for a statement a consumer runs for every batch, and may make
     it while the inbox is still empty, as on a fresh instance: then it must still read the inbox by its key. With
@@ -290,20 +273,6 @@ async def test_a_new_inbox_is_read_by_its_key(db: Database) -> None:
     ANALYZE (issue 9)."""
     if db.inline:
         pytest.skip("SQLite plans each statement as it runs")
-    assert db.engine is not None
-    compiled = dead_letters._BATCH_FACTS_POSTGRESQL.statement.compile(dialect=db.engine.dialect)
-    values = {**compiled.params, "ids": ["m-1", "m-2"], "topic": TOPIC, "keys": ["k-1"]}
-    async with db.engine.connect() as connection:
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        args = [values[name] for name in compiled.positiontup or []]
-        # A named statement's generic plan: the plan that would be cached.
-        await driver.execute(f"SET plan_cache_mode = force_generic_plan; PREPARE batch_facts AS {compiled}")
-        try:
-            explained = await driver.fetchval(
-                f"EXPLAIN (FORMAT JSON) EXECUTE batch_facts({', '.join(_sql_literal(arg) for arg in args)})")
-            plan = json.loads(explained) if isinstance(explained, str) else explained  # decoded by SQLAlchemy's codec
-        finally:
-            await driver.execute("DEALLOCATE batch_facts; RESET plan_cache_mode")
-    scans = _inbox_scans(plan[0]["Plan"])
+    scans = await generic_plan_scans(db, dead_letters._BATCH_FACTS_POSTGRESQL.statement,
+                                     {"ids": ["m-1", "m-2"], "topic": TOPIC, "keys": ["k-1"]}, "inbox")
     assert scans and "Seq Scan" not in scans, scans

@@ -15,7 +15,7 @@ from services.national_hub.service_layer.context import HubContext
 from shared import tokens
 from shared.contracts.internal_api import DirectoryLookup, DirectoryLookupResult, DirectoryRegistrationBatch
 from shared.credentials import decode_face_image, face_hash, verify_password
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import ByKeys, Prepared, ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.ids import InvalidIdNo, id_hash, name_hash
 from shared.tables import table
@@ -46,13 +46,11 @@ class Relationship:
     relation: str  # checked here (INVALID_RELATION)
 
 
-# A node's import registers up to thousands of persons in one call: looked up by chunk, written with one
-# pipelined statement each for the new and the known ones (a statement per person took seconds on PostgreSQL,
-# past the node's timeout for the call).
-_REGISTRATION_CHUNK = 500
-_KNOWN = sa.select(DIRECTORY.c.id_hash).where(DIRECTORY.c.id_hash.in_(sa.bindparam("ids", expanding=True)))
-_HOLDERS = sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.id_hash).where(
-    DIRECTORY.c.psn_no.in_(sa.bindparam("psn_nos", expanding=True)))
+# A node's import registers up to thousands of persons in one call: looked up with one statement each (ByKeys: the
+# list is one parameter), written with one pipelined statement each for the new and the known ones (a statement
+# per person took seconds on PostgreSQL, past the node's timeout for the call).
+_KNOWN = ByKeys(DIRECTORY.c.id_hash, DIRECTORY.c.id_hash)
+_HOLDERS = ByKeys(DIRECTORY.c.psn_no, DIRECTORY.c.psn_no, DIRECTORY.c.id_hash)
 _NEW_PERSON = Prepared(sa.insert(DIRECTORY))
 _PERSON_CHANGED = Prepared(sa.update(DIRECTORY).where(DIRECTORY.c.id_hash == sa.bindparam("b_id_hash")))
 
@@ -62,7 +60,7 @@ async def register(ctx: HubContext, uow: UnitOfWork, batch: DirectoryRegistratio
     # A person twice in one batch ends as the later registration says (as one after the other would).
     latest = {person.id_hash: person.model_dump() | {"updated_at": now} for person in batch.persons}
     await _refuse_taken_psn_nos(uow, latest)
-    known = {row.id_hash for row in await _by_chunk(uow, _KNOWN, "ids", list(latest))}
+    known = {row.id_hash for row in await _KNOWN.rows(uow, list(latest))}
     new = [values for id_hash_, values in latest.items() if id_hash_ not in known]
     changed = [values | {"b_id_hash": id_hash_} for id_hash_, values in latest.items() if id_hash_ in known]
     if new:
@@ -79,17 +77,9 @@ async def _refuse_taken_psn_nos(uow: UnitOfWork, latest: dict[str, dict[str, Any
     for id_hash_, values in latest.items():
         if holder_of.setdefault(values["psn_no"], id_hash_) != id_hash_:
             raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {values['psn_no']} is given to two persons of this batch")
-    for row in await _by_chunk(uow, _HOLDERS, "psn_nos", list(holder_of)):
+    for row in await _HOLDERS.rows(uow, list(holder_of)):
         if holder_of[row.psn_no] != row.id_hash:
             raise ApiError(409, "PSN_NO_TAKEN", f"psn_no {row.psn_no} belongs to another person")
-
-
-async def _by_chunk(uow: UnitOfWork, statement: Any, name: str, values: list[str]) -> list[Any]:
-    """The rows of `statement` for every value, its expanding parameter `name` bound _REGISTRATION_CHUNK at a time."""
-    rows: list[Any] = []
-    for start in range(0, len(values), _REGISTRATION_CHUNK):
-        rows += (await uow.execute(statement, {name: values[start:start + _REGISTRATION_CHUNK]})).all()
-    return rows
 
 
 async def lookup(view: ReadView, query: DirectoryLookup) -> DirectoryLookupResult:

@@ -17,7 +17,7 @@ from services.national_hub.domain import statistics
 from services.national_hub.domain.netting import Obligation, net_positions
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import SHANGHAI, iso
-from shared.db import Prepared, ReadView, UnitOfWork
+from shared.db import ByKeys, Prepared, ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.tables import table
 
@@ -26,14 +26,12 @@ WINDOWS = table(SettlementWindow)
 OBLIGATIONS = table(ClearingObligation)
 DIRECTORY = table(DirectoryPerson)
 # Statements run for every credited transfer and settlement, built once (their compiled forms are reused).
-_FACTS_SEEN = sa.select(FACTS.c.ref).where(FACTS.c.ref.in_(sa.bindparam("refs", expanding=True)))
+_FACTS_SEEN = ByKeys(FACTS.c.ref, FACTS.c.ref)
 _NEW_FACT = Prepared(sa.insert(FACTS))
 _POOLING = Prepared(sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.pooling_admdvs, DIRECTORY.c.insuplc_admdvs).where(
     DIRECTORY.c.psn_no.in_([sa.bindparam("a"), sa.bindparam("b")])))
-_POOLING_OF = sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.pooling_admdvs, DIRECTORY.c.insuplc_admdvs).where(
-    DIRECTORY.c.psn_no.in_(sa.bindparam("psns", expanding=True)))
+_POOLING_OF = ByKeys(DIRECTORY.c.psn_no, DIRECTORY.c.psn_no, DIRECTORY.c.pooling_admdvs, DIRECTORY.c.insuplc_admdvs)
 _PENDING_FACTS = "ops.pending_facts"  # UnitOfWork.state: this transaction's facts, written as it commits
-_IN_CHUNK = 500
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -63,16 +61,10 @@ async def record_use(uow: UnitOfWork, *, ref: str, from_admdvs: str, to_admdvs: 
 
 
 async def _write_facts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> None:
-    refs = list(pending)
-    seen: set[str] = set()
-    for start in range(0, len(refs), _IN_CHUNK):
-        seen.update(row.ref for row in await uow.execute(_FACTS_SEEN, {"refs": refs[start:start + _IN_CHUNK]}))
+    seen = {row.ref for row in await _FACTS_SEEN.rows(uow, list(pending))}
     facts = [fact for ref, fact in pending.items() if ref not in seen]
     psns = sorted({psn for fact in facts if fact["_between"] for psn in fact["_between"]})
-    pooling: dict[str, str | None] = {}
-    for start in range(0, len(psns), _IN_CHUNK):
-        for row in await uow.execute(_POOLING_OF, {"psns": psns[start:start + _IN_CHUNK]}):
-            pooling[row.psn_no] = row.pooling_admdvs or row.insuplc_admdvs
+    pooling = {row.psn_no: row.pooling_admdvs or row.insuplc_admdvs for row in await _POOLING_OF.rows(uow, psns)}
     rows = []
     for fact in facts:
         between = fact.pop("_between")

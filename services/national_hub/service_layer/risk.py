@@ -24,7 +24,7 @@ from services.national_hub.domain import risk_rules
 from services.national_hub.domain.risk_rules import RuleConfigError, RuleSetting
 from services.national_hub.service_layer.context import HubContext
 from shared.clock import iso
-from shared.db import Database, Prepared, ReadView, UnitOfWork
+from shared.db import ByKeys, Database, Prepared, ReadView, UnitOfWork
 from shared.errors import ApiError
 from shared.regions import province_of
 from shared.tables import table
@@ -35,10 +35,11 @@ SETTLEMENTS = table(SupervisedSettlement)
 
 _ALL_SETTINGS = Prepared(sa.select(SETTINGS))
 _ALERT_BY_REF = Prepared(sa.select(ALERTS.c.alert_id).where(ALERTS.c.ref == sa.bindparam("ref")))
-_ALERTS_BY_REFS = sa.select(ALERTS.c.ref).where(ALERTS.c.ref.in_(sa.bindparam("refs", expanding=True)))
+_ALERTS_BY_REFS = ByKeys(ALERTS.c.ref, ALERTS.c.ref)
 _NEW_ALERT = Prepared(sa.insert(ALERTS))
 _PENDING_ALERTS = "risk.pending_alerts"  # UnitOfWork.state: alerts raised in this transaction, written at commit
-_IN_CHUNK = 500
+
+
 class _SettingsCache:
     """The rules' settings as last read, for at most `TTL_S`: every transfer and settlement consults them, and
     they change only when an operator says so. A change made through this process is seen at once (put_rule
@@ -168,10 +169,7 @@ def queue_alert(ctx: HubContext, uow: UnitOfWork, *, rule_id: str, subject_key: 
 
 
 async def _write_alerts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> None:
-    refs = list(pending)
-    raised: set[str] = set()
-    for start in range(0, len(refs), _IN_CHUNK):
-        raised.update(row.ref for row in await uow.execute(_ALERTS_BY_REFS, {"refs": refs[start:start + _IN_CHUNK]}))
+    raised = {row.ref for row in await _ALERTS_BY_REFS.rows(uow, list(pending))}
     rows = [alert for ref, alert in pending.items() if ref not in raised]
     pending.clear()
     for row in rows:  # with the transaction's other deferred rows, in one statement (UnitOfWork.defer)
