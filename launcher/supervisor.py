@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -197,6 +198,14 @@ def resolve_shape(home: Path, replicas: int | None, kafka_brokers: int | None, f
     return shape
 
 
+def database_host(url: Any) -> str:
+    """Where the services' driver connects for a parsed PostgreSQL URL: `?host=/var/run/postgresql` names the
+    server's Unix socket directory (README "PostgreSQL"), which wins over the URL's host, as it does for asyncpg
+    under SQLAlchemy; else the URL's host, else the loopback address."""
+    socket_dir = url.query.get("host")
+    return socket_dir if isinstance(socket_dir, str) else url.host or HOST
+
+
 def check_database(database_url: str, timeout_s: float = 5.0) -> None:
     """A quick connect, so that an unreachable or misspelt PostgreSQL URL fails `up` before anything starts
     (instead of every service dying at startup)."""
@@ -212,7 +221,7 @@ def check_database(database_url: str, timeout_s: float = 5.0) -> None:
                          f"{url.drivername}://")
 
     async def probe() -> None:
-        conn = await asyncpg.connect(user=url.username, password=url.password, host=url.host or HOST,
+        conn = await asyncpg.connect(user=url.username, password=url.password, host=database_host(url),
                                      port=url.port or 5432, database=url.database, timeout=timeout_s)
         await conn.close()
 

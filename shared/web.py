@@ -349,7 +349,11 @@ def add_operational_routes(app: FastAPI, registry: CollectorRegistry, readiness:
 def create_app(title: str, lifespan: Any, readiness: list[ReadinessCheck],
                fast_routes: list[FastRoute] | None = None) -> tuple[FastAPI, CollectorRegistry]:
     registry = CollectorRegistry()
-    app = FastAPI(title=title, lifespan=lifespan, default_response_class=ORJSONResponse)
+    # FastAPI's OpenTelemetry hooks off: the services export Prometheus metrics (MetricsMiddleware) and no OTel
+    # provider. Left on, FastAPI asked OpenTelemetry for its providers on every request (environment lookups
+    # included), about 1.5% of the gateway's CPU per settle under py-spy (issue 9).
+    app = FastAPI(title=title, lifespan=lifespan, default_response_class=ORJSONResponse,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     install_error_handlers(app)
     if fast_routes:
         add_fast_routes(app, fast_routes)  # before the next line, which documents their 4xx bodies too

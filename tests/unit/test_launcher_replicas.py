@@ -298,3 +298,15 @@ def test_status_json_lists_replicas_haproxy_and_brokers(cli_home: Path) -> None:
     names = [entry["name"] for entry in json.loads(result.output)]
     expected_services = [s.name for s in federation(list(DEFAULT_PROVINCES), 2)]
     assert names == [*expected_services, "haproxy", "kafka.1", "kafka.2", "kafka.3"]
+
+
+def test_the_database_probe_goes_where_the_services_connect() -> None:
+    """`yibao up` probes PostgreSQL before it starts anything: through the Unix socket a `?host=` names (where
+    asyncpg under SQLAlchemy connects), not the loopback address the URL does not name."""
+    from sqlalchemy.engine import make_url
+
+    from launcher.supervisor import database_host
+
+    assert database_host(make_url("postgresql+asyncpg://u:p@/yibao?host=/var/run/postgresql")) == "/var/run/postgresql"
+    assert database_host(make_url("postgresql+asyncpg://u:p@db.example:5433/yibao")) == "db.example"
+    assert database_host(make_url("postgresql+asyncpg://u:p@/yibao")) == "127.0.0.1"
