@@ -652,9 +652,9 @@ async def test_two_outbox_relays_on_two_replicas_never_publish_one_row_twice(pg_
 
 async def test_the_relay_lock_passes_on_when_the_leaders_connection_is_lost(pg_fed: InProcessFederation,
                                                                              replicas: Replicas) -> None:
-    """B1: the relay lock is held on the leader's listening connection for as long as that connection lives.
-    A follower publishes nothing meanwhile; once the connection is gone (its backend terminated, as when the
-    leader's process dies), the other replica's relay leads at its next try, and the old leader, finding its
+    """B1: the relay lock is held on the leader's listening connection for as long as that connection lives. A follower
+    publishes nothing meanwhile, and does not LISTEN; once the connection is gone (its backend terminated, as when
+    the leader's process dies), the other replica's relay leads at its next try, and the old leader, finding its
     connection closed, becomes a follower: every row is published once, in order."""
     node = pg_fed.node(SOURCE)
     writer = await replicas.database_of(node)
@@ -675,6 +675,9 @@ async def test_the_relay_lock_passes_on_when_the_leaders_connection_is_lost(pg_f
         assert await first.publish_pending() == 1
         await commit_row(envelopes[1])
         assert await second.publish_pending() == 0, "a follower published while the leader's lock was held"
+        # Only the leader LISTENs: every NOTIFY wakes each backend that LISTENs in the database, on any channel.
+        assert await first._listener_driver.fetch("SELECT pg_listening_channels()")
+        assert not await second._listener_driver.fetch("SELECT pg_listening_channels()")
         leader_pid = first._listener_driver.get_server_pid()
         async with UnitOfWork(writer) as uow:
             await uow.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": leader_pid})
@@ -684,6 +687,7 @@ async def test_the_relay_lock_passes_on_when_the_leaders_connection_is_lost(pg_f
             assert asyncio.get_running_loop().time() < deadline, "the terminated connection never closed"
             await asyncio.sleep(0.05)
         assert await second.publish_pending() == 1, "the lock did not pass on with the leader's connection"
+        assert await second._listener_driver.fetch("SELECT pg_listening_channels()"), "the new leader does not listen"
         assert await first.publish_pending() == 0, "the old leader went on publishing without the lock"
         assert published_ids(sent) == [envelope.id for envelope in envelopes]
     finally:
