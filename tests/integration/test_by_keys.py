@@ -12,9 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from services.national_hub.bootstrap import MIGRATIONS
-from shared.db import ByKeys, Database, ReadView, UnitOfWork, drop_schemas, open_database, schema_name
-from shared.settings import ServiceSettings
-from tests.support.inprocess import database_url
+from shared.db import ByKeys, Database, ReadView, UnitOfWork
+from tests.support.inprocess import scratch_database
 from tests.support.plans import generic_plan_scans
 
 SCRATCH = sa.MetaData()
@@ -26,21 +25,9 @@ BY_PSN_NO = ByKeys(PEOPLE.c.psn_no, PEOPLE.c.psn_no, PEOPLE.c.amount_fen)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = database_url(request.param)
-    settings = ServiceSettings(home=tmp_path, database_url=url, db_schema_prefix=f"tbk{secrets.token_hex(3)}_")
-    database = await open_database(settings, "hub", MIGRATIONS)
-    if database.sync_engine is not None:
-        SCRATCH.create_all(database.sync_engine)
-    else:
-        assert database.engine is not None
-        async with database.engine.begin() as conn:
-            await conn.run_sync(SCRATCH.create_all)
-    try:
+    async with scratch_database(request.param, tmp_path, "hub", MIGRATIONS, SCRATCH,
+                                f"tbk{secrets.token_hex(3)}_") as database:
         yield database
-    finally:
-        await database.dispose()
-        if url:
-            await drop_schemas(url, [schema_name(settings, "hub")])
 
 
 async def test_the_rows_of_the_keys_listed_whatever_the_lists_length(db: Database) -> None:

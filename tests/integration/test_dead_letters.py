@@ -22,11 +22,11 @@ from alembic.migration import MigrationContext
 from services.province_node.bootstrap import MIGRATIONS
 from shared import dead_letters
 from shared.contracts.envelope import Envelope
-from shared.db import Database, ReadView, UnitOfWork, drop_schemas, open_database, schema_name
+from shared.db import Database, ReadView, UnitOfWork, open_database
 from shared.kafka import ConsumerLoop, decode
 from shared.settings import ServiceSettings
 from shared.web import ApiError
-from tests.support.inprocess import database_url
+from tests.support.inprocess import scratch_database
 from tests.support.plans import generic_plan_scans
 
 TOPIC = "yibao.province.640000.inbound.v1"
@@ -84,21 +84,9 @@ def record(message_id: str | None, key: str | None) -> ConsumerRecord[bytes, byt
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    url = database_url(request.param)
-    settings = ServiceSettings(home=tmp_path, database_url=url, db_schema_prefix=f"tdl{secrets.token_hex(3)}_")
-    database = await open_database(settings, "node_640000", MIGRATIONS)
-    if database.sync_engine is not None:
-        SCRATCH.create_all(database.sync_engine)
-    else:
-        assert database.engine is not None
-        async with database.engine.begin() as conn:
-            await conn.run_sync(SCRATCH.create_all)
-    try:
+    async with scratch_database(request.param, tmp_path, "node_640000", MIGRATIONS, SCRATCH,
+                                f"tdl{secrets.token_hex(3)}_") as database:
         yield database
-    finally:
-        await database.dispose()
-        if url:
-            await drop_schemas(url, [schema_name(settings, "node_640000")])
 
 
 async def consume(db: Database, handler: FlakyHandler, *batches: list[ConsumerRecord[bytes, bytes]]) -> StubConsumer:

@@ -42,9 +42,10 @@ from services.province_node.service_layer.context import NodeContext
 from shared.clock import FixedClock
 from shared.contracts import topics
 from shared.contracts.envelope import Envelope
-from shared.db import Database, UnitOfWork, open_database
+from shared.db import Database, UnitOfWork, drop_schemas, open_database, schema_name
 from shared.kafka import filter_new
 from shared.messaging_tables import OutboxMessage
+from shared.settings import ServiceSettings
 from shared.tables import table
 from tests.support.wire import Wired, consumer_accepts, with_unknown_fields
 
@@ -205,6 +206,28 @@ def database_url(backend: str) -> str:
     if not url:
         pytest.skip("YIBAO_TEST_POSTGRES_URL not set: PostgreSQL run skipped (.ci/run sets it)")
     return url
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(backend: str, home: Path, instance: str, migrations: Path, scratch: sa.MetaData,
+                           schema_prefix: str) -> AsyncIterator[Database]:
+    """A service instance's database migrated to head, plus the test's own `scratch` tables, on `backend` (a
+    SQLite file under `home`, or a schema of its own on PostgreSQL, dropped afterwards)."""
+    url = database_url(backend)
+    settings = ServiceSettings(home=home, database_url=url, db_schema_prefix=schema_prefix)
+    database = await open_database(settings, instance, migrations)
+    if database.sync_engine is not None:
+        scratch.create_all(database.sync_engine)
+    else:
+        assert database.engine is not None
+        async with database.engine.begin() as conn:
+            await conn.run_sync(scratch.create_all)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+        if url:
+            await drop_schemas(url, [schema_name(settings, instance)])
 
 
 @contextlib.asynccontextmanager
