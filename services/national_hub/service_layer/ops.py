@@ -28,8 +28,6 @@ DIRECTORY = table(DirectoryPerson)
 # Statements run for every credited transfer and settlement, built once (their compiled forms are reused).
 _FACTS_SEEN = ByKeys(FACTS.c.ref, FACTS.c.ref)
 _NEW_FACT = Prepared(sa.insert(FACTS))
-_POOLING = Prepared(sa.select(DIRECTORY.c.psn_no, DIRECTORY.c.pooling_admdvs, DIRECTORY.c.insuplc_admdvs).where(
-    DIRECTORY.c.psn_no.in_([sa.bindparam("a"), sa.bindparam("b")])))
 _POOLING_OF = ByKeys(DIRECTORY.c.psn_no, DIRECTORY.c.psn_no, DIRECTORY.c.pooling_admdvs, DIRECTORY.c.insuplc_admdvs)
 _PENDING_FACTS = "ops.pending_facts"  # UnitOfWork.state: this transaction's facts, written as it commits
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -64,7 +62,7 @@ async def _write_facts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> N
     seen = {row.ref for row in await _FACTS_SEEN.rows(uow, list(pending))}
     facts = [fact for ref, fact in pending.items() if ref not in seen]
     psns = sorted({psn for fact in facts if fact["_between"] for psn in fact["_between"]})
-    pooling = {row.psn_no: row.pooling_admdvs or row.insuplc_admdvs for row in await _POOLING_OF.rows(uow, psns)}
+    pooling = await _pooling_of(uow, psns)
     rows = []
     for fact in facts:
         between = fact.pop("_between")
@@ -78,9 +76,13 @@ async def _write_facts(uow: UnitOfWork, pending: dict[str, dict[str, Any]]) -> N
 
 async def scope_between(uow: UnitOfWork, psn_a: str, psn_b: str) -> str:
     """same_pool / in_province / cross_province from the two persons' pooling regions in the directory."""
-    rows = (await uow.execute(_POOLING, {"a": psn_a, "b": psn_b})).all()
-    pooling = {row.psn_no: row.pooling_admdvs or row.insuplc_admdvs for row in rows}
+    pooling = await _pooling_of(uow, [psn_a, psn_b])
     return statistics.scope_of(pooling.get(psn_a), pooling.get(psn_b))
+
+
+async def _pooling_of(uow: UnitOfWork, psns: list[str]) -> dict[str, str | None]:
+    """Each known person's pooling region (the insured place where the directory has none)."""
+    return {row.psn_no: row.pooling_admdvs or row.insuplc_admdvs for row in await _POOLING_OF.rows(uow, psns)}
 
 
 async def stats(view: ReadView, from_month: str, to_month: str) -> dict[str, Any]:
