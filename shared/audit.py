@@ -7,7 +7,7 @@ Editing any entry breaks its own hash; rewriting the chain from there on breaks 
 (checkpoints, sent over Kafka at least every 10 s). Ledger postings carry their legs, so verification also
 replays them against the stored postings and balances (`verify`): an edited line or balance shows up too.
 
-SQLite (one writer at a time, shared/db.py): the transaction's entries are numbered and chained with its last
+SQLite (one writer at a time, shared/db/): the transaction's entries are numbered and chained with its last
 statements, under the write lock it holds anyway, so the journal is complete and chained at every commit.
 
 PostgreSQL (replicas of an instance share one schema and one chain; concurrent transactions of one replica too):

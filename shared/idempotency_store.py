@@ -15,7 +15,8 @@ from shared.messaging_tables import IdempotencyRecord
 from shared.tables import table
 
 _RECORDS = table(IdempotencyRecord)
-# Run straight on the driver inside a unit of work (shared/db.py Prepared): every state-changing request runs them.
+# Run straight on the driver inside a unit of work (shared/db/statements.py Prepared): every state-changing
+# request runs them.
 _STORED = Prepared(sa.select(_RECORDS.c.request_hash, _RECORDS.c.status_code, _RECORDS.c.body).where(
     _RECORDS.c.scope == sa.bindparam("scope"), _RECORDS.c.key == sa.bindparam("key")))
 _NEW_RECORD = Prepared(sa.insert(_RECORDS))

@@ -9,7 +9,7 @@ Kafka has acknowledged and reads past that, and deletes at most every `cleanup_i
 `batch_size` rows have piled up); a delete per publish was a second write transaction for every message, on the
 hot path's write lock. The newest published row is kept: SQLite numbers a new row max(seq) + 1, so an emptied
 table would hand out numbers below the mark. Rows follow commit order there because every write holds the one
-write lock (shared/db.py).
+write lock (shared/db/).
 
 On PostgreSQL, replicas share the table and `seq` is handed out at INSERT, not at commit: a row with a lower
 seq can become visible after a higher one, so a high-water mark would skip it for good. There one replica at a time

@@ -1,4 +1,4 @@
-"""shared/db.py `ByKeys`: the rows whose unique key is one of a list, one statement for any list, on a real
+"""shared/db/statements.py `ByKeys`: the rows whose unique key is one of a list, one statement for any list, on a real
 SQLite file and on PostgreSQL (when YIBAO_TEST_POSTGRES_URL is set); and on PostgreSQL the plan it would cache on
 a fresh instance reads the table by its key (issue 9)."""
 

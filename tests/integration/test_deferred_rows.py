@@ -1,5 +1,5 @@
 """A unit of work's deferred rows (`UnitOfWork.defer`): written as it commits, on SQLite one executemany per
-statement, on PostgreSQL all of them in one statement (`shared/db.py` `_DeferredRows`: each statement's rows
+statement, on PostgreSQL all of them in one statement (`shared/db/combined.py` `DeferredRows`: each statement's rows
 from `unnest` of one array per column, several tables as data-modifying CTEs). Both ways must land exactly the
 rows deferred, with their values and types, in the order deferred (the outbox's seq order is the order a
 consumer sees), or nothing at all when one of them breaks a constraint. Run on SQLite always and on PostgreSQL

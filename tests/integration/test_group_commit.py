@@ -1,6 +1,6 @@
-"""The unit of work on SQLite (shared/db.py): units that queue up share one group commit, each inside its own
-savepoint, so one refused unit rolls back alone while the others land, and a savepoint a use case opens inside
-a unit nests within it."""
+"""The unit of work on SQLite (shared/db/group_commit.py): units that queue up share one group commit, each inside
+its own savepoint, so one refused unit rolls back alone while the others land, and a savepoint a use case opens
+inside a unit nests within it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from shared.db import Database, ReadView, UnitOfWork, _sqlite_begin, _sqlite_pragmas
+from shared.db import Database, ReadView, UnitOfWork
+from shared.db.engine import _sqlite_begin, _sqlite_pragmas
 
 METADATA = sa.MetaData()
 NOTES = sa.Table("notes", METADATA, sa.Column("note_id", sa.Integer, primary_key=True),

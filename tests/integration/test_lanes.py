@@ -1,4 +1,4 @@
-"""PostgreSQL lanes (`shared/db.py` `_Lanes`): connections kept checked out of SQLAlchemy's pool, whose units of
+"""PostgreSQL lanes (`shared/db/lanes.py`): connections kept checked out of SQLAlchemy's pool, whose units of
 work and read views begin and end their transactions straight on asyncpg. Kept by hand for speed, so fenced
 here: every way a session ends must leave its lane outside any transaction and in its default isolation (or
 give it up), a broken connection must not be handed out again, and a taker waits for a free lane at most its
@@ -14,7 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from shared.db import Database, Prepared, ReadView, UnitOfWork, _asyncpg_connect_args, _Lanes, drop_schemas
+from shared.db import Database, Prepared, ReadView, UnitOfWork, drop_schemas
+from shared.db.engine import _asyncpg_connect_args
+from shared.db.lanes import Lanes
 from tests.support.inprocess import database_url
 
 METADATA = sa.MetaData()
@@ -51,7 +53,7 @@ async def _amount(db: Database, row_id: int) -> int | None:
     return None if value is None else int(value)
 
 
-def _lanes(db: Database) -> _Lanes:
+def _lanes(db: Database) -> Lanes:
     assert db.lanes is not None
     return db.lanes
 

@@ -71,7 +71,7 @@ def _transfer(row: Any) -> HubTransferRow:
     return HubTransferRow._make(values)
 
 
-# Hot-path statements, built once and Prepared (shared/db.py): run straight on the driver for every transfer.
+# Hot-path statements, built once and Prepared (shared/db/): run straight on the driver for every transfer.
 _NEW_HOP = Prepared(sa.insert(HOPS))
 _NEW_TRANSFER = Prepared(sa.insert(TRANSFERS))
 # Locked: a result and the timeout scan (on another replica, perhaps) decide one transfer one after another.

@@ -5,7 +5,7 @@ Writes per message: a read-only message (9001, 1101, 2101, 3201) is answered fir
 nonce in one transaction. A money message (2102, 2103, 2601) is logged PENDING with its route, and its nonce,
 before the payer's node is asked (`begin`), so that a repeat or a reversal finds it while it is on its way;
 its answer is stored with what it changed in a second transaction (`finish`), which waits for the disk. On
-SQLite the PENDING row does not: it is committed with the next group (shared/db.py), and a restart that lost it
+SQLite the PENDING row does not: it is committed with the next group (shared/db/), and a restart that lost it
 is covered by the node, which keeps every msgid it applied, and by 2601, which asks the payer's home province
 (the start of the psn_no) about a msgid the log does not know. On PostgreSQL it is one statement with its
 nonce, in autocommit (one round trip). A write that finds the nonce already used

@@ -51,7 +51,7 @@ def binding_of(row: Any) -> BindingRow:
     return BindingRow._make(values)
 
 
-# Run straight on the driver inside a unit of work (shared/db.py Prepared): every transfer reads its binding.
+# Run straight on the driver inside a unit of work (shared/db/statements.py Prepared): every transfer reads its binding.
 _BY_ID = Prepared(sa.select(*COLUMNS).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 _STATE_OF = Prepared(sa.select(BINDINGS.c.state).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))
 _VERSION_OF = Prepared(sa.select(BINDINGS.c.version).where(BINDINGS.c.binding_id == sa.bindparam("binding_id")))

@@ -70,8 +70,8 @@ def _received(row: Any) -> ReceivedTransfer:
     return ReceivedTransfer._make(values)
 
 
-# Built once, and run straight on the driver inside a unit of work (shared/db.py Prepared): the transfer path's
-# statements, at the giver's and the receiver's node for every transfer.
+# Built once, and run straight on the driver inside a unit of work (shared/db/statements.py Prepared): the
+# transfer path's statements, at the giver's and the receiver's node for every transfer.
 _SENT_ON_DAY = Prepared(sa.select(sa.func.count()).select_from(OUT).where(
     OUT.c.giver_psn_no == sa.bindparam("giver"), OUT.c.accepted_day == sa.bindparam("day")))
 _NEW_SENT = Prepared(sa.insert(OUT))

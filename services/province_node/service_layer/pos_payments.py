@@ -5,7 +5,7 @@ wallet -> SYS:CLEARING (the pharmacy is paid through clearing), quota parts thro
 state-changing message is keyed by its msgid and its answer is stored in the same transaction as its postings
 (`pos_operations`), so a retried message gets the same answer and moves nothing. A reversal (2601) undoes what
 its original did, or nothing if it did nothing, and leaves the original's msgid PREEMPTED if it has not arrived
-yet: the writes of one node are serialised (shared/db.py), so a reversal and its late original cannot both win.
+yet: the writes of one node are serialised (shared/db/), so a reversal and its late original cannot both win.
 The settlement's states, and what each message does to them, are domain/pos_settlement.py; its rows are
 adapters/pos_repo.py."""
 

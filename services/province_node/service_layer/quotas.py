@@ -56,7 +56,7 @@ async def set_quota(ctx: NodeContext, uow: UnitOfWork, claims: Claims, binding_i
     year = quota_rules.quota_year(now)
     # Locked: two changes of one quota (two replicas), or a change beside the binding's end, take turns, so
     # the reserve is topped up once and each version is given once. A first grant's insert race ends in a
-    # unique-key conflict, and the request runs again (shared/db.py run_retrying).
+    # unique-key conflict, and the request runs again (shared/db/sessions.py run_retrying).
     row = (await uow.execute(_GRANT_LOCKED, {"b_binding_id": binding_id, "b_year": year})).first()
     reserve = ledger.quota_reserve_account(binding_id, year)
     if row is None:
