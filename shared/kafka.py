@@ -64,8 +64,9 @@ def make_consumer(settings: ServiceSettings, topic: str, group_id: str) -> AIOKa
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=settings.consumer_max_records,
-        session_timeout_ms=10000,
-        heartbeat_interval_ms=1000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
     )
 
 

@@ -50,6 +50,13 @@ class ServiceSettings(BaseSettings):
     # Kafka and relay knobs, explicit so that nothing rides on a library default.
     kafka_linger_ms: int = 1
     kafka_request_timeout_ms: int = 30000
+    # How long a consumer that died without leaving its group (SIGKILL, a lost machine) keeps its partitions
+    # before the group hands them to another replica: their messages wait that long. 6 s is the broker's floor
+    # (group.min.session.timeout.ms); heartbeats go every kafka_heartbeat_interval_ms, a third of it or less.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    # How long a rebalance waits for the live members to rejoin (aiokafka would take the session timeout).
+    kafka_rebalance_timeout_ms: int = 10000
     consumer_max_records: int = 500
     # On PostgreSQL a batch's transaction holds the row locks of every account it credits until it commits,
     # while tills and other replicas wait for them: smaller batches there.
