@@ -7,7 +7,8 @@ lock), which measured the lock rather than the federation.
 Measured: HTTP accept latency at the giver's node, and accept -> credited latency from the services' own
 timestamps (`accepted_at` at the source, `credited_at` at the destination; one machine, one clock), achieved
 rate, errors, and money conservation from every province's ledger (each ledger sums to zero, nothing left
-in flight, clearing positions cancel out, citizen money unchanged). The report goes to reports/ and stdout.
+in flight, clearing positions cancel out, citizen money unchanged), and where the time went (`cpu`, the CPU of
+every process over the measured sending: launcher/cpu_usage.py). The report goes to reports/ and stdout.
 
 A warm-up of `WARMUP_S` at the same rate comes first, as in `bench pos`: its transfers must end CREDITED or
 REFUNDED and count for money and losses, but not for latency or rate. On a fresh federation the first seconds
@@ -32,10 +33,12 @@ from rich.progress import Progress
 
 from launcher import supervisor
 from launcher.client import FederationClient, Session
+from launcher.cpu_usage import summary_line, take_snapshot, usage_report
 from launcher.loadgen import KeepAlivePool
 from launcher.people import Person, new_person
 from launcher.state import (
     LaunchError,
+    database_backend,
     federation_shape_report,
     home_dir,
     load_or_create_secrets,
@@ -157,7 +160,11 @@ async def _run(rate: float, duration_s: float, console: Console, warmup_s: float
             warmup = await _send(pool, givers, rate, range(warmup_total), console, "warm-up (not measured)")
             if warmup_total:
                 await asyncio.sleep(WARMUP_DRAIN_S)
+            with_postgresql = database_backend() == "postgresql"
+            cpu_before = take_snapshot(home, with_postgresql=with_postgresql)
             sent = await _send(pool, givers, rate, range(warmup_total, warmup_total + total), console, "transfers")
+            cpu = usage_report(cpu_before, take_snapshot(home, with_postgresql=with_postgresql),
+                               len(sent.accepted), "accepted transfer")
         finally:
             await pool.close()
         finals = await _collect_finals(client, givers, warmup.accepted | sent.accepted)
@@ -197,6 +204,7 @@ async def _run(rate: float, duration_s: float, console: Console, warmup_s: float
         "accept_to_credited_ms": {"p50": percentile(e2e_ms, 0.5), "p95": percentile(e2e_ms, 0.95), "p99": p99,
                                   "max": e2e_ms[-1] if e2e_ms else math.nan},
         "money": {"before": before, "after": after, "conserved": conserved},
+        "cpu": cpu,
         "target": {"rate_per_s": TARGET_RATE_PER_S, "p99_ms": TARGET_P99_MS,
                    "met": bool(achieved >= TARGET_RATE_PER_S * 0.98 and p99 < TARGET_P99_MS and conserved
                                and not errors and states.get("CREDITED", 0) == len(accepted))},
@@ -324,6 +332,8 @@ def _print(console: Console, report: dict[str, Any], path: Path) -> None:
     money = report["money"]
     console.print(f"  money conserved: {money['conserved']} (held before {money['before']['held_fen']} fen, "
                   f"after {money['after']['held_fen']} fen, in flight {money['after']['in_flight_fen']})")
+    if cpu_line := summary_line(report.get("cpu")):
+        console.print(f"  {cpu_line}")
     met = report["target"]["met"]
     console.print(f"  target {report['target']['rate_per_s']}/s with p99 < {report['target']['p99_ms']} ms: "
                   + ("[green]met[/green]" if met else "[red]not met[/red]"))
