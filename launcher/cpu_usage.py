@@ -79,8 +79,8 @@ def usage_report(before: CpuSnapshot | None, after: CpuSnapshot | None, operatio
         cpu_s_by_service[service_of(label)] += cpu_s
         cpu_s_by_kind[kind_of(service_of(label))] += cpu_s
     machine = [b - a for a, b in zip(before.machine_ticks, after.machine_ticks, strict=True)]
-    all_ticks = sum(machine[:_SUMMED_FIELDS]) or 1
-    idle_ticks = sum(machine[i] for i in _IDLE_FIELDS)
+    all_ticks = sum(machine[:_SUMMED_FIELDS]) or 1  # a window shorter than a tick: nothing busy, nothing stolen
+    idle_ticks = sum(machine[i] for i in _IDLE_FIELDS) if any(machine) else all_ticks
     total_cpu_s = sum(cpu_s_by_service.values())
     return {
         "what": f"CPU (user + system) of each process on this machine over the measured window, from /proc; "

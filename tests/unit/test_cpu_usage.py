@@ -52,7 +52,7 @@ def test_summary_line_puts_every_province_node_together() -> None:
     before = snapshot(0.0, {1: ("node-640000", 0), 2: ("node-620000.2", 0), 3: ("gateway", 0)}, MACHINE_BEFORE)
     after = snapshot(1.0, {1: ("node-640000", 20), 2: ("node-620000.2", 20), 3: ("gateway", 30)}, MACHINE_BEFORE)
     line = summary_line(usage_report(before, after, 100, "settle", ticks_per_s=TICKS_PER_S, cores=2))
-    assert line is not None and "(province nodes 4, gateway 3)" in line
+    assert line is not None and "(province nodes 4, gateway 3); 0 of 2 cores busy, steal 0%" in line
 
 
 def test_service_of_drops_only_a_replica_number() -> None:
