@@ -30,6 +30,7 @@ from launcher import supervisor
 from launcher.bench import percentile, save_report
 from launcher.bench_pos import _machine
 from launcher.client import FederationClient
+from launcher.cpu_usage import summary_line, take_snapshot, usage_report
 from launcher.loadgen import KeepAlivePool
 from launcher.people import new_person
 from launcher.pos_client import (
@@ -44,7 +45,7 @@ from launcher.pos_client import (
     register_medical_institution,
     total,
 )
-from launcher.state import LaunchError, home_dir, resolve_operator_token
+from launcher.state import LaunchError, database_backend, home_dir, resolve_operator_token
 from services.pharmacy_gateway.domain.wire import CALL_SERVICE_PATH
 from shared.clock import SHANGHAI
 from shared.db import ReadView, open_database
@@ -284,8 +285,12 @@ async def _bench(visits_rate: float, stays_rate: float, duration_s: float, conso
         warmup = await run_phase(clinic, hospital, visit_payers, free, visits_rate, stays_rate, WARMUP_S, console,
                                  "warm-up (not measured)")
         await asyncio.sleep(1.0)
+        with_postgresql = database_backend() == "postgresql"
+        cpu_before = take_snapshot(home, with_postgresql=with_postgresql)
         phase = await run_phase(clinic, hospital, visit_payers, free, visits_rate, stays_rate, duration_s, console,
                                 "measured")
+        cpu = usage_report(cpu_before, take_snapshot(home, with_postgresql=with_postgresql),
+                           len(phase.ms_2207) + len(phase.ms_2304), "visit or stay settled (2207 or 2304)")
         after = await _balances_fen(clinic, everyone)
         accumulated = await _accumulators(everyone)
         balances_ok, accumulators_ok = _consistent(before, after, accumulated, [warmup, phase])
@@ -310,6 +315,7 @@ async def _bench(visits_rate: float, stays_rate: float, duration_s: float, conso
         **summary,
         "balances_match_answers": balances_ok,
         "accumulators_match_answers": accumulators_ok,
+        "cpu": cpu,
         "target": {"visits_per_s": TARGET_VISITS_PER_S, "stays_per_s": TARGET_STAYS_PER_S,
                    "p99_2207_ms": TARGET_2207_P99_MS, "p99_2304_ms": TARGET_2304_P99_MS,
                    "met": bool(met_rate and summary["latency_2207_ms"]["p99"] < TARGET_2207_P99_MS
@@ -342,6 +348,8 @@ def bench_hospital(visits_rate: float, stays_rate: float, duration_s: float, jso
     console.print(f"  personal accounts moved exactly as the answers said: {report['balances_match_answers']}")
     console.print(f"  accumulators (fund paid, deductible used) equal the answers' sums: "
                   f"{report['accumulators_match_answers']}")
+    if cpu_line := summary_line(report.get("cpu")):
+        console.print(f"  {cpu_line}")
     met = report["target"]["met"]
     console.print(f"  target {TARGET_VISITS_PER_S:g} visits/s + {TARGET_STAYS_PER_S:g} stays/s with 2207 p99 < "
                   f"{TARGET_2207_P99_MS:g} ms and 2304 p99 < {TARGET_2304_P99_MS:g} ms: "
