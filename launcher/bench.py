@@ -33,12 +33,11 @@ from rich.progress import Progress
 
 from launcher import supervisor
 from launcher.client import FederationClient, Session
-from launcher.cpu_usage import summary_line, take_snapshot, usage_report
+from launcher.cpu_usage import CpuWindow, summary_line
 from launcher.loadgen import KeepAlivePool
 from launcher.people import Person, new_person
 from launcher.state import (
     LaunchError,
-    database_backend,
     federation_shape_report,
     home_dir,
     load_or_create_secrets,
@@ -160,11 +159,9 @@ async def _run(rate: float, duration_s: float, console: Console, warmup_s: float
             warmup = await _send(pool, givers, rate, range(warmup_total), console, "warm-up (not measured)")
             if warmup_total:
                 await asyncio.sleep(WARMUP_DRAIN_S)
-            with_postgresql = database_backend() == "postgresql"
-            cpu_before = take_snapshot(home, with_postgresql=with_postgresql)
+            cpu_window = CpuWindow(home)
             sent = await _send(pool, givers, rate, range(warmup_total, warmup_total + total), console, "transfers")
-            cpu = usage_report(cpu_before, take_snapshot(home, with_postgresql=with_postgresql),
-                               len(sent.accepted), "accepted transfer")
+            cpu = cpu_window.report(len(sent.accepted), "accepted transfer")
         finally:
             await pool.close()
         finals = await _collect_finals(client, givers, warmup.accepted | sent.accepted)

@@ -30,7 +30,7 @@ from launcher import supervisor
 from launcher.bench import percentile, save_report
 from launcher.bench_pos import _machine
 from launcher.client import FederationClient
-from launcher.cpu_usage import summary_line, take_snapshot, usage_report
+from launcher.cpu_usage import CpuWindow, summary_line
 from launcher.loadgen import KeepAlivePool
 from launcher.people import new_person
 from launcher.pos_client import (
@@ -45,7 +45,7 @@ from launcher.pos_client import (
     register_medical_institution,
     total,
 )
-from launcher.state import LaunchError, database_backend, home_dir, resolve_operator_token
+from launcher.state import LaunchError, home_dir, resolve_operator_token
 from services.pharmacy_gateway.domain.wire import CALL_SERVICE_PATH
 from shared.clock import SHANGHAI
 from shared.db import ReadView, open_database
@@ -285,12 +285,10 @@ async def _bench(visits_rate: float, stays_rate: float, duration_s: float, conso
         warmup = await run_phase(clinic, hospital, visit_payers, free, visits_rate, stays_rate, WARMUP_S, console,
                                  "warm-up (not measured)")
         await asyncio.sleep(1.0)
-        with_postgresql = database_backend() == "postgresql"
-        cpu_before = take_snapshot(home, with_postgresql=with_postgresql)
+        cpu_window = CpuWindow(home)
         phase = await run_phase(clinic, hospital, visit_payers, free, visits_rate, stays_rate, duration_s, console,
                                 "measured")
-        cpu = usage_report(cpu_before, take_snapshot(home, with_postgresql=with_postgresql),
-                           len(phase.ms_2207) + len(phase.ms_2304), "visit or stay settled (2207 or 2304)")
+        cpu = cpu_window.report(len(phase.ms_2207) + len(phase.ms_2304), "visit or stay settled (2207 or 2304)")
         after = await _balances_fen(clinic, everyone)
         accumulated = await _accumulators(everyone)
         balances_ok, accumulators_ok = _consistent(before, after, accumulated, [warmup, phase])

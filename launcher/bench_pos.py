@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from launcher import supervisor
 from launcher.bench import percentile, save_report
 from launcher.client import FederationClient
-from launcher.cpu_usage import summary_line, take_snapshot, usage_report
+from launcher.cpu_usage import CpuWindow, summary_line
 from launcher.loadgen import KeepAlivePool
 from launcher.people import new_person
 from launcher.pos_client import DEMO_CATALOGUE, Item, Payer, PosClient, PosFailed, dumps, ok
@@ -248,21 +248,18 @@ async def _bench(rate: float, duration_s: float, console: Console) -> dict[str, 
             await run_load(lean, payers, rate, WARMUP_S, console, "warm-up (not measured)")
         await asyncio.sleep(WARMUP_DRAIN_S)
         before = await account_balances_fen(till, payers)
-        with_postgresql = database_backend() == "postgresql"
-        cpu_before = take_snapshot(home, with_postgresql=with_postgresql)
+        cpu_window = CpuWindow(home)
         async with LeanTill(till, MAX_IN_FLIGHT) as lean:
             result = await run_load(lean, payers, rate, duration_s, console)
-        cpu = usage_report(cpu_before, take_snapshot(home, with_postgresql=with_postgresql),
-                           result.settled, "settle")
+        cpu = cpu_window.report(result.settled, "settle")
         # No need to wait for late answers: a reversal at the node also stops an original still on its way.
         undone_by_reversal = await reverse_in_doubt(till, result)
         consistent = accounts_match(before, await account_balances_fen(till, payers), result)
         await asyncio.sleep(2.0)  # let a saturated federation drain before measuring what it can do
-        cpu_before = take_snapshot(home, with_postgresql=with_postgresql)
+        cpu_window = CpuWindow(home)
         async with LeanTill(till, CAPACITY_TILLS) as lean:
             capacity = await run_capacity(lean, payers, CAPACITY_TILLS, CAPACITY_DURATION_S, console)
-        capacity_cpu = usage_report(cpu_before, take_snapshot(home, with_postgresql=with_postgresql),
-                                    capacity.settled, "settle")
+        capacity_cpu = cpu_window.report(capacity.settled, "settle")
     finally:
         if till is not None:
             await till.aclose()

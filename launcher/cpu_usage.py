@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.state import read_pid_files
+from launcher.state import database_backend, read_pid_files
 
 PROC = Path("/proc")
 LOAD_GENERATOR = "load generator"
@@ -54,6 +54,20 @@ def take_snapshot(home: Path, *, with_postgresql: bool) -> CpuSnapshot | None:
         if ticks is not None:
             ticks_by_pid[pid] = (label, ticks)
     return CpuSnapshot(time.monotonic(), ticks_by_pid, _machine_ticks())
+
+
+class CpuWindow:
+    """A bench's measured window, opened where it is made: its first snapshot is taken now (PostgreSQL's processes
+    included when the federation runs on PostgreSQL), `report` takes the last and says what the window cost."""
+
+    def __init__(self, home: Path) -> None:
+        self._home = home
+        self._with_postgresql = database_backend() == "postgresql"
+        self._before = take_snapshot(home, with_postgresql=self._with_postgresql)
+
+    def report(self, operations: int, operation: str) -> dict[str, Any] | None:
+        after = take_snapshot(self._home, with_postgresql=self._with_postgresql)
+        return usage_report(self._before, after, operations, operation)
 
 
 def usage_report(before: CpuSnapshot | None, after: CpuSnapshot | None, operations: int, operation: str,
