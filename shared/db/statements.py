@@ -69,7 +69,7 @@ class _Plan:
         self.sql: str = compiled.string
         positions = list(compiled.positiontup or ())
         # The dialect's own implementation of each type: SQLite's DATETIME, not the generic DateTime.
-        self.binds = [(name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+        self.binds = [(name, _bind_processor(compiled.binds[name].type, dialect),
                        # a literal in the statement itself (`closed IS false`, `LIMIT 1`): its value
                        _NO_VALUE if compiled.binds[name].required else compiled.binds[name].effective_value)
                       for name in positions]
@@ -95,6 +95,26 @@ class _Plan:
             raw = tuple(value if convert is None else convert(value)
                         for value, convert in zip(raw, self.converters, strict=True))
         return self.row_type._make(raw)
+
+
+def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's converter of a bound value, but leaner for a flat array (the columns of a transaction's
+    deferred rows, shared/db/combined.py): SQLAlchemy's walks every array item through a generator and checks its
+    nesting level, about a tenth of a province node's CPU under load (issue 9, py-spy). A list of items that need
+    no conversion (numbers, strings) goes to the driver as it is; the others are converted in one comprehension.
+    A nested array keeps SQLAlchemy's own converter. tests/unit/test_prepared_binds.py compares the two."""
+    impl = type_.dialect_impl(dialect)
+    generic: Callable[[Any], Any] | None = impl.bind_processor(dialect)
+    if not isinstance(impl, sa.ARRAY) or impl.dimensions not in (None, 1) or generic is None:
+        return generic
+    item = impl.item_type.dialect_impl(dialect).bind_processor(dialect)
+
+    def flat(values: Any) -> Any:
+        if not values or isinstance(values[0], list | tuple):
+            return generic(values)
+        return values if item is None else [item(value) for value in values]
+
+    return flat
 
 
 def _refuse_python_side_values(statement: Any, names: frozenset[str]) -> None:
