@@ -244,16 +244,23 @@ async def on_binding_active(ctx: HubContext, uow: UnitOfWork, binding: Any) -> N
 
 _S = SETTLEMENTS.c
 _IN_EFFECT = _S.cancelled.is_(False)
-# The person's settlements in effect that the two person rules look at, read once for both (issue 9: one round
-# trip per settlement less at the hub): those at this institution in SPLIT_PURCHASES' window up to this one
-# (`split`), and those anywhere in DISTANT_PAYMENTS' window around it (`distant`). A disabled rule's window is
-# empty.
+# The person's settlements in effect that the two person rules look at, counted in one statement for both (issue
+# 9: one round trip per settlement less at the hub; and one row back, however many settlements a busy payer has in
+# the windows): those at this institution in SPLIT_PURCHASES' window up to this one (`split_count`), and the
+# first and last province of those anywhere in DISTANT_PAYMENTS' window around it (two provinces or more when
+# they differ). A disabled rule's window is empty.
 _SPLIT_WINDOW = sa.and_(_S.fixmedins_code == sa.bindparam("inst"), _S.settled_at > sa.bindparam("split_since"),
                         _S.settled_at <= sa.bindparam("at"))
 _DISTANT_WINDOW = sa.and_(_S.settled_at > sa.bindparam("distant_since"), _S.settled_at < sa.bindparam("distant_until"))
-_PERSON_WINDOWS = Prepared(sa.select(_S.institution_admdvs, _SPLIT_WINDOW.label("split"),
-                                     _DISTANT_WINDOW.label("distant")).where(
-    _S.psn_no == sa.bindparam("psn"), _IN_EFFECT, sa.or_(_SPLIT_WINDOW, _DISTANT_WINDOW)))
+_PROVINCE_DIGITS = sa.func.substr(_S.institution_admdvs, 1, 2)  # regions.province_of without its zeros
+_PERSON_WINDOWS = Prepared(sa.select(
+    sa.func.count().filter(_SPLIT_WINDOW).label("split_count"),
+    sa.func.min(_PROVINCE_DIGITS).filter(_DISTANT_WINDOW).label("first_province"),
+    sa.func.max(_PROVINCE_DIGITS).filter(_DISTANT_WINDOW).label("last_province"),
+).where(_S.psn_no == sa.bindparam("psn"), _IN_EFFECT, sa.or_(_SPLIT_WINDOW, _DISTANT_WINDOW)))
+# Only when DISTANT_PAYMENTS fires: the regions of those settlements, for the alert's detail.
+_DISTANT_REGIONS = Prepared(sa.select(_S.institution_admdvs).distinct().where(
+    _S.psn_no == sa.bindparam("psn"), _IN_EFFECT, _DISTANT_WINDOW))
 _PAYERS_AT = Prepared(sa.select(sa.func.count(sa.distinct(_S.psn_no))).where(
     _S.fixmedins_code == sa.bindparam("inst"), _IN_EFFECT, _S.settled_at > sa.bindparam("since"),
     _S.settled_at <= sa.bindparam("until"), (_S.wallet_pay_fen + _S.quota_pay_fen) > 0))
@@ -279,20 +286,21 @@ async def on_settlement(ctx: HubContext, uow: UnitOfWork, row: Any) -> None:
                                   "min_amount_fen": large.param("min_amount_fen")})
     split, distant = rules[risk_rules.SPLIT_PURCHASES], rules[risk_rules.DISTANT_PAYMENTS]
     around = distant.window() if distant.enabled else timedelta(0)
-    windows = (await uow.execute(_PERSON_WINDOWS, {
-        "psn": row.psn_no, "inst": row.fixmedins_code, "at": row.settled_at,
-        "split_since": row.settled_at - split.window() if split.enabled else row.settled_at,
-        "distant_since": row.settled_at - around, "distant_until": row.settled_at + around,
-    })).all() if split.enabled or distant.enabled else []
-    if split.enabled:
-        count = sum(1 for window in windows if window.split)
+    person_params = {"psn": row.psn_no, "inst": row.fixmedins_code, "at": row.settled_at,
+                     "split_since": row.settled_at - split.window() if split.enabled else row.settled_at,
+                     "distant_since": row.settled_at - around, "distant_until": row.settled_at + around}
+    windows = (await uow.execute(_PERSON_WINDOWS, person_params)).one() if split.enabled or distant.enabled else None
+    if windows is not None and split.enabled:
+        count = int(windows.split_count)
         if risk_rules.split_purchases(split, count):
             queue_alert(ctx, uow, rule_id=split.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{split.rule_id}:{row.setl_id}",
                               detail={**base, "settlements_in_window": count, "max_count": split.param("max_count"),
                                       "window_min": split.param("window_min")})
-    if distant.enabled:
-        provinces = {province_of(window.institution_admdvs) for window in windows if window.distant}
+    if windows is not None and distant.enabled and windows.first_province != windows.last_province:
+        regions = (await uow.execute(_DISTANT_REGIONS, {name: person_params[name] for name in (
+            "psn", "distant_since", "distant_until")})).all()
+        provinces = {province_of(region.institution_admdvs) for region in regions}
         if risk_rules.distant_payments(distant, provinces):
             queue_alert(ctx, uow, rule_id=distant.rule_id, subject_key=row.psn_no, subject=subject,
                               ref=f"{distant.rule_id}:{row.setl_id}",
