@@ -102,7 +102,8 @@ def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
     deferred rows, shared/db/combined.py): SQLAlchemy's walks every array item through a generator and checks its
     nesting level, about a tenth of a province node's CPU under load (issue 9, py-spy). A list of items that need
     no conversion (numbers, strings) goes to the driver as it is; the others are converted in one comprehension.
-    A nested array keeps SQLAlchemy's own converter. tests/unit/test_prepared_binds.py compares the two."""
+    Anything else (None, a tuple, a nested array) keeps SQLAlchemy's own converter.
+    tests/unit/test_prepared_binds.py compares the two."""
     impl = type_.dialect_impl(dialect)
     generic: Callable[[Any], Any] | None = impl.bind_processor(dialect)
     if not isinstance(impl, sa.ARRAY) or impl.dimensions not in (None, 1) or generic is None:
@@ -110,8 +111,8 @@ def _bind_processor(type_: Any, dialect: Any) -> Callable[[Any], Any] | None:
     item = impl.item_type.dialect_impl(dialect).bind_processor(dialect)
 
     def flat(values: Any) -> Any:
-        if not values or isinstance(values[0], list | tuple):
-            return generic(values)
+        if not isinstance(values, list) or not values or isinstance(values[0], list | tuple):
+            return generic(values)  # None, another iterable, or nested: as SQLAlchemy would
         return values if item is None else [item(value) for value in values]
 
     return flat

@@ -35,6 +35,7 @@ def _both(type_: Any, value: Any) -> tuple[Any, Any]:
     (sa.BigInteger(), []),
     (sa.BigInteger(), None),
     (sa.BigInteger(), [[1, 2], [3, 4]]),  # nested: SQLAlchemy's own converter
+    (sa.BigInteger(), (5, 6)),  # not a list: SQLAlchemy's own converter
 ])
 def test_a_flat_array_reaches_the_driver_as_sqlalchemy_sends_it(type_: Any, value: Any) -> None:
     lean, generic = _both(type_, value)
