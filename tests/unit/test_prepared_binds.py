@@ -3,7 +3,7 @@ SQLAlchemy's own would, for every kind of item a transaction's deferred rows car
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,10 +12,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import asyncpg
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime  # UTCDateTime: every timestamp column here
 
+from shared.clock import SHANGHAI
 from shared.db.statements import _bind_processor
 
 DIALECT = asyncpg.dialect()  # type: ignore[no-untyped-call]
-SHANGHAI = timezone(timedelta(hours=8))
 AT = datetime(2026, 12, 3, 18, 30, tzinfo=SHANGHAI)
 
 
