@@ -31,7 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from launcher import supervisor
+from launcher import speed_probe, supervisor
 from launcher.client import FederationClient, Session
 from launcher.cpu_usage import CpuWindow, summary_line
 from launcher.loadgen import KeepAlivePool
@@ -284,10 +284,13 @@ async def _collect_finals(client: FederationClient, givers: list[Giver], transfe
     return finals
 
 
-def save_report(report: dict[str, Any], file_name: str, *, json_out: bool) -> Path:
+def save_report(report: dict[str, Any], file_name: str, *, json_out: bool, speed_before_ms: float | None) -> Path:
     """Every bench's report: reports/<file_name> in the repository, and on stdout too with --json. The report
-    names the federation's shape it measured (backend, replicas, brokers) under "federation"."""
-    report = {**report, "federation": federation_shape_report(home_dir())}
+    names the federation's shape it measured (backend, replicas, brokers) under "federation", and how fast the
+    machine ran under "machine_speed" (`speed_before_ms`, taken before the bench started, and a probe now:
+    launcher/speed_probe.py)."""
+    report = {**report, "federation": federation_shape_report(home_dir()),
+              "machine_speed": speed_probe.speed_report(speed_before_ms, speed_probe.probe_ms())}
     reports = repo_root() / "reports"
     reports.mkdir(exist_ok=True)
     path = reports / file_name
@@ -299,12 +302,13 @@ def save_report(report: dict[str, Any], file_name: str, *, json_out: bool) -> Pa
 
 def bench_transfers(rate: float, duration_s: float, json_out: bool) -> int:
     console = Console(stderr=json_out)
+    speed_before_ms = speed_probe.probe_ms()
     try:
         report = asyncio.run(_run(rate, duration_s, console))
     except LaunchError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
-    path = save_report(report, "bench-transfers.json", json_out=json_out)
+    path = save_report(report, "bench-transfers.json", json_out=json_out, speed_before_ms=speed_before_ms)
     if not json_out:
         _print(console, report, path)
     if not report["accepted"] and set(report["errors"]) == {"TRANSFER_QUIET_HOURS"}:
@@ -331,6 +335,8 @@ def _print(console: Console, report: dict[str, Any], path: Path) -> None:
                   f"after {money['after']['held_fen']} fen, in flight {money['after']['in_flight_fen']})")
     if cpu_line := summary_line(report.get("cpu")):
         console.print(f"  {cpu_line}")
+    if speed := speed_probe.speed_line(report):
+        console.print(f"  {speed}")
     met = report["target"]["met"]
     console.print(f"  target {report['target']['rate_per_s']}/s with p99 < {report['target']['p99_ms']} ms: "
                   + ("[green]met[/green]" if met else "[red]not met[/red]"))

@@ -26,7 +26,7 @@ import orjson
 import sqlalchemy as sa
 from rich.console import Console
 
-from launcher import supervisor
+from launcher import speed_probe, supervisor
 from launcher.bench import percentile, save_report
 from launcher.bench_pos import _machine
 from launcher.client import FederationClient
@@ -324,12 +324,13 @@ async def _bench(visits_rate: float, stays_rate: float, duration_s: float, conso
 
 def bench_hospital(visits_rate: float, stays_rate: float, duration_s: float, json_out: bool) -> int:
     console = Console(stderr=json_out)
+    speed_before_ms = speed_probe.probe_ms()
     try:
         report = asyncio.run(_bench(visits_rate, stays_rate, duration_s, console))
     except (LaunchError, PosFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
-    path = save_report(report, "bench-hospital.json", json_out=json_out)
+    path = save_report(report, "bench-hospital.json", json_out=json_out, speed_before_ms=speed_before_ms)
     if json_out:
         return 0
     requested = report["requested"]
@@ -348,6 +349,8 @@ def bench_hospital(visits_rate: float, stays_rate: float, duration_s: float, jso
                   f"{report['accumulators_match_answers']}")
     if cpu_line := summary_line(report.get("cpu")):
         console.print(f"  {cpu_line}")
+    if speed := speed_probe.speed_line(report):
+        console.print(f"  {speed}")
     met = report["target"]["met"]
     console.print(f"  target {TARGET_VISITS_PER_S:g} visits/s + {TARGET_STAYS_PER_S:g} stays/s with 2207 p99 < "
                   f"{TARGET_2207_P99_MS:g} ms and 2304 p99 < {TARGET_2304_P99_MS:g} ms: "

@@ -26,7 +26,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from launcher import supervisor
+from launcher import speed_probe, supervisor
 from launcher.bench import percentile, save_report
 from launcher.client import FederationClient
 from launcher.cpu_usage import CpuWindow, summary_line
@@ -304,12 +304,13 @@ def print_load(console: Console, summary: dict[str, Any]) -> None:
 
 def bench_pos(rate: float, duration_s: float, json_out: bool) -> int:
     console = Console(stderr=json_out)
+    speed_before_ms = speed_probe.probe_ms()
     try:
         report = asyncio.run(_bench(rate, duration_s, console))
     except (LaunchError, PosFailed) as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
-    path = save_report(report, "bench-pos.json", json_out=json_out)
+    path = save_report(report, "bench-pos.json", json_out=json_out, speed_before_ms=speed_before_ms)
     if json_out:
         return 0
     console.print(f"[bold]bench pos[/bold]: 2102 at {report['requested_rate_per_s']}/s for {report['duration_s']} s, "
@@ -317,6 +318,8 @@ def bench_pos(rate: float, duration_s: float, json_out: bool) -> int:
     print_load(console, report)
     if cpu_line := summary_line(report.get("cpu")):
         console.print(f"  {cpu_line}")
+    if speed := speed_probe.speed_line(report):
+        console.print(f"  {speed}")
     doubt = report["in_doubt_reversed"]
     console.print(f"  outcome unknown: {doubt['outcome_unknown']}, each reversed by 2601 "
                   f"({doubt['reversal_gave_money_back']} had been charged and were refunded)")
