@@ -1,11 +1,11 @@
-"""How fast this machine runs right now: a fixed piece of CPU work, timed, in every bench report.
+"""How fast this machine's cores run right now: a fixed piece of CPU work, timed, in every bench report.
 
 The benches run on a shared virtual machine whose speed drifts, by minutes and by days: on 2026-12-03 the same
-code gave a closed loop of 377 settles/s in one hour and 655/s in another (README, "Targets"), and a CPU-bound
-Python loop took 35 ms at one moment and 61 ms twelve minutes later. A bench figure means little without the
-speed it was measured at, so each report carries this probe (`machine_speed`), timed before the bench starts
-and after it ended, with no load of its own running (the federation idles). Lower is faster; two reports are
-comparable where their probes are close.
+code gave a closed loop of 377 settles/s in one hour and 655/s in another (README, "Targets"). So each report
+carries this probe (`machine_speed`), timed before the bench starts and after it ended, with no load of its own
+running (the federation idles). Lower is faster. A slow probe says the run met a slow or busy machine and
+should be repeated. A fast one does not make two runs comparable: six runs of the same code with probes of
+21-25 ms cost 5.85 to 7.95 ms of CPU a settle (docs/performance-log.md), a drift this small loop does not see.
 
 The work is the kind every service does per message, in pure Python on one core: JSON out and in, SHA-256,
 dict and integer work. A probe is the best of several runs, so one run that lost its core to a neighbour does
