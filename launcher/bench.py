@@ -284,13 +284,13 @@ async def _collect_finals(client: FederationClient, givers: list[Giver], transfe
     return finals
 
 
-def save_report(report: dict[str, Any], file_name: str, *, json_out: bool, speed_before_ms: float | None) -> Path:
-    """Every bench's report: reports/<file_name> in the repository, and on stdout too with --json. The report
-    names the federation's shape it measured (backend, replicas, brokers) under "federation", and how fast the
-    machine ran under "machine_speed" (`speed_before_ms`, taken before the bench started, and a probe now:
-    launcher/speed_probe.py)."""
-    report = {**report, "federation": federation_shape_report(home_dir()),
-              "machine_speed": speed_probe.speed_report(speed_before_ms, speed_probe.probe_ms())}
+def save_report(report: dict[str, Any], file_name: str, *, json_out: bool, speed_before_ms: float) -> Path:
+    """Every bench's report: reports/<file_name> in the repository, and on stdout too with --json. Adds to
+    `report`, for the printed summary too, the federation's shape it measured (backend, replicas, brokers) under
+    "federation", and how fast the machine ran under "machine_speed" (`speed_before_ms`, taken before the bench
+    started, and a probe now: launcher/speed_probe.py)."""
+    report.update(federation=federation_shape_report(home_dir()),
+                  machine_speed=speed_probe.speed_report(speed_before_ms, speed_probe.probe_ms()))
     reports = repo_root() / "reports"
     reports.mkdir(exist_ok=True)
     path = reports / file_name

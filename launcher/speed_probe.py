@@ -47,7 +47,7 @@ def probe_ms(runs: int = RUNS, rounds: int = ROUNDS) -> float:
     return round(fastest_s * 1000, 1)
 
 
-def speed_report(before_ms: float | None, after_ms: float) -> dict[str, Any]:
+def speed_report(before_ms: float, after_ms: float) -> dict[str, Any]:
     """The report's `machine_speed` section."""
     return {"what": f"a fixed piece of CPU work (JSON and SHA-256 in pure Python, {ROUNDS} messages), the fastest "
                     f"of {RUNS} runs, timed before the bench and after it; ms, lower is faster",
@@ -59,6 +59,5 @@ def speed_line(report: dict[str, Any]) -> str | None:
     speed = report.get("machine_speed")
     if not speed:
         return None
-    before = speed.get("probe_ms_before")
-    said_before = "" if before is None else f"{before} ms before, "
-    return f"machine speed probe: {said_before}{speed['probe_ms_after']} ms after (lower is faster)"
+    return (f"machine speed probe: {speed['probe_ms_before']} ms before, {speed['probe_ms_after']} ms after "
+            f"(lower is faster)")
