@@ -18,7 +18,7 @@ import json
 import time
 from typing import Any
 
-ROUNDS = 4_000  # about 25-45 ms a run on the 2-core bench machine (2026-12-03)
+ROUNDS = 4_000  # 21-36 ms a run in the reports of 2026-12-03 on the 2-core bench machine
 RUNS = 5
 
 
