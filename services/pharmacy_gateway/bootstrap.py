@@ -51,7 +51,7 @@ def _jobs(runtime: Runtime, ctx: GatewayContext) -> None:
     runtime.every("nonce-cleanup", settings.nonce_cleanup_interval_s, lambda: forget_old_nonces(ctx))
     if not ctx.db.inline:
         # Other replicas change institutions, sign-ins and the catalogue too (service_layer/context.py).
-        runtime.every("registry-refresh", settings.registry_refresh_s, lambda: ctx.registry.load(ctx.db))
+        runtime.every("registry-refresh", settings.registry_refresh_s, lambda: ctx.registry.refresh(ctx.db))
 
 
 def bootstrap(settings: GatewaySettings | None = None, clock: Clock | None = None) -> FastAPI:

@@ -19,7 +19,8 @@ class GatewaySettings(ServiceSettings):
     node_max_connections: int = 64
     nonce_cleanup_interval_s: float = 60.0
     # PostgreSQL with replicas: how soon a change made through another replica (an institution registered
-    # again, a catalogue import) is seen here (service_layer/context.py).
+    # again, a catalogue import) is seen here (service_layer/context.py: a read of two small rows when nothing
+    # changed).
     registry_refresh_s: float = 1.0
     # Clearing events wait for nobody (clearing windows are hours): the relay sends them in batches.
     outbox_linger_s: float = 0.05

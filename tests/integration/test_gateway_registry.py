@@ -1,8 +1,12 @@
 """The gateway's in-memory registry (service_layer/context.py): sign-ins are cached, bounded, and read through
-from the table when not cached; the periodic reload leaves them alone (the table only grows). In process: the
-gateway's real app over a fake payer's node (tests/support/gateway.py), on SQLite."""
+from the table when not cached; the periodic reload leaves them alone (the table only grows). An admin change
+made through one replica reaches another replica's registry at its next refresh, and a refresh where nothing
+changed reloads nothing. In process: the gateway's real app over a fake payer's node (tests/support/gateway.py),
+on SQLite and on PostgreSQL; "another replica" is a second registry over the same tables."""
 
 from __future__ import annotations
+
+import uuid
 
 import pytest
 
@@ -12,6 +16,7 @@ from services.pharmacy_gateway.service_layer import context
 from tests.support.gateway import InProcessGateway
 
 DRUG = "XC08CAA001A001"  # 苯磺酸氨氯地平片, drug
+GLASSES = "DG0001"  # reading glasses: daily goods, which accounts never pay for
 
 
 async def test_a_sign_in_no_longer_cached_is_read_from_the_table(gateway: InProcessGateway, till: PosClient) -> None:
@@ -39,3 +44,36 @@ def test_the_sign_in_cache_keeps_the_newest(monkeypatch: pytest.MonkeyPatch) -> 
     for number in range(3):
         registry.remember_sign_in(f"S{number}", "P1")
     assert list(registry.sign_ins) == ["S1", "S2"]
+
+
+async def test_admin_changes_through_one_replica_reach_another_at_its_refresh(gateway: InProcessGateway,
+                                                                             till: PosClient) -> None:
+    other = context.Registry()  # another replica's registry over the same tables
+    await other.load(gateway.ctx.db)
+    old = other.by_code[till.fixmedins_code]
+    assert other.by_paas_id[till.paas_id] == old
+
+    # Nothing changed: the refresh reads the stamps and keeps what it holds.
+    institutions, catalogue = other.by_paas_id, other.category_of
+    await other.refresh(gateway.ctx.db)
+    assert other.by_paas_id is institutions and other.category_of is catalogue
+
+    # Registered again through this replica: the other drops the old credentials at its refresh.
+    again = await gateway.http.post("/v1/admin/institutions", json={
+        "fixmedins_code": till.fixmedins_code, "fixmedins_name": "成都康泰大药房", "admdvs": "510100"},
+        headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+    assert again.status_code == 200, again.text
+    await other.refresh(gateway.ctx.db)
+    assert till.paas_id not in other.by_paas_id
+    assert other.by_code[till.fixmedins_code].paas_id == again.json()["paas_id"]
+    assert other.category_of is catalogue  # the catalogue's stamp did not move
+
+    # A catalogue import through this replica: the other reloads its catalogues, not its institutions.
+    institutions = other.by_paas_id
+    imported = await gateway.http.post("/v1/admin/catalogue:import", json={"items": [
+        {"med_list_codg": GLASSES, "name": "老花镜", "category": "daily_goods"}]},
+        headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+    assert imported.status_code == 200, imported.text
+    await other.refresh(gateway.ctx.db)
+    assert other.category_of[GLASSES] == "daily_goods"
+    assert other.by_paas_id is institutions

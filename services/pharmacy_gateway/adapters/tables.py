@@ -60,6 +60,17 @@ class CatalogueItem(SQLModel, table=True):
     updated_at: datetime
 
 
+class RegistryStamp(SQLModel, table=True):
+    """How many times a part of the registry (service_layer/context.py) has changed: every admin change bumps its
+    part's row in its own transaction, so a replica learns whether to reload by reading one small row, not the
+    tables. Parts: `institutions` (institutions and their profiles), `catalogue` (both catalogues)."""
+
+    __tablename__ = "registry_stamps"
+
+    part: str = Field(primary_key=True, max_length=20)
+    version: int = Field(sa_type=BIGINT)
+
+
 class PosMessage(SQLModel, table=True):
     """Every POS message by msgid: its body's hash and the answer given (a repeat gets the same answer).
     A money message (2102, 2103, 2601) is written PENDING with its route before the payer's node is asked, so a
@@ -107,6 +118,5 @@ class Settlement(SQLModel, table=True):
     updated_at: datetime
 
 
-GATEWAY_TABLES = (Institution, SignIn, SeenNonce, CatalogueItem, PosMessage, Settlement, OutboxMessage,
-                  InboxMessage, IdempotencyRecord, DeadLetter, *AUDIT_TABLES,
-                  *MEDICAL_TABLES)
+GATEWAY_TABLES = (Institution, SignIn, SeenNonce, CatalogueItem, RegistryStamp, PosMessage, Settlement,
+                  OutboxMessage, InboxMessage, IdempotencyRecord, DeadLetter, *AUDIT_TABLES, *MEDICAL_TABLES)

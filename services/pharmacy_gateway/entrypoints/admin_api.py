@@ -60,7 +60,7 @@ async def register_institution(request: Request, ctx: CtxDep, body: InstitutionR
                                         **body.model_dump())),
                                     status=lambda registered: 201 if registered.created else 200,
                                     view=lambda registered: registered.institution)
-    await ctx.registry.load(ctx.db)  # committed: the new credentials work from the next message on
+    await ctx.registry.refresh(ctx.db)  # committed: the new credentials work from the next message on
     return response
 
 
@@ -69,5 +69,5 @@ async def import_catalogue(request: Request, ctx: CtxDep, body: CatalogueImport)
     items = [admin.CatalogueItem(**item.model_dump()) for item in body.items]
     response = await run_idempotent(request, ctx.db, "operator",
                                     lambda uow: admin.import_catalogue(ctx, uow, body.admdvs, items), status=200)
-    await ctx.registry.load(ctx.db)
+    await ctx.registry.refresh(ctx.db)
     return response

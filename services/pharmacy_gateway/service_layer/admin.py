@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from services.pharmacy_gateway.domain.tif_auth import paas_token_for
 from services.pharmacy_gateway.service_layer import medical_admin
-from services.pharmacy_gateway.service_layer.context import CATALOGUE, INSTITUTIONS, GatewayContext
+from services.pharmacy_gateway.service_layer.context import (
+    CATALOGUE,
+    CATALOGUE_PART,
+    INSTITUTIONS,
+    INSTITUTIONS_PART,
+    GatewayContext,
+    stamp,
+)
 from shared.db import UnitOfWork
 
 Kind = Literal["pharmacy", "hospital", "clinic"]
@@ -65,6 +72,7 @@ async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: Regis
         await uow.execute(sa.update(INSTITUTIONS).where(
             INSTITUTIONS.c.fixmedins_code == body.fixmedins_code).values(**values))
     await medical_admin.record_profile(ctx, uow, body.fixmedins_code, body.kind, body.hosp_lv)
+    await stamp(uow, INSTITUTIONS_PART)  # every replica reloads its institutions (the old paas_id stops working)
     return Registered(institution={
         "fixmedins_code": body.fixmedins_code, "fixmedins_name": body.fixmedins_name, "admdvs": body.admdvs,
         "kind": body.kind, "hosp_lv": body.hosp_lv, "paas_id": paas_id, "paas_token": paas_token},
@@ -78,6 +86,7 @@ async def import_catalogue(ctx: GatewayContext, uow: UnitOfWork, admdvs: str | N
     now = ctx.clock.now()
     entries = {entry.med_list_codg: entry for entry in items}
     await medical_admin.import_medical_entries(ctx, uow, admdvs, list(entries.values()))
+    await stamp(uow, CATALOGUE_PART)  # every replica reloads its catalogues
     if admdvs is not None:
         return {"imported": len(entries), "admdvs": admdvs, "by_category": _by_category(entries)}
     known = set((await uow.execute(sa.select(CATALOGUE.c.med_list_codg).where(

@@ -1,13 +1,15 @@
 """What every use case of the gateway needs, built once by bootstrap, and the in-memory registry of
 institutions, sign-ins and the catalogue that every POS message consults.
 
-The registry is a cache of the gateway's own tables, reloaded after each admin change and extended after each
-sign-in commits; it keeps three queries off every message's path. On SQLite the gateway is one process and the
-only writer of those tables, so that is exact. On PostgreSQL other replicas write them too: a sign-in or an
-institution this replica does not know is read through from the table (and credentials that no longer match
-are checked against it), and the institutions and catalogues are reloaded every `registry_refresh_s`, so a
-change made through one replica holds on all within that time (a re-registration revokes old credentials on
-every replica within it).
+The registry is a cache of the gateway's own tables; it keeps three queries off every message's path. On SQLite
+the gateway is one process and the only writer of those tables, so reloading after each admin change is exact.
+On PostgreSQL other replicas write them too: a sign-in or an institution this replica does not know is read
+through from the table (and credentials that no longer match are checked against it), and every
+`registry_refresh_s` the registry reads the two rows of `registry_stamps` and reloads a part whose stamp moved
+(`institutions`: institutions and their profiles; `catalogue`: both catalogues). Every admin change bumps its
+part's stamp in its own transaction (`stamp`), so a change made through one replica holds on all within that
+time (a re-registration revokes old credentials on every replica within it), and a replica where nothing
+changed reads two small rows, not a national list of institutions and catalogues, each second.
 
 Sign-ins are not reloaded: one never changes once made, and every till signs in again each working day, so the
 table only grows (reloading it every second would cost more each day). The cache keeps the newest
@@ -24,11 +26,11 @@ import sqlalchemy as sa
 
 from services.pharmacy_gateway.adapters.federation_http import DirectoryClient, ProvinceNodes
 from services.pharmacy_gateway.adapters.medical_tables import InstitutionProfile, MedicalCatalogueEntry
-from services.pharmacy_gateway.adapters.tables import CatalogueItem, Institution, SignIn
+from services.pharmacy_gateway.adapters.tables import CatalogueItem, Institution, RegistryStamp, SignIn
 from services.pharmacy_gateway.config import GatewaySettings
 from services.pharmacy_gateway.domain.medical_bill import CatalogueEntry as MedicalCatalogueEntryView
 from shared.clock import Clock
-from shared.db import Database, ReadView
+from shared.db import Database, Prepared, ReadView, UnitOfWork
 from shared.tables import table
 
 INSTITUTIONS = table(Institution)
@@ -36,6 +38,21 @@ SIGN_INS = table(SignIn)
 CATALOGUE = table(CatalogueItem)
 PROFILES = table(InstitutionProfile)
 MEDICAL_CATALOGUE = table(MedicalCatalogueEntry)
+STAMPS = table(RegistryStamp)
+
+# The registry's parts, each reloaded on its own when its stamp moves.
+INSTITUTIONS_PART = "institutions"  # institutions and their profiles (kind, level)
+CATALOGUE_PART = "catalogue"  # the pharmacy catalogue and the medical catalogue
+_STAMPS = Prepared(sa.select(STAMPS.c.part, STAMPS.c.version))
+_BUMP = Prepared(sa.update(STAMPS).where(STAMPS.c.part == sa.bindparam("b_part"))
+                 .values(version=STAMPS.c.version + 1))
+
+
+async def stamp(uow: UnitOfWork, part: str) -> None:
+    """Mark `part` changed, in the transaction that changes it: every replica reloads it at its next refresh.
+    Two admin changes of one part queue on its row, so a stamp a replica reads never counts a change that has
+    not committed."""
+    await uow.execute(_BUMP, {"b_part": part})
 
 
 @dataclass(frozen=True)
@@ -62,22 +79,39 @@ class Registry:
     profiles: dict[str, tuple[str, str]] = field(default_factory=dict)
     medical_catalogue: dict[tuple[str, str], MedicalCatalogueEntryView] = field(default_factory=dict)
 
+    # The stamps of the parts as last loaded (absent: never loaded).
+    stamps: dict[str, int] = field(default_factory=dict)
+
     async def load(self, db: Database) -> None:
+        """Every part, whatever its stamp (at start)."""
+        self.stamps = {}
+        await self.refresh(db)
+
+    async def refresh(self, db: Database) -> None:
+        """Reload the parts whose stamp moved since they were loaded (after an admin change here, and every
+        `registry_refresh_s` on PostgreSQL): one small read when nothing changed. The stamps are read before
+        the parts, so a change committed in between is loaded now or at the next refresh, never missed."""
         async with ReadView(db) as view:
-            institutions = [InstitutionView(r.fixmedins_code, r.fixmedins_name, r.admdvs, r.paas_id,
-                                            r.paas_token_hash)
-                            for r in await view.execute(sa.select(INSTITUTIONS))]
-            catalogue = {r.med_list_codg: r.category
-                         for r in await view.execute(sa.select(CATALOGUE.c.med_list_codg, CATALOGUE.c.category))}
-            profiles = {r.fixmedins_code: (r.kind, r.hosp_lv) for r in await view.execute(sa.select(PROFILES))}
-            medical = {(r.scope, r.med_list_codg): MedicalCatalogueEntryView(
-                r.category, r.chrgitm_lv, Decimal(r.selfpay_prop), r.pric_uplmt_fen)
-                for r in await view.execute(sa.select(MEDICAL_CATALOGUE))}
-        self.profiles = profiles
-        self.medical_catalogue = medical
+            stamps = {row.part: int(row.version) for row in await view.execute(_STAMPS)}
+            if stamps.get(INSTITUTIONS_PART) != self.stamps.get(INSTITUTIONS_PART):
+                await self._load_institutions(view)
+            if stamps.get(CATALOGUE_PART) != self.stamps.get(CATALOGUE_PART):
+                await self._load_catalogues(view)
+        self.stamps = stamps
+
+    async def _load_institutions(self, view: ReadView) -> None:
+        institutions = [InstitutionView(r.fixmedins_code, r.fixmedins_name, r.admdvs, r.paas_id, r.paas_token_hash)
+                        for r in await view.execute(sa.select(INSTITUTIONS))]
+        self.profiles = {r.fixmedins_code: (r.kind, r.hosp_lv) for r in await view.execute(sa.select(PROFILES))}
         self.by_paas_id = {i.paas_id: i for i in institutions}
         self.by_code = {i.fixmedins_code: i for i in institutions}
-        self.category_of = catalogue
+
+    async def _load_catalogues(self, view: ReadView) -> None:
+        self.category_of = {r.med_list_codg: r.category for r in await view.execute(
+            sa.select(CATALOGUE.c.med_list_codg, CATALOGUE.c.category))}
+        self.medical_catalogue = {(r.scope, r.med_list_codg): MedicalCatalogueEntryView(
+            r.category, r.chrgitm_lv, Decimal(r.selfpay_prop), r.pric_uplmt_fen)
+            for r in await view.execute(sa.select(MEDICAL_CATALOGUE))}
 
     def remember_sign_in(self, sign_no: str, fixmedins_code: str) -> None:
         """Keep a sign-in (made here, or read from the table), forgetting the oldest beyond SIGN_INS_CACHED."""
