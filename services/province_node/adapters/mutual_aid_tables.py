@@ -15,6 +15,9 @@ class QuotaGrant(SQLModel, table=True):
     QUOTA:<binding>:<year>; `mirror_*` is the relative's node's last reported view."""
 
     __tablename__ = "quota_grants"
+    # The year-end job's question, every housekeeping interval: which grants of past years are still open? (An
+    # index, or it reads every grant of every year.)
+    __table_args__ = (sa.Index("ix_quota_grants_state_year", "state", "year"),)
 
     binding_id: str = Field(primary_key=True, max_length=40)
     year: int = Field(primary_key=True)
@@ -50,7 +53,9 @@ class PremiumPayment(SQLModel, table=True):
     """Beneficiary's side: one resident premium per person and year (RESERVED while the payer pays)."""
 
     __tablename__ = "premium_payments"
-    __table_args__ = (sa.UniqueConstraint("beneficiary_psn_no", "year", name="uq_premium_person_year"),)
+    __table_args__ = (sa.UniqueConstraint("beneficiary_psn_no", "year", name="uq_premium_person_year"),
+                      # The expiry job's question, every housekeeping interval: which reservations are stale?
+                      sa.Index("ix_premium_payments_state_created_at", "state", "created_at"))
 
     payment_id: str = Field(primary_key=True, max_length=40)
     beneficiary_psn_no: str = Field(max_length=32)
