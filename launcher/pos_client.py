@@ -148,9 +148,20 @@ class PosClient:
                 "sign_no": self.sign_no, "input": payload}
 
     async def send(self, envelope: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """POST one envelope; (HTTP status, response JSON)."""
-        response = await self.http.post(self.gateway_url + CALL_SERVICE_PATH, content=dumps(envelope),
-                                        headers=headers or self.signed_headers())
+        """POST one envelope; (HTTP status, response JSON). Where the connection broke before any answer came (a
+        kept-alive connection closed under the request, say by a load balancer whose server died), the message
+        is sent once more, newly signed, as a till resends after a lost answer: the gateway's message log gives
+        a repeated msgid its original answer, so nothing happens twice. Not with `headers` given: a caller
+        that signs its own headers (a test of nonces) gets the error."""
+        body = dumps(envelope)
+        try:
+            response = await self.http.post(self.gateway_url + CALL_SERVICE_PATH, content=body,
+                                            headers=headers or self.signed_headers())
+        except (httpx.RemoteProtocolError, httpx.ConnectError):
+            if headers is not None:
+                raise
+            response = await self.http.post(self.gateway_url + CALL_SERVICE_PATH, content=body,
+                                            headers=self.signed_headers())
         return response.status_code, response.json()
 
     async def call(self, infno: str, payload: dict[str, Any], *, msgid: str | None = None,
