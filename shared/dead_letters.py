@@ -37,7 +37,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -186,6 +186,31 @@ async def remember_applied(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> No
     now = datetime.now(UTC)
     for envelope in envelopes:
         uow.defer(_NEW_INBOX, {"message_id": envelope.id, "message_type": envelope.type, "received_at": now})
+
+
+# Ids forgotten per transaction: short transactions, so that the consumers' inserts never wait long.
+INBOX_FORGET_BATCH = 5_000
+
+
+async def forget_old_inbox_ids(db: Database, retention_s: float) -> int:
+    """Delete the ids of messages applied more than `retention_s` ago (the `inbox-retention` job, one replica
+    at a time), a batch per transaction; returns how many. Safe because no message can come again after that
+    long: Kafka keeps a record 7 days (the topics' default retention, which the launcher keeps), and a consumer
+    group whose offsets expired (also after 7 days unused) reads again from the oldest record kept. A message
+    parked as a dead letter was not applied, so it has no id here to lose; it is recorded when replayed."""
+    before = datetime.now(UTC) - timedelta(seconds=retention_s)
+    old = _INBOX.alias("old")  # not correlated with the table deleted from
+    oldest = sa.select(old.c.message_id).where(old.c.received_at < before).limit(INBOX_FORGET_BATCH)
+    forgotten = 0
+    while True:
+        async with UnitOfWork(db) as uow:
+            if not await uow.lead("inbox-retention"):
+                return forgotten
+            deleted = int((await uow.execute(sa.delete(_INBOX).where(_INBOX.c.message_id.in_(oldest)))).rowcount)
+            await uow.commit()
+        forgotten += deleted
+        if deleted < INBOX_FORGET_BATCH:
+            return forgotten
 
 
 # ------------------------------------------------------------------------------------------ consuming

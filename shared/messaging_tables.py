@@ -29,11 +29,15 @@ class OutboxMessage(SQLModel, table=True):
 
 
 class InboxMessage(SQLModel, table=True):
+    """The id of every message a consumer applied, so that a redelivery applies nothing twice. Kept for
+    `inbox_retention_s` (shared/dead_letters.py `forget_old_inbox_ids`): longer than Kafka keeps a record, so
+    no redelivery can come after its id is forgotten."""
+
     __tablename__ = "inbox"
 
     message_id: str = Field(primary_key=True, max_length=64)
     message_type: str = Field(max_length=96)
-    received_at: datetime
+    received_at: datetime = Field(index=True)
 
 
 class IdempotencyRecord(SQLModel, table=True):

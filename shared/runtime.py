@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import audit
 from shared.db import Database, open_database
+from shared.dead_letters import forget_old_inbox_ids
 from shared.dispatch import EventHandlers, Inbox
 from shared.kafka import ConsumerLoop, make_consumer, make_producer
 from shared.logs import configure_logging
@@ -161,6 +162,8 @@ async def _start_consumer(settings: ServiceSettings, runtime: Runtime, topic: st
         else min(settings.consumer_max_records, settings.consumer_max_records_postgres),
         max_attempts=settings.consumer_max_attempts)
     runtime.spawn("consumer", runtime.consumer_loop.run)
+    runtime.every("inbox-retention", settings.inbox_retention_interval_s,
+                  lambda: forget_old_inbox_ids(runtime.db, settings.inbox_retention_s))
 
 
 async def _stop_consumer_and_jobs(runtime: Runtime, first_own_task: int) -> None:

@@ -64,6 +64,11 @@ class ServiceSettings(BaseSettings):
     # Tries of a failing consumer batch, then of each of its messages alone, before that message is parked as a
     # dead letter (shared/dead_letters.py) instead of freezing its partition.
     consumer_max_attempts: int = 3
+    # How long a consumer remembers the id of a message it applied (the inbox), and how often it forgets older
+    # ones: longer than Kafka keeps a record (7 days), so that no redelivery finds its id forgotten
+    # (shared/dead_letters.py forget_old_inbox_ids). Raise it with the topics' retention.
+    inbox_retention_s: float = 14 * 86_400.0
+    inbox_retention_interval_s: float = 600.0
     # getmany() returns as soon as records arrive; the timeout only paces an idle loop.
     consumer_poll_timeout_ms: int = 500
     outbox_poll_interval_s: float = 0.5
