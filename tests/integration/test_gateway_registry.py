@@ -58,14 +58,16 @@ async def test_admin_changes_through_one_replica_reach_another_at_its_refresh(ga
     await other.refresh(gateway.ctx.db)
     assert other.by_paas_id is institutions and other.category_of is catalogue
 
-    # Registered again through this replica: the other drops the old credentials at its refresh.
+    # Registered again through this replica: the other drops the old credentials at its refresh, reading only
+    # what changed (the same dictionaries, updated).
     again = await gateway.http.post("/v1/admin/institutions", json={
         "fixmedins_code": till.fixmedins_code, "fixmedins_name": "成都康泰大药房", "admdvs": "510100"},
         headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
     assert again.status_code == 200, again.text
     await other.refresh(gateway.ctx.db)
-    assert till.paas_id not in other.by_paas_id
+    assert till.paas_id not in other.by_paas_id and other.by_paas_id is institutions
     assert other.by_code[till.fixmedins_code].paas_id == again.json()["paas_id"]
+    assert other.by_paas_id[again.json()["paas_id"]].fixmedins_code == till.fixmedins_code
     assert other.category_of is catalogue  # the catalogue's stamp did not move
 
     # A catalogue import through this replica: the other reloads its catalogues, not its institutions.
@@ -77,3 +79,21 @@ async def test_admin_changes_through_one_replica_reach_another_at_its_refresh(ga
     await other.refresh(gateway.ctx.db)
     assert other.category_of[GLASSES] == "daily_goods"
     assert other.by_paas_id is institutions
+
+
+async def test_a_replica_that_loads_afresh_holds_what_the_incremental_refreshes_built(gateway: InProcessGateway,
+                                                                                      till: PosClient) -> None:
+    """What the rows stamped since give (one replica, refreshing) is what a full load gives (another, starting)."""
+    refreshed = context.Registry()
+    await refreshed.load(gateway.ctx.db)
+    for number in range(3):  # new institutions, and the till's registered again twice
+        code = till.fixmedins_code if number else f"H5101{number:07d}"
+        answer = await gateway.http.post("/v1/admin/institutions", json={
+            "fixmedins_code": code, "fixmedins_name": "成都市第一人民医院", "admdvs": "510100",
+            "kind": "hospital", "hosp_lv": "3"}, headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+        assert answer.status_code in (200, 201), answer.text
+        await refreshed.refresh(gateway.ctx.db)
+    fresh = context.Registry()
+    await fresh.load(gateway.ctx.db)
+    assert refreshed.by_paas_id == fresh.by_paas_id and refreshed.by_code == fresh.by_code
+    assert refreshed.profiles == fresh.profiles and refreshed.profiles[till.fixmedins_code] == ("hospital", "3")

@@ -23,6 +23,8 @@ class InstitutionProfile(SQLModel, table=True):
     kind: str = Field(max_length=10)
     hosp_lv: str = Field(max_length=1)
     updated_at: datetime
+    # The `institutions` registry stamp of the change that wrote this row (as Institution.stamp).
+    stamp: int = Field(default=0, sa_type=BIGINT, index=True, sa_column_kwargs={"server_default": "0"})
 
 
 class MedicalCatalogueEntry(SQLModel, table=True):

@@ -26,6 +26,9 @@ class Institution(SQLModel, table=True):
     paas_id: str = Field(unique=True, max_length=40)
     paas_token_hash: str = Field(max_length=64)
     registered_at: datetime
+    # The `institutions` registry stamp of the change that wrote this row: a replica reloads only the rows
+    # stamped after what it holds (service_layer/context.py).
+    stamp: int = Field(default=0, sa_type=BIGINT, index=True, sa_column_kwargs={"server_default": "0"})
 
 
 class SignIn(SQLModel, table=True):

@@ -62,8 +62,10 @@ async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: Regis
     stops working at once). Replays of the same Idempotency-Key get the same answer (run_idempotent)."""
     paas_id = "PAAS" + uuid.uuid4().hex.upper()
     paas_token = paas_token_for(ctx.token_key, paas_id)
+    # First: the stamp's row lock orders this registration after any other still open (context.stamp).
+    version = await stamp(uow, INSTITUTIONS_PART)  # every replica takes the new credentials (the old stop)
     values = {"fixmedins_name": body.fixmedins_name, "admdvs": body.admdvs, "paas_id": paas_id,
-              "paas_token_hash": token_hash(paas_token), "registered_at": ctx.clock.now()}
+              "paas_token_hash": token_hash(paas_token), "registered_at": ctx.clock.now(), "stamp": version}
     existing = (await uow.execute(sa.select(INSTITUTIONS.c.fixmedins_code).where(
         INSTITUTIONS.c.fixmedins_code == body.fixmedins_code))).first()
     if existing is None:
@@ -71,8 +73,7 @@ async def register_institution(ctx: GatewayContext, uow: UnitOfWork, body: Regis
     else:
         await uow.execute(sa.update(INSTITUTIONS).where(
             INSTITUTIONS.c.fixmedins_code == body.fixmedins_code).values(**values))
-    await medical_admin.record_profile(ctx, uow, body.fixmedins_code, body.kind, body.hosp_lv)
-    await stamp(uow, INSTITUTIONS_PART)  # every replica reloads its institutions (the old paas_id stops working)
+    await medical_admin.record_profile(ctx, uow, body.fixmedins_code, body.kind, body.hosp_lv, version)
     return Registered(institution={
         "fixmedins_code": body.fixmedins_code, "fixmedins_name": body.fixmedins_name, "admdvs": body.admdvs,
         "kind": body.kind, "hosp_lv": body.hosp_lv, "paas_id": paas_id, "paas_token": paas_token},

@@ -5,11 +5,12 @@ The registry is a cache of the gateway's own tables; it keeps three queries off 
 the gateway is one process and the only writer of those tables, so reloading after each admin change is exact.
 On PostgreSQL other replicas write them too: a sign-in or an institution this replica does not know is read
 through from the table (and credentials that no longer match are checked against it), and every
-`registry_refresh_s` the registry reads the two rows of `registry_stamps` and reloads a part whose stamp moved
-(`institutions`: institutions and their profiles; `catalogue`: both catalogues). Every admin change bumps its
-part's stamp in its own transaction (`stamp`), so a change made through one replica holds on all within that
-time (a re-registration revokes old credentials on every replica within it), and a replica where nothing
-changed reads two small rows, not a national list of institutions and catalogues, each second.
+`registry_refresh_s` the registry reads the two rows of `registry_stamps` and brings in a part whose stamp
+moved (`institutions`: the institutions and profiles stamped since; `catalogue`: both catalogues, whole). Every
+admin change bumps its part's stamp in its own transaction (`stamp`), so a change made through one replica
+holds on all within that time (a re-registration revokes old credentials on every replica within it), and a
+replica where nothing changed reads two small rows, not a national list of institutions and catalogues, each
+second.
 
 Sign-ins are not reloaded: one never changes once made, and every till signs in again each working day, so the
 table only grows (reloading it every second would cost more each day). The cache keeps the newest
@@ -45,14 +46,15 @@ INSTITUTIONS_PART = "institutions"  # institutions and their profiles (kind, lev
 CATALOGUE_PART = "catalogue"  # the pharmacy catalogue and the medical catalogue
 _STAMPS = Prepared(sa.select(STAMPS.c.part, STAMPS.c.version))
 _BUMP = Prepared(sa.update(STAMPS).where(STAMPS.c.part == sa.bindparam("b_part"))
-                 .values(version=STAMPS.c.version + 1))
+                 .values(version=STAMPS.c.version + 1).returning(STAMPS.c.version))
 
 
-async def stamp(uow: UnitOfWork, part: str) -> None:
-    """Mark `part` changed, in the transaction that changes it: every replica reloads it at its next refresh.
-    Two admin changes of one part queue on its row, so a stamp a replica reads never counts a change that has
-    not committed."""
-    await uow.execute(_BUMP, {"b_part": part})
+async def stamp(uow: UnitOfWork, part: str) -> int:
+    """Mark `part` changed, in the transaction that changes it, and return the new stamp (institutions and
+    profiles carry it in their `stamp` column). Two admin changes of one part queue on its row until the first
+    commits, so when a replica reads stamp S, every row stamped S or less has committed: reading the rows
+    stamped after the stamp it holds misses none."""
+    return int((await uow.execute(_BUMP, {"b_part": part})).scalar_one())
 
 
 @dataclass(frozen=True)
@@ -88,23 +90,40 @@ class Registry:
         await self.refresh(db)
 
     async def refresh(self, db: Database) -> None:
-        """Reload the parts whose stamp moved since they were loaded (after an admin change here, and every
-        `registry_refresh_s` on PostgreSQL): one small read when nothing changed. The stamps are read before
-        the parts, so a change committed in between is loaded now or at the next refresh, never missed."""
+        """Bring in what changed since the last load (after an admin change here, and every `registry_refresh_s`
+        on PostgreSQL): one small read when nothing did. Institutions and profiles: the rows stamped after the
+        stamp held (a registration reads one row, not the national list). Catalogues: reloaded whole (imports
+        are rare and replace entries in bulk). The stamps are read before the rows, so a change committed in
+        between is loaded now or at the next refresh, never missed."""
         async with ReadView(db) as view:
             stamps = {row.part: int(row.version) for row in await view.execute(_STAMPS)}
-            if stamps.get(INSTITUTIONS_PART) != self.stamps.get(INSTITUTIONS_PART):
-                await self._load_institutions(view)
+            held = self.stamps.get(INSTITUTIONS_PART)
+            if stamps.get(INSTITUTIONS_PART) != held:
+                await self._load_institutions(view, since=held)
             if stamps.get(CATALOGUE_PART) != self.stamps.get(CATALOGUE_PART):
                 await self._load_catalogues(view)
         self.stamps = stamps
 
-    async def _load_institutions(self, view: ReadView) -> None:
-        institutions = [InstitutionView(r.fixmedins_code, r.fixmedins_name, r.admdvs, r.paas_id, r.paas_token_hash)
-                        for r in await view.execute(sa.select(INSTITUTIONS))]
-        self.profiles = {r.fixmedins_code: (r.kind, r.hosp_lv) for r in await view.execute(sa.select(PROFILES))}
-        self.by_paas_id = {i.paas_id: i for i in institutions}
-        self.by_code = {i.fixmedins_code: i for i in institutions}
+    async def _load_institutions(self, view: ReadView, since: int | None) -> None:
+        """Every institution and profile (`since` None), else those stamped after `since`. A changed institution
+        replaces the one of its code, whose old paas_id then stops working here."""
+        institutions, profiles = sa.select(INSTITUTIONS), sa.select(PROFILES)
+        if since is not None:
+            institutions = institutions.where(INSTITUTIONS.c.stamp > since)
+            profiles = profiles.where(PROFILES.c.stamp > since)
+        changed = list(await view.execute(institutions))
+        changed_profiles = list(await view.execute(profiles))
+        # Applied without a pause (no await): messages never see half a change. A full load starts afresh.
+        if since is None:
+            self.by_paas_id, self.by_code, self.profiles = {}, {}, {}
+        for r in changed:
+            replaced = self.by_code.get(r.fixmedins_code)
+            if replaced is not None and replaced.paas_id != r.paas_id:
+                self.by_paas_id.pop(replaced.paas_id, None)
+            institution = InstitutionView(r.fixmedins_code, r.fixmedins_name, r.admdvs, r.paas_id, r.paas_token_hash)
+            self.by_paas_id[institution.paas_id] = self.by_code[institution.fixmedins_code] = institution
+        for r in changed_profiles:
+            self.profiles[r.fixmedins_code] = (r.kind, r.hosp_lv)
 
     async def _load_catalogues(self, view: ReadView) -> None:
         self.category_of = {r.med_list_codg: r.category for r in await view.execute(

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from services.pharmacy_gateway.service_layer.admin import CatalogueItem
 
 
-async def record_profile(ctx: GatewayContext, uow: UnitOfWork, fixmedins_code: str, kind: str, hosp_lv: str) -> None:
-    values = {"kind": kind, "hosp_lv": hosp_lv, "updated_at": ctx.clock.now()}
+async def record_profile(ctx: GatewayContext, uow: UnitOfWork, fixmedins_code: str, kind: str, hosp_lv: str,
+                         stamp: int) -> None:
+    """`stamp`: the registration's `institutions` registry stamp (service_layer/context.py)."""
+    values = {"kind": kind, "hosp_lv": hosp_lv, "updated_at": ctx.clock.now(), "stamp": stamp}
     changed = await uow.execute(sa.update(PROFILES).where(PROFILES.c.fixmedins_code == fixmedins_code)
                                 .values(**values))
     if changed.rowcount == 0:
