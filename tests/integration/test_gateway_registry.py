@@ -6,7 +6,9 @@ on SQLite and on PostgreSQL; "another replica" is a second registry over the sam
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,31 @@ async def test_a_replica_that_loads_afresh_holds_what_the_incremental_refreshes_
     await fresh.load(gateway.ctx.db)
     assert refreshed.by_paas_id == fresh.by_paas_id and refreshed.by_code == fresh.by_code
     assert refreshed.profiles == fresh.profiles and refreshed.profiles[till.fixmedins_code] == ("hospital", "3")
+
+
+async def test_refreshes_in_one_process_run_one_at_a_time(gateway: InProcessGateway, till: PosClient,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic refresh and an admin change's: one that read earlier never applies its rows over a later
+    one's (they would bring back revoked credentials until the next refresh)."""
+    registry = context.Registry()
+    await registry.load(gateway.ctx.db)
+    inside: list[int] = []
+    overlapped: list[bool] = []
+    load = context.Registry._load_institutions
+
+    async def slow_load(self: context.Registry, view: Any, since: int | None) -> None:
+        inside.append(1)
+        overlapped.append(len(inside) > 1)
+        await asyncio.sleep(0.05)  # another refresh would get in here
+        await load(self, view, since)
+        inside.pop()
+
+    monkeypatch.setattr(context.Registry, "_load_institutions", slow_load)
+    for _ in range(2):
+        again = await gateway.http.post("/v1/admin/institutions", json={
+            "fixmedins_code": till.fixmedins_code, "fixmedins_name": "成都康泰大药房", "admdvs": "510100"},
+            headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+        assert again.status_code == 200, again.text
+        await asyncio.gather(registry.refresh(gateway.ctx.db), registry.refresh(gateway.ctx.db))
+    assert overlapped and not any(overlapped)
+    assert registry.by_code[till.fixmedins_code].paas_id == again.json()["paas_id"]

@@ -240,8 +240,8 @@ async def test_database_then_context_then_consumer_and_jobs_torn_down_in_reverse
             assert (await letters(ctx.db))["credit-bad-2"]["attempts"] == 1
             events.append("serving ended")
     assert started == ["database opened", "producer started", "context built", "consumer started",
-                       "job inbox-retention", "job audit-checkpoint", "job quota-year-end", "job premium-reservations", "job system-balances",
-                       "job transfer-acceptance"]
+                       "job inbox-retention", "job audit-checkpoint", "job quota-year-end",
+                       "job premium-reservations", "job system-balances", "job transfer-acceptance"]
     assert events[len(started):] == ["serving ended", "consumer stopped", "context closing", "producer stopped",
                                      "database closed"]
 

@@ -18,6 +18,7 @@ table only grows (reloading it every second would cost more each day). The cache
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ class Registry:
 
     # The stamps of the parts as last loaded (absent: never loaded).
     stamps: dict[str, int] = field(default_factory=dict)
+    # One refresh at a time in this process (the periodic one and an admin change's): one that read earlier
+    # must not apply its older rows over a later one's.
+    _refreshing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     async def load(self, db: Database) -> None:
         """Every part, whatever its stamp (at start)."""
@@ -95,7 +99,7 @@ class Registry:
         stamp held (a registration reads one row, not the national list). Catalogues: reloaded whole (imports
         are rare and replace entries in bulk). The stamps are read before the rows, so a change committed in
         between is loaded now or at the next refresh, never missed."""
-        async with ReadView(db) as view:
+        async with self._refreshing, ReadView(db) as view:
             stamps = {row.part: int(row.version) for row in await view.execute(_STAMPS)}
             held = self.stamps.get(INSTITUTIONS_PART)
             if stamps.get(INSTITUTIONS_PART) != held:
@@ -126,11 +130,12 @@ class Registry:
             self.profiles[r.fixmedins_code] = (r.kind, r.hosp_lv)
 
     async def _load_catalogues(self, view: ReadView) -> None:
-        self.category_of = {r.med_list_codg: r.category for r in await view.execute(
+        category_of = {r.med_list_codg: r.category for r in await view.execute(
             sa.select(CATALOGUE.c.med_list_codg, CATALOGUE.c.category))}
-        self.medical_catalogue = {(r.scope, r.med_list_codg): MedicalCatalogueEntryView(
+        medical_catalogue = {(r.scope, r.med_list_codg): MedicalCatalogueEntryView(
             r.category, r.chrgitm_lv, Decimal(r.selfpay_prop), r.pric_uplmt_fen)
             for r in await view.execute(sa.select(MEDICAL_CATALOGUE))}
+        self.category_of, self.medical_catalogue = category_of, medical_catalogue  # both of one import
 
     def remember_sign_in(self, sign_no: str, fixmedins_code: str) -> None:
         """Keep a sign-in (made here, or read from the table), forgetting the oldest beyond SIGN_INS_CACHED."""
