@@ -192,15 +192,21 @@ async def remember_applied(uow: UnitOfWork, envelopes: Sequence[Envelope]) -> No
 INBOX_FORGET_BATCH = 5_000
 
 
+def oldest_inbox_ids(before: datetime) -> sa.Select[tuple[str]]:
+    """A batch of the ids applied before `before`, oldest first: a plan that walks the index on received_at (a
+    plain LIMIT let PostgreSQL plan a sequential scan, which reads the whole inbox once nothing old is left)."""
+    old = _INBOX.alias("old")  # not correlated with the table deleted from
+    return (sa.select(old.c.message_id).where(old.c.received_at < before).order_by(old.c.received_at)
+            .limit(INBOX_FORGET_BATCH))
+
+
 async def forget_old_inbox_ids(db: Database, retention_s: float) -> int:
     """Delete the ids of messages applied more than `retention_s` ago (the `inbox-retention` job, one replica
     at a time), a batch per transaction; returns how many. Safe because no message can come again after that
     long: Kafka keeps a record 7 days (the topics' default retention, which the launcher keeps), and a consumer
     group whose offsets expired (also after 7 days unused) reads again from the oldest record kept. A message
     parked as a dead letter was not applied, so it has no id here to lose; it is recorded when replayed."""
-    before = datetime.now(UTC) - timedelta(seconds=retention_s)
-    old = _INBOX.alias("old")  # not correlated with the table deleted from
-    oldest = sa.select(old.c.message_id).where(old.c.received_at < before).limit(INBOX_FORGET_BATCH)
+    oldest = oldest_inbox_ids(datetime.now(UTC) - timedelta(seconds=retention_s))
     forgotten = 0
     while True:
         async with UnitOfWork(db) as uow:

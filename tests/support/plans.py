@@ -30,6 +30,19 @@ def _scans(plan: Any, relation: str) -> list[str]:
 
 async def generic_plan_scans(db: Database, statement: Any, params: dict[str, Any], relation: str) -> list[str]:
     """The scan nodes that read `relation` in the generic plan of `statement` (a Core statement) with `params`."""
+    return _scans(await generic_plan(db, statement, params), relation)
+
+
+def plan_indexes(plan: Any) -> list[str]:
+    """The indexes a plan (or part of one) reads."""
+    found = [plan["Index Name"]] if "Index Name" in plan else []
+    for child in plan.get("Plans", []):
+        found += plan_indexes(child)
+    return found
+
+
+async def generic_plan(db: Database, statement: Any, params: dict[str, Any]) -> Any:
+    """The generic plan of `statement` (a Core statement) with `params`: EXPLAIN's JSON, from its top node."""
     assert db.engine is not None
     compiled = statement.compile(dialect=db.engine.dialect)
     values = {**compiled.params, **params}
@@ -44,4 +57,4 @@ async def generic_plan_scans(db: Database, statement: Any, params: dict[str, Any
             plan = json.loads(explained) if isinstance(explained, str) else explained  # decoded by SQLAlchemy's codec
         finally:
             await driver.execute("DEALLOCATE planned; RESET plan_cache_mode")
-    return _scans(plan[0]["Plan"], relation)
+    return plan[0]["Plan"]

@@ -96,16 +96,19 @@ class TransferOut(SQLModel, table=True):
     """A transfer this node's person sent; its money is in IN_FLIGHT until the hub settles it."""
 
     __tablename__ = "transfers_out"
+    # Every accept asks how many the giver sent today (the daily limit): one range of this index, however long
+    # the giver's history. It also lists a giver's transfers (its prefix).
+    __table_args__ = (sa.Index("ix_transfers_out_giver_day", "giver_psn_no", "accepted_day"),)
 
     transfer_id: str = Field(primary_key=True, max_length=40)
     binding_id: str = Field(max_length=40)
-    giver_psn_no: str = Field(index=True, max_length=32)
+    giver_psn_no: str = Field(max_length=32)
     receiver_psn_no: str = Field(max_length=32)
     receiver_admdvs: str = Field(max_length=6)
     amount_fen: int = Field(sa_type=BIGINT)
     state: str = Field(max_length=16)  # ACCEPTED | CREDITED | REFUNDED
     reason: str | None = Field(default=None, max_length=64)
-    accepted_day: str = Field(index=True, max_length=10)  # Asia/Shanghai date, for the daily limit
+    accepted_day: str = Field(max_length=10)  # Asia/Shanghai date, for the daily limit
     accepted_at: datetime
     credited_at: datetime | None = None
     settled_at: datetime | None = None

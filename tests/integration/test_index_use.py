@@ -1,0 +1,49 @@
+"""The statements that run every accept, or every round of a periodic job, on tables that only grow, read them
+through an index: the generic plan PostgreSQL caches for each, on a fresh node's migrated schema (empty, never
+analyzed), names the index meant for it. Without one, each call read every row the table ever held."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from services.province_node.adapters import transfer_repo
+from services.province_node.adapters.mutual_aid_tables import PremiumPayment, QuotaGrant
+from shared import dead_letters
+from shared.db import Database
+from shared.tables import table
+from tests.support.plans import generic_plan, plan_indexes
+
+GRANTS, PREMIUMS = table(QuotaGrant), table(PremiumPayment)
+NOW = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+async def _indexes(db: Database, statement: sa.Executable, params: dict[str, object]) -> list[str]:
+    if db.inline:
+        pytest.skip("SQLite plans each statement as it runs")
+    return plan_indexes(await generic_plan(db, statement, params))
+
+
+async def test_the_daily_limit_counts_the_givers_transfers_of_the_day(node_database: Database) -> None:
+    statement = transfer_repo._SENT_ON_DAY.statement
+    assert await _indexes(node_database, statement, {"giver": "P1", "day": "2026-12-03"}) == [
+        "ix_transfers_out_giver_day"]
+
+
+# The questions as services/province_node/service_layer/quotas.py close_grants and premiums.py
+# expire_reservations ask them (their statements are built where they run), and shared/dead_letters.py's.
+JOB_QUESTIONS: dict[str, tuple[sa.Select[Any], dict[str, object]]] = {
+    "ix_quota_grants_state_year": (sa.select(GRANTS).where(GRANTS.c.state == "OPEN", GRANTS.c.year < 2026), {}),
+    "ix_premium_payments_state_created_at": (sa.select(PREMIUMS.c.payment_id).where(
+        PREMIUMS.c.state == "RESERVED", PREMIUMS.c.created_at < NOW), {}),
+    "ix_inbox_received_at": (dead_letters.oldest_inbox_ids(NOW), {}),
+}
+
+
+@pytest.mark.parametrize("index", sorted(JOB_QUESTIONS))
+async def test_each_periodic_jobs_question_reads_its_index(node_database: Database, index: str) -> None:
+    statement, params = JOB_QUESTIONS[index]
+    assert index in await _indexes(node_database, statement, params)
