@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from services.pharmacy_gateway.service_layer import medical_records
+from services.pharmacy_gateway.service_layer import settlements as gateway_settlements
 from services.province_node.adapters import transfer_repo
 from services.province_node.adapters.mutual_aid_tables import PremiumPayment, QuotaGrant
 from shared import dead_letters
 from shared.db import Database
 from shared.tables import table
+from tests.support.gateway import InProcessGateway
 from tests.support.plans import generic_plan, plan_indexes
 
 GRANTS, PREMIUMS = table(QuotaGrant), table(PremiumPayment)
@@ -47,3 +50,15 @@ JOB_QUESTIONS: dict[str, tuple[sa.Select[Any], dict[str, object]]] = {
 async def test_each_periodic_jobs_question_reads_its_index(node_database: Database, index: str) -> None:
     statement, params = JOB_QUESTIONS[index]
     assert index in await _indexes(node_database, statement, params)
+
+
+@pytest.mark.parametrize("relation", ["settlements", "medical_settlement_records"])
+async def test_reconciliation_reads_the_institutions_days(gateway: InProcessGateway, relation: str) -> None:
+    """3201 (services/pharmacy_gateway/service_layer/settlements.py and medical_records.py `totals`, whose
+    statements are built where they run): an institution's settlements of some days."""
+    settlements = {"settlements": gateway_settlements.SETTLEMENTS,
+                   "medical_settlement_records": medical_records.RECORDS}[relation]
+    statement = sa.select(sa.func.count()).where(
+        settlements.c.fixmedins_code == "P51010000001", settlements.c.settle_day >= "2026-12-01",
+        settlements.c.settle_day <= "2026-12-03")
+    assert await _indexes(gateway.ctx.db, statement, {}) == [f"ix_{relation}_institution_day"]
