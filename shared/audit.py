@@ -255,20 +255,24 @@ class Sealer:
 
 @dataclass(frozen=True)
 class Head:
-    entries: int
     head_seq: int
     head_hash: str
 
+    @property
+    def entries(self) -> int:
+        """Entries are numbered densely from 1 and never removed, so the head's seq is also how many there are:
+        counting the rows instead read the whole journal at every checkpoint (every few seconds, in every
+        service, on a table that only grows). An entry missing from the middle is what `verify` finds, walking
+        the chain."""
+        return self.head_seq
+
 
 async def head(view: UnitOfWork | ReadView) -> Head:
-    """The journal's last entry. Entries are numbered densely from 1 and never removed, so the head's seq is
-    also how many there are: counting the rows instead read the whole journal at every checkpoint (every few
-    seconds, in every service, on a table that only grows). An entry missing from the middle is what `verify`
-    finds, walking the chain."""
+    """The journal's last entry."""
     row = (await view.execute(_HEAD, {})).first()
     if row is None:
-        return Head(0, 0, ZERO_HASH)
-    return Head(int(row.seq), int(row.seq), row.hash)
+        return Head(0, ZERO_HASH)
+    return Head(int(row.seq), row.hash)
 
 
 @dataclass
