@@ -24,6 +24,10 @@ _SCHEMA_SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
 # PostgreSQL connections in a service's pool beside its lanes (Lanes): the outbox relay's listener, and the
 # odd direct use of the engine (migrations, tests).
 _POOL_BESIDE_LANES = 2
+# Database.migrate on PostgreSQL: one replica of an instance migrates at a time (a session-level lock).
+_TRY_MIGRATE_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtext(:name))")
+_MIGRATE_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtext(:name))")
+_MIGRATE_LOCK_POLL_S = 0.05
 
 
 def schema_name(settings: ServiceSettings, instance: str) -> str:
@@ -153,11 +157,23 @@ class Database:
                 upgrade_on_connection(connection, script_location)
         else:
             assert self.engine is not None
-            async with self.engine.begin() as conn:
-                # Replicas of one instance start together; one migrates, the others then find it at head.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                                   {"name": f"{self.schema}.migrate"})
-                await conn.run_sync(upgrade_on_connection, script_location)
+            async with self.engine.connect() as conn:
+                # Replicas of one instance start together; one migrates, the others then find it at head. The
+                # lock is the connection's (each revision commits on its own, shared/migrations.py), and a waiter
+                # asks again and again rather than waiting inside a statement: a waiting statement holds a
+                # snapshot, and the leader's concurrent index build waits for every older snapshot to end.
+                lock = {"name": f"{self.schema}.migrate"}
+                while not (await conn.execute(_TRY_MIGRATE_LOCK, lock)).scalar():
+                    await conn.rollback()
+                    await asyncio.sleep(_MIGRATE_LOCK_POLL_S)
+                await conn.commit()  # the session's lock stays; no transaction is open for the revisions
+                try:
+                    await conn.run_sync(upgrade_on_connection, script_location)
+                    await conn.commit()
+                finally:
+                    await conn.rollback()
+                    await conn.execute(_MIGRATE_UNLOCK, lock)
+                    await conn.commit()
 
     async def execute_alone(self, statement: Prepared, params: dict[str, Any]) -> Any:
         """One statement as a transaction of its own (PostgreSQL only: SQLite's writes go through units of work

@@ -9,6 +9,8 @@ Revises: 17a0000000c1
 """
 from alembic import op
 
+from shared.migrations import create_index_online
+
 
 revision = '18a0000000c1'
 down_revision = '17a0000000c1'
@@ -20,10 +22,8 @@ _TABLES = ('settlements', 'medical_settlement_records')
 
 def upgrade() -> None:
     for table in _TABLES:
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.create_index(f'ix_{table}_institution_day', ['fixmedins_code', 'settle_day'], unique=False)
-            batch_op.drop_index(batch_op.f(f'ix_{table}_fixmedins_code'))
-            batch_op.drop_index(batch_op.f(f'ix_{table}_settle_day'))
+        create_index_online(table, f'ix_{table}_institution_day', ['fixmedins_code', 'settle_day'],
+                            replaces=(f'ix_{table}_fixmedins_code', f'ix_{table}_settle_day'))
 
 
 def downgrade() -> None:

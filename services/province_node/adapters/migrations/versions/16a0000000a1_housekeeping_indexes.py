@@ -9,6 +9,8 @@ Revises: 15a0000000a1
 """
 from alembic import op
 
+from shared.migrations import create_index_online
+
 
 revision = '16a0000000a1'
 down_revision = '15a0000000a1'
@@ -17,10 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('quota_grants', schema=None) as batch_op:
-        batch_op.create_index('ix_quota_grants_state_year', ['state', 'year'], unique=False)
-    with op.batch_alter_table('premium_payments', schema=None) as batch_op:
-        batch_op.create_index('ix_premium_payments_state_created_at', ['state', 'created_at'], unique=False)
+    create_index_online('quota_grants', 'ix_quota_grants_state_year', ['state', 'year'])
+    create_index_online('premium_payments', 'ix_premium_payments_state_created_at', ['state', 'created_at'])
 
 
 def downgrade() -> None:

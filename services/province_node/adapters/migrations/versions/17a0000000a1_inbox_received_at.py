@@ -9,6 +9,8 @@ Revises: 16a0000000a1
 """
 from alembic import op
 
+from shared.migrations import create_index_online
+
 
 revision = '17a0000000a1'
 down_revision = '16a0000000a1'
@@ -17,8 +19,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('inbox', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_inbox_received_at'), ['received_at'], unique=False)
+    create_index_online('inbox', 'ix_inbox_received_at', ['received_at'])
 
 
 def downgrade() -> None:

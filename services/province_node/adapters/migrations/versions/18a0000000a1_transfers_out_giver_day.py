@@ -9,6 +9,8 @@ Revises: 17a0000000a1
 """
 from alembic import op
 
+from shared.migrations import create_index_online
+
 
 revision = '18a0000000a1'
 down_revision = '17a0000000a1'
@@ -17,10 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('transfers_out', schema=None) as batch_op:
-        batch_op.create_index('ix_transfers_out_giver_day', ['giver_psn_no', 'accepted_day'], unique=False)
-        batch_op.drop_index(batch_op.f('ix_transfers_out_giver_psn_no'))
-        batch_op.drop_index(batch_op.f('ix_transfers_out_accepted_day'))
+    create_index_online('transfers_out', 'ix_transfers_out_giver_day', ['giver_psn_no', 'accepted_day'],
+                        replaces=('ix_transfers_out_giver_psn_no', 'ix_transfers_out_accepted_day'))
 
 
 def downgrade() -> None:
