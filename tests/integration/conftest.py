@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from launcher.pos_client import PosClient
+from services.national_hub.bootstrap import MIGRATIONS as HUB_MIGRATIONS
+from services.national_hub.config import HubSettings
 from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
 from services.province_node.config import NodeSettings
 from shared.db import Database, drop_schemas, open_database
@@ -83,6 +85,20 @@ async def node_database(request: pytest.FixtureRequest, tmp_path: Path) -> Async
                             db_schema_prefix=f"d{secrets.token_hex(3)}_", id_hash_key="k", token_key="k",
                             internal_token="k", operator_token="k")
     db = await open_database(settings, settings.db_instance, NODE_MIGRATIONS)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+        if url:
+            await drop_schemas(url, [db.schema])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def hub_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """The hub's database alone, migrated to head, on each backend (PostgreSQL: a fresh schema)."""
+    url = database_url(request.param)
+    settings = HubSettings(home=tmp_path, database_url=url, db_schema_prefix=f"h{secrets.token_hex(3)}_")
+    db = await open_database(settings, "hub", HUB_MIGRATIONS)
     try:
         yield db
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from services.national_hub.adapters import transfer_repo as hub_transfer_repo
 from services.pharmacy_gateway.service_layer import medical_records
 from services.pharmacy_gateway.service_layer import settlements as gateway_settlements
 from services.province_node.adapters import transfer_repo
@@ -62,3 +63,15 @@ async def test_reconciliation_reads_the_institutions_days(gateway: InProcessGate
         settlements.c.fixmedins_code == "P51010000001", settlements.c.settle_day >= "2026-12-01",
         settlements.c.settle_day <= "2026-12-03")
     assert await _indexes(gateway.ctx.db, statement, {}) == [f"ix_{relation}_institution_day"]
+
+
+async def test_the_hubs_timeout_scan_reads_the_routed_transfers_past_their_deadline(hub_database: Database) -> None:
+    """services/national_hub/adapters/transfer_repo.py `overdue` and `routed_of_binding`: the few transfers still
+    ROUTED, out of every transfer the hub ever routed (most of which are past their deadline, and settled)."""
+    transfers = hub_transfer_repo.TRANSFERS
+    overdue = sa.select(transfers.c.transfer_id).where(
+        transfers.c.state == "ROUTED", transfers.c.deadline_at < NOW).limit(500).with_for_update(skip_locked=True)
+    of_binding = sa.select(transfers.c.transfer_id).where(
+        transfers.c.binding_id == "B1", transfers.c.state == "ROUTED")
+    assert await _indexes(hub_database, overdue, {}) == ["ix_hub_transfers_state_deadline"]
+    assert await _indexes(hub_database, of_binding, {}) == ["ix_hub_transfers_state_deadline"]

@@ -65,9 +65,12 @@ class Binding(SQLModel, table=True):
 
 class HubTransfer(SQLModel, table=True):
     __tablename__ = "hub_transfers"
-    # The high-frequency rule counts one giver's and one receiver's recent transfers on every transfer.
+    # The high-frequency rule counts one giver's and one receiver's recent transfers on every transfer. The
+    # timeout scan and a binding's end look for the few transfers still ROUTED (past their deadline): one
+    # range of (state, deadline_at), which every insert and change of state also keeps up to date.
     __table_args__ = (sa.Index("ix_hub_transfers_giver_accepted", "giver_psn_no", "accepted_at"),
-                      sa.Index("ix_hub_transfers_receiver_accepted", "receiver_psn_no", "accepted_at"))
+                      sa.Index("ix_hub_transfers_receiver_accepted", "receiver_psn_no", "accepted_at"),
+                      sa.Index("ix_hub_transfers_state_deadline", "state", "deadline_at"))
 
     transfer_id: str = Field(primary_key=True, max_length=40)
     binding_id: str = Field(max_length=40)
@@ -76,11 +79,11 @@ class HubTransfer(SQLModel, table=True):
     receiver_psn_no: str = Field(max_length=32)
     receiver_admdvs: str = Field(max_length=6)
     amount_fen: int = Field(sa_type=BIGINT)
-    state: str = Field(index=True, max_length=20)  # ROUTED | HELD | CANCEL_REQUESTED | CREDITED | REFUNDED
+    state: str = Field(max_length=20)  # ROUTED | HELD | CANCEL_REQUESTED | CREDITED | REFUNDED
     reason: str | None = Field(default=None, max_length=64)
     accepted_at: datetime
     routed_at: datetime
-    deadline_at: datetime = Field(index=True)
+    deadline_at: datetime
     decided_at: datetime | None = None
 
 

@@ -166,8 +166,8 @@ async def overdue(uow: UnitOfWork, now: datetime, limit: int) -> list[CancelTarg
 
 
 async def routed_of_binding(uow: UnitOfWork, binding_id: str) -> list[CancelTarget]:
-    """The binding's transfers still on their way (the state index finds the few ROUTED ones; the binding is
-    matched among them)."""
+    """The binding's transfers still on their way (ix_hub_transfers_state_deadline finds the few ROUTED ones;
+    the binding is matched among them)."""
     rows = (await uow.execute(_CANCEL_TARGETS.where(
         TRANSFERS.c.binding_id == binding_id, TRANSFERS.c.state == TransferState.ROUTED))).all()
     return [CancelTarget._make(row) for row in rows]
