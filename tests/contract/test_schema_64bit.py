@@ -38,6 +38,7 @@ from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
 from services.province_node.config import NodeSettings
 from shared.db import Database, drop_schemas, open_database, schema_name
 from shared.settings import ServiceSettings
+from tests.support.migrations import upgrade_to
 
 # The only integer columns that may stay 32-bit: none counts money or grows with traffic.
 SMALL_INTEGERS = {
@@ -184,20 +185,8 @@ async def _migrated(service: Service, home: Path, prefix: str, to: str = "head")
     settings = _settings(service, home, prefix)
     database = await open_database(settings, _instance(service), service.migrations if to == "head" else None)
     if to != "head":
-        await _upgrade(database, service.migrations, to)
+        await upgrade_to(database, service.migrations, to)
     return Migrated(service, database, schema_name(settings, _instance(service)))
-
-
-async def _upgrade(database: Database, script_location: Path, to: str) -> None:
-    def run(connection: sa.Connection) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(script_location))
-        config.attributes["connection"] = connection
-        command.upgrade(config, to)
-
-    assert database.engine is not None
-    async with database.engine.begin() as conn:
-        await conn.run_sync(run)
 
 
 async def _columns(migrated: Migrated) -> list[tuple[str, str, str]]:
@@ -265,7 +254,7 @@ async def test_a_schema_migrated_before_keeps_its_money_and_takes_amounts_past_2
             await conn.execute(sa.text(
                 "INSERT INTO ledger_lines (entry_id, account_id, amount_fen) VALUES "
                 "(:e, 'SYS:FUNDING', -2147483000), (:e, 'PA:1', 2147483000)"), {"e": entry_id})
-        await _upgrade(migrated.database, node.migrations, "head")
+        await upgrade_to(migrated.database, node.migrations, "head")
         async with engine.begin() as conn:
             await conn.execute(sa.text(
                 "UPDATE accounts SET balance_fen = balance_fen + :delta WHERE account_id = 'PA:1'"),

@@ -18,6 +18,7 @@ from services.national_hub.config import HubSettings
 from services.province_node.bootstrap import MIGRATIONS as NODE_MIGRATIONS
 from services.province_node.config import NodeSettings
 from shared.db import Database, drop_schemas, open_database
+from shared.settings import ServiceSettings
 from tests.support.gateway import InProcessGateway, in_process_gateway
 from tests.support.inprocess import PROVINCES, InProcessFederation, database_url, in_process_federation
 from tests.support.replicas import Replicas
@@ -84,13 +85,8 @@ async def node_database(request: pytest.FixtureRequest, tmp_path: Path) -> Async
     settings = NodeSettings(province_admdvs="640000", home=tmp_path, database_url=url,
                             db_schema_prefix=f"d{secrets.token_hex(3)}_", id_hash_key="k", token_key="k",
                             internal_token="k", operator_token="k")
-    db = await open_database(settings, settings.db_instance, NODE_MIGRATIONS)
-    try:
+    async with _database_alone(settings, settings.db_instance, NODE_MIGRATIONS) as db:
         yield db
-    finally:
-        await db.dispose()
-        if url:
-            await drop_schemas(url, [db.schema])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -98,13 +94,20 @@ async def hub_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     """The hub's database alone, migrated to head, on each backend (PostgreSQL: a fresh schema)."""
     url = database_url(request.param)
     settings = HubSettings(home=tmp_path, database_url=url, db_schema_prefix=f"h{secrets.token_hex(3)}_")
-    db = await open_database(settings, "hub", HUB_MIGRATIONS)
+    async with _database_alone(settings, "hub", HUB_MIGRATIONS) as db:
+        yield db
+
+
+@contextlib.asynccontextmanager
+async def _database_alone(settings: ServiceSettings, instance: str, migrations: Path) -> AsyncIterator[Database]:
+    """One service instance's database, migrated to head; its PostgreSQL schema dropped afterwards."""
+    db = await open_database(settings, instance, migrations)
     try:
         yield db
     finally:
         await db.dispose()
-        if url:
-            await drop_schemas(url, [db.schema])
+        if settings.database_url:
+            await drop_schemas(settings.database_url, [db.schema])
 
 
 @pytest.fixture

@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from services.province_node.bootstrap import MIGRATIONS
 from services.province_node.config import NodeSettings
 from shared.db import Database, drop_schemas, open_database
+from tests.support.migrations import upgrade_to
 
 POSTGRES_URL = os.environ.get("YIBAO_TEST_POSTGRES_URL", "")
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="YIBAO_TEST_POSTGRES_URL not set")
@@ -46,17 +45,7 @@ async def node_before(tmp_path: Path) -> AsyncIterator[Database]:
     """A province node's schema at the revision before, with one transfer in `transfers_out`."""
     prefix = f"tix_{secrets.token_hex(3)}_"
     database = await _open(tmp_path, prefix)
-
-    def upgrade(connection: sa.Connection) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.upgrade(config, BEFORE)
-
-    assert database.engine is not None
-    async with database.engine.begin() as conn:
-        await conn.run_sync(upgrade)
-        await conn.execute(_insert_transfer("T-before"))
+    await upgrade_to(database, MIGRATIONS, BEFORE, then=_insert_transfer("T-before"))
     try:
         yield database
     finally:
