@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 
 
@@ -42,8 +43,6 @@ def run_env(target_metadata: Any = None) -> None:
 
 def autogenerate(script_location: Path, tables: tuple[Any, ...], message: str, database_path: Path) -> None:
     """Write a new revision for `tables` against a scratch SQLite database at head (`make migration`)."""
-    import sqlalchemy as sa
-
     metadata = sa.MetaData()
     for table in tables:
         table.__table__.to_metadata(metadata)
@@ -69,8 +68,6 @@ def create_index_online(table: str, name: str, columns: list[str], *, replaces: 
     it drops whatever of that name is there before it builds (and drops the old ones only if they are still
     there). Where the table is empty (a new federation), or on SQLite, or inside a caller's transaction, the
     plain statements run in the revision's transaction, as any other."""
-    from alembic import op
-
     migration = op.get_context()
     bind = op.get_bind()
     online = (bind.dialect.name == "postgresql" and context.config.attributes.get(_PER_REVISION, False)
@@ -89,6 +86,4 @@ def create_index_online(table: str, name: str, columns: list[str], *, replaces: 
 
 
 def _has_rows(bind: Any, table: str) -> bool:
-    import sqlalchemy as sa
-
     return bool(bind.execute(sa.select(sa.exists().select_from(sa.table(table)))).scalar())
