@@ -153,15 +153,13 @@ class PosClient:
         is sent once more, newly signed, as a till resends after a lost answer: the gateway's message log gives
         a repeated msgid its original answer, so nothing happens twice. Not with `headers` given: a caller
         that signs its own headers (a test of nonces) gets the error."""
-        body = dumps(envelope)
+        url, body = self.gateway_url + CALL_SERVICE_PATH, dumps(envelope)
         try:
-            response = await self.http.post(self.gateway_url + CALL_SERVICE_PATH, content=body,
-                                            headers=headers or self.signed_headers())
+            response = await self.http.post(url, content=body, headers=headers or self.signed_headers())
         except (httpx.RemoteProtocolError, httpx.ConnectError):
             if headers is not None:
                 raise
-            response = await self.http.post(self.gateway_url + CALL_SERVICE_PATH, content=body,
-                                            headers=self.signed_headers())
+            response = await self.http.post(url, content=body, headers=self.signed_headers())
         return response.status_code, response.json()
 
     async def call(self, infno: str, payload: dict[str, Any], *, msgid: str | None = None,

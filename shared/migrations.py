@@ -68,7 +68,6 @@ def create_index_online(table: str, name: str, columns: list[str], *, replaces: 
     it drops whatever of that name is there before it builds (and drops the old ones only if they are still
     there). Where the table is empty (a new federation), or on SQLite, or inside a caller's transaction, the
     plain statements run in the revision's transaction, as any other."""
-    migration = op.get_context()
     bind = op.get_bind()
     online = (bind.dialect.name == "postgresql" and context.config.attributes.get(_PER_REVISION, False)
               and _has_rows(bind, table))
@@ -78,7 +77,7 @@ def create_index_online(table: str, name: str, columns: list[str], *, replaces: 
             for old in replaces:
                 batch_op.drop_index(old)
         return
-    with migration.autocommit_block():
+    with op.get_context().autocommit_block():
         op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
         op.create_index(name, table, columns, unique=False, postgresql_concurrently=True)
         for old in replaces:

@@ -62,9 +62,7 @@ async def test_admin_changes_through_one_replica_reach_another_at_its_refresh(ga
 
     # Registered again through this replica: the other drops the old credentials at its refresh, reading only
     # what changed (the same dictionaries, updated).
-    again = await gateway.http.post("/v1/admin/institutions", json={
-        "fixmedins_code": till.fixmedins_code, "fixmedins_name": "成都康泰大药房", "admdvs": "510100"},
-        headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+    again = await gateway.register(till.fixmedins_code, "成都康泰大药房", "510100")
     assert again.status_code == 200, again.text
     await other.refresh(gateway.ctx.db)
     assert till.paas_id not in other.by_paas_id and other.by_paas_id is institutions
@@ -90,9 +88,7 @@ async def test_a_replica_that_loads_afresh_holds_what_the_incremental_refreshes_
     await refreshed.load(gateway.ctx.db)
     for number in range(3):  # new institutions, and the till's registered again twice
         code = till.fixmedins_code if number else f"H5101{number:07d}"
-        answer = await gateway.http.post("/v1/admin/institutions", json={
-            "fixmedins_code": code, "fixmedins_name": "成都市第一人民医院", "admdvs": "510100",
-            "kind": "hospital", "hosp_lv": "3"}, headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+        answer = await gateway.register(code, "成都市第一人民医院", "510100", kind="hospital", hosp_lv="3")
         assert answer.status_code in (200, 201), answer.text
         await refreshed.refresh(gateway.ctx.db)
     fresh = context.Registry()
@@ -120,9 +116,7 @@ async def test_refreshes_in_one_process_run_one_at_a_time(gateway: InProcessGate
 
     monkeypatch.setattr(context.Registry, "_load_institutions", slow_load)
     for _ in range(2):
-        again = await gateway.http.post("/v1/admin/institutions", json={
-            "fixmedins_code": till.fixmedins_code, "fixmedins_name": "成都康泰大药房", "admdvs": "510100"},
-            headers=gateway.operator_headers(idempotency_key=uuid.uuid4().hex))
+        again = await gateway.register(till.fixmedins_code, "成都康泰大药房", "510100")
         assert again.status_code == 200, again.text
         await asyncio.gather(registry.refresh(gateway.ctx.db), registry.refresh(gateway.ctx.db))
     assert overlapped and not any(overlapped)

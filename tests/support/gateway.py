@@ -175,11 +175,15 @@ class InProcessGateway:
         headers = {"authorization": f"Bearer {self.ctx.settings.operator_token}"}
         return headers | ({"idempotency-key": idempotency_key} if idempotency_key else {})
 
+    async def register(self, fixmedins_code: str, name: str, admdvs: str, **profile: str) -> httpx.Response:
+        """POST /v1/admin/institutions with a new Idempotency-Key (`profile`: kind, hosp_lv); the answer as it came."""
+        return await self.http.post("/v1/admin/institutions", json={
+            "fixmedins_code": fixmedins_code, "fixmedins_name": name, "admdvs": admdvs, **profile},
+            headers=self.operator_headers(idempotency_key=uuid.uuid4().hex))
+
     async def till(self, fixmedins_code: str, name: str, admdvs: str, *, sign_in: bool = True) -> PosClient:
         """A pharmacy registered through the admin API, signed in (9001) unless told otherwise."""
-        registered = await self.http.post("/v1/admin/institutions", json={
-            "fixmedins_code": fixmedins_code, "fixmedins_name": name, "admdvs": admdvs},
-            headers=self.operator_headers(idempotency_key=uuid.uuid4().hex))
+        registered = await self.register(fixmedins_code, name, admdvs)
         assert registered.status_code == 201, registered.text
         till = PosClient.registered(GATEWAY_URL, registered.json(), http=self.http)
         if sign_in:

@@ -106,7 +106,7 @@ class Registry:
                 await self._load_institutions(view, since=held)
             if stamps.get(CATALOGUE_PART) != self.stamps.get(CATALOGUE_PART):
                 await self._load_catalogues(view)
-        self.stamps = stamps
+            self.stamps = stamps  # under the lock, with the rows it stands for
 
     async def _load_institutions(self, view: ReadView, since: int | None) -> None:
         """Every institution and profile (`since` None), else those stamped after `since`. A changed institution
