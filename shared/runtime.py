@@ -217,10 +217,11 @@ def fastapi_lifespan(settings: ServiceSettings, wiring: Wiring[Ctx], state: dict
 
 # Python's cyclic garbage collector, set for a long-running service. With CPython's defaults a young collection
 # runs every 700 net allocations, and an old one walks every object the service built at start (routes, models,
-# the gateway's registry and catalogues) again and again: under `bench pos` the gateway spent about 6% of its CPU
-# in collections (docs/performance-log.md, 2026-12-03 evening). Once the service is up, what it built is frozen
-# (never walked again) and young collections run at most a fourteenth as often. Memory is still freed by
-# reference counting the moment it is let go; only cycles wait a little longer for their collection.
+# the gateway's registry and catalogues) again and again: under `bench pos` the gateway spent 2.1 s of its 24 s
+# in collections, about 6% after its start (docs/performance-log.md, 2026-12-03 evening). Once the service is
+# up, what it built is frozen (never walked again) and young collections run at most a fourteenth as often.
+# Memory is still freed by reference counting the moment it is let go; only cycles wait a little longer for
+# their collection.
 GC_THRESHOLDS = (10_000, 20, 100)
 _tune_gc_at_start = False
 
